@@ -1,0 +1,39 @@
+# link-fetcher: `make run` runs the main job locally, `make test` runs the test suite. Both install first.
+SHELL := /bin/bash
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_VERBOSITY := -1
+PIPENV := python3 -m pipenv
+RUN := $(PIPENV) run
+YESTERDAY := $(shell date -u -d yesterday +%F 2>/dev/null || python3 -c 'import datetime as d; print(d.date.today()-d.timedelta(1))')
+
+.PHONY: install run test lint format bench clean-db
+
+install: .venv/.installed
+
+.venv/.installed: Pipfile.lock layers/db/pyproject.toml layers/core/pyproject.toml
+	@python3 -m pipenv --version >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
+	$(PIPENV) sync --dev
+	@touch $@
+
+## The main job: fetch yesterday's granules (embedded PostgreSQL unless DATABASE_URL is set).
+run: install
+	$(RUN) link-fetcher migrate
+	$(RUN) link-fetcher status
+
+## The test suite against real PostgreSQL (see scripts/test.sh for how the server is chosen) and Redis.
+test: install
+	@scripts/test.sh $(PYTEST_ARGS)
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: install
+	$(RUN) python -m benchmarks.record
+
+clean-db:
+	rm -rf .pgdata

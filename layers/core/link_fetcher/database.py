@@ -1,0 +1,48 @@
+"""Which database the process uses: DATABASE_URL, the RDS secret (AWS), or an embedded server (CLI default)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from db import get_engine, upgrade_head
+from db.engine import normalise_url, url_from_secret
+from link_fetcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded_servers: dict[Path, object] = {}
+
+
+def configured_url(settings: Settings) -> str | None:
+    if settings.database_url:
+        return normalise_url(settings.database_url)
+    if settings.database_secret_arn:
+        return url_from_secret(settings.database_secret_arn)
+    return None
+
+
+def embedded_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir`; it stops when the process exits."""
+    data_dir = data_dir.resolve()
+    if data_dir not in _embedded_servers:
+        import pgserver  # only the local CLI without DATABASE_URL needs it
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log.info("no DATABASE_URL: using the embedded PostgreSQL in %s", data_dir)
+        _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return normalise_url(_embedded_servers[data_dir].get_uri())
+
+
+def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
+    """The process's engine. The embedded database is migrated on first use, so it is ready to record."""
+    url = configured_url(settings)
+    if url is None:
+        if not allow_embedded:
+            raise RuntimeError("DATABASE_URL (or DATABASE_SECRET_ARN) is not set")
+        engine = get_engine(embedded_url(settings.embedded_db_dir))
+        upgrade_head(engine)
+        return engine
+    return get_engine(url)

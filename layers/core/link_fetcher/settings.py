@@ -1,0 +1,96 @@
+"""Settings from the environment (and a `.env` file locally). Names follow SPEC §6; `.env.example` lists them."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PACKAGED_TILES_FILE = Path(__file__).with_name("hls_allowed_tiles.txt")
+KNOWN_PLATFORMS = ("S2A", "S2B", "S2C")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore")
+
+    # Database: DATABASE_URL, else (AWS) the RDS secret named by DATABASE_SECRET_ARN, else (CLI) embedded.
+    database_url: str | None = None
+    database_secret_arn: str | None = None
+    embedded_db_dir: Path = Path(".pgdata")
+
+    # CDSE endpoints and account.
+    cdse_catalogue_url: str = "https://catalogue.dataspace.copernicus.eu"
+    cdse_download_url: str = "https://download.dataspace.copernicus.eu"
+    cdse_identity_url: str = "https://identity.dataspace.copernicus.eu"
+    cdse_username: str | None = None
+    cdse_password: SecretStr | None = None
+    cdse_page_size: int = Field(1000, ge=1, le=1000)
+
+    # What we want.
+    platforms: CommaList = Field(default_factory=lambda: list(KNOWN_PLATFORMS))
+    product_type: str = "S2MSI1C"
+    max_acquisition_age_days: int = Field(30, ge=1)
+    allowed_tiles_file: Path = PACKAGED_TILES_FILE
+
+    # Delivery sinks; none configured leaves deliveries pending in the outbox.
+    to_download_queue_url: str | None = None
+    redis_url: str | None = None
+    redis_stream: str = "to-download"
+    relay_batch_size: int = Field(10, ge=1, le=10)
+    relay_max_attempts: int = Field(10, ge=1)
+
+    # Push endpoint credentials: a Secrets Manager secret ({"username", "password"}) in AWS, else these.
+    subscription_username: str | None = None
+    subscription_password: SecretStr | None = None
+    subscription_secret_arn: str | None = None
+
+    # Downloader.
+    upload_bucket: str | None = None
+    download_dir: Path = Path("./downloads")
+    download_concurrency: int = Field(4, ge=1)
+
+    # Stream gateway.
+    gateway_api_keys: SecretStr | None = None
+    gateway_streams: str = "*"
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _parse_platforms(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("platforms")
+    @classmethod
+    def _known_platforms(cls, value: list[str]) -> list[str]:
+        platforms = [platform.upper() for platform in value]
+        unknown = sorted(set(platforms) - set(KNOWN_PLATFORMS))
+        if unknown:
+            raise ValueError(f"unknown platform(s) {', '.join(unknown)}; expected some of {', '.join(KNOWN_PLATFORMS)}")
+        if not platforms:
+            raise ValueError("at least one platform is needed")
+        return platforms
+
+    def sink_names(self) -> list[str]:
+        """The configured delivery sinks, in delivery order."""
+        names = []
+        if self.to_download_queue_url:
+            names.append("sqs")
+        if self.redis_url:
+            names.append("redis")
+        return names
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings read once per process (a Lambda container keeps them across invocations)."""
+    return Settings()

@@ -1,0 +1,47 @@
+"""SQS sink: SendMessageBatch of ≤ 10; FIFO queues get a group (tile) and a deduplication id (granule id)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from link_fetcher.sinks import Message, SinkUnavailable
+
+# Fail fast when the queue is unreachable: the delivery stays pending and a later relay retries it.
+_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})
+
+
+class SqsSink:
+    name = "sqs"
+
+    def __init__(self, queue_url: str, client: object | None = None) -> None:
+        self.queue_url = queue_url
+        self.fifo = queue_url.endswith(".fifo")
+        self._client = client or boto3.client("sqs", config=_CLIENT_CONFIG)
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        entries = []
+        for index, message in enumerate(messages):
+            entry = {"Id": str(index), "MessageBody": json.dumps(message.body, separators=(",", ":"))}
+            if self.fifo:
+                entry["MessageGroupId"] = message.group
+                entry["MessageDeduplicationId"] = message.id
+            entries.append(entry)
+        try:
+            response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            raise SinkUnavailable(f"SQS {self.queue_url}: {exc}") from exc
+        refused = {
+            messages[int(failure["Id"])].id: f"{failure.get('Code', 'Error')}: {failure.get('Message', '')}".strip()
+            for failure in response.get("Failed", [])
+        }
+        accepted = {entry["Id"] for entry in response.get("Successful", [])}
+        for index, message in enumerate(messages):
+            # An entry SQS reports neither way was not confirmed: keep it pending rather than assume.
+            if str(index) not in accepted and message.id not in refused:
+                refused[message.id] = "not confirmed by SQS"
+        return refused

@@ -1,0 +1,46 @@
+"""link-fetcher database layer: models, migrations, engine, once-only recording and the delivery outbox."""
+
+from db.engine import DatabaseUnavailable, database_url_from_env, describe_url, get_engine, reset_engines
+from db.migrate import downgrade_base, upgrade_head
+from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Status
+from db.outbox import (
+    UNASSIGNED_SINK,
+    ClaimedDelivery,
+    DeliveryOutcome,
+    assign_unbound,
+    claim_pending,
+    count_by_status,
+    list_deliveries,
+    mark_outcomes,
+    requeue,
+    retry_failed,
+)
+from db.recording import GranuleRecord, record_granules
+
+__all__ = [
+    "UNASSIGNED_SINK",
+    "Base",
+    "ClaimedDelivery",
+    "DatabaseUnavailable",
+    "DeliveryOutcome",
+    "DeliveryStatus",
+    "Granule",
+    "GranuleCount",
+    "GranuleRecord",
+    "Outbox",
+    "Status",
+    "assign_unbound",
+    "claim_pending",
+    "count_by_status",
+    "database_url_from_env",
+    "describe_url",
+    "downgrade_base",
+    "get_engine",
+    "list_deliveries",
+    "mark_outcomes",
+    "record_granules",
+    "requeue",
+    "reset_engines",
+    "retry_failed",
+    "upgrade_head",
+]

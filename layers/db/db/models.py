@@ -1,0 +1,124 @@
+"""SQLAlchemy 2 typed models. The schema changes only through the Alembic migrations in db/migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Granule(Base):
+    """One product, ever: a CDSE Sentinel-2 product (id = CDSE Id) or a STAC item (id = collection/item id)."""
+
+    __tablename__ = "granule"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    filename: Mapped[str] = mapped_column(Text)
+    tile_id: Mapped[str | None] = mapped_column(Text)
+    platform: Mapped[str | None] = mapped_column(Text)
+    product_type: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(Text, comment="MD5 hex digest from CDSE")
+    blake3: Mapped[str | None] = mapped_column(Text, comment="BLAKE3 hex digest from CDSE")
+    sensing_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sensing_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    published: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    download_url: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text, comment="search | subscription | stac")
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Downloader state (migration 0002).
+    downloaded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    downloaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    download_retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    object_key: Mapped[str | None] = mapped_column(Text)
+    download_error: Mapped[str | None] = mapped_column(Text)
+    # STAC items (migration 0003).
+    collection: Mapped[str | None] = mapped_column(Text)
+    cloud_cover: Mapped[float | None] = mapped_column(Float)
+    assets: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="selected band -> href")
+    item: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="the full STAC item")
+
+    __table_args__ = (Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),)
+
+
+class GranuleCount(Base):
+    """Per publication day and platform: what the server reported and how far the poller got."""
+
+    __tablename__ = "granule_count"
+
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    platform: Mapped[str] = mapped_column(Text, primary_key=True)
+    available_links: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fetched_links: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_fetched_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Resume point of an unfinished day: the PublicationDate reached and how many products at exactly
+    # that instant were already read.
+    cursor_published: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cursor_offset: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class Status(Base):
+    __tablename__ = "status"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Outbox(Base):
+    """One delivery of one granule to one sink. Rows are written in the transaction that records the granule."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    granule_id: Mapped[str] = mapped_column(Text, ForeignKey("granule.id", ondelete="CASCADE"))
+    sink: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("granule_id", "sink"),
+        Index("ix_outbox_pending", "sink", "id", postgresql_where=text("status = 'pending'")),
+        Index("ix_outbox_status_created", "status", "created_at"),
+    )

@@ -1,0 +1,174 @@
+"""The delivery outbox: claim pending deliveries without double-sending, record outcomes, list and requeue."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from db.models import DeliveryStatus, Granule
+
+# Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
+UNASSIGNED_SINK = "unassigned"
+
+_GRANULE_COLUMNS = ", ".join(f"g.{column.name}" for column in Granule.__table__.columns)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    outbox_id: int
+    sink: str
+    attempts: int
+    granule: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    outbox_id: int
+    error: str | None  # None: the sink accepted the message
+
+
+def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
+    """Turn each pending delivery recorded with no sink into one delivery per configured sink."""
+    if not sinks:
+        return 0
+    result = conn.execute(
+        text(
+            """
+            WITH unbound AS (
+                DELETE FROM outbox WHERE sink = :unassigned AND status = 'pending' RETURNING granule_id, created_at
+            )
+            INSERT INTO outbox (granule_id, sink, created_at)
+            SELECT unbound.granule_id, sinks.sink, unbound.created_at
+            FROM unbound CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+            ON CONFLICT (granule_id, sink) DO NOTHING
+            """
+        ),
+        {"unassigned": UNASSIGNED_SINK, "sinks": list(sinks)},
+    )
+    return result.rowcount
+
+
+def claim_pending(conn: Connection, sink: str, limit: int) -> list[ClaimedDelivery]:
+    """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds.
+
+    The locks last until the caller's transaction ends, so the caller sends and records the outcome
+    inside that transaction: concurrent relays never see the same delivery.
+    """
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
+            FROM outbox o JOIN granule g ON g.id = o.granule_id
+            WHERE o.sink = :sink AND o.status = 'pending'
+            ORDER BY o.id
+            LIMIT :limit
+            FOR UPDATE OF o SKIP LOCKED
+            """
+        ),
+        {"sink": sink, "limit": limit},
+    ).mappings()
+    claimed = []
+    for row in rows:
+        granule = dict(row)
+        claimed.append(
+            ClaimedDelivery(
+                outbox_id=granule.pop("outbox_id"),
+                sink=granule.pop("sink"),
+                attempts=granule.pop("attempts"),
+                granule=granule,
+            )
+        )
+    return claimed
+
+
+def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
+    """Record a batch's outcomes in one statement: accepted → sent; refused → attempts+1, failed at the limit."""
+    if not outcomes:
+        return
+    conn.execute(
+        text(
+            """
+            UPDATE outbox o SET
+                status = CASE
+                    WHEN r.error IS NULL THEN 'sent'
+                    WHEN o.attempts + 1 >= :max_attempts THEN 'failed'
+                    ELSE 'pending' END,
+                attempts = o.attempts + 1,
+                last_error = r.error,
+                sent_at = CASE WHEN r.error IS NULL THEN now() END,
+                updated_at = now()
+            FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS r(id, error)
+            WHERE o.id = r.id
+            """
+        ),
+        {
+            "ids": [outcome.outbox_id for outcome in outcomes],
+            "errors": [outcome.error for outcome in outcomes],
+            "max_attempts": max_attempts,
+        },
+    )
+
+
+def retry_failed(conn: Connection, sinks: Sequence[str] | None = None) -> int:
+    """Put failed deliveries back to pending with a fresh attempt budget."""
+    result = conn.execute(
+        text(
+            """
+            UPDATE outbox SET status = 'pending', attempts = 0, updated_at = now()
+            WHERE status = 'failed' AND (CAST(:sinks AS text[]) IS NULL OR sink = ANY(CAST(:sinks AS text[])))
+            """
+        ),
+        {"sinks": list(sinks) if sinks is not None else None},
+    )
+    return result.rowcount
+
+
+def requeue(conn: Connection, granule_ids: Sequence[str], sinks: Sequence[str]) -> int:
+    """Schedule the granules for delivery again (one pending delivery per sink), whatever their past state."""
+    if not granule_ids or not sinks:
+        return 0
+    result = conn.execute(
+        text(
+            """
+            INSERT INTO outbox (granule_id, sink)
+            SELECT ids.id, sinks.sink
+            FROM unnest(CAST(:ids AS text[])) AS ids(id) CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+            ON CONFLICT (granule_id, sink) DO UPDATE
+                SET status = 'pending', attempts = 0, last_error = NULL, sent_at = NULL, updated_at = now()
+            """
+        ),
+        {"ids": list(granule_ids), "sinks": list(sinks)},
+    )
+    return result.rowcount
+
+
+def count_by_status(conn: Connection) -> dict[tuple[str, str], int]:
+    """{(sink, status): deliveries}."""
+    rows = conn.execute(text("SELECT sink, status, count(*) FROM outbox GROUP BY sink, status"))
+    return {(sink, status): count for sink, status, count in rows}
+
+
+def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Iterator[dict[str, Any]]:
+    """Deliveries in the given states, oldest first, streamed (a backlog can be large)."""
+    result = (
+        conn.execution_options(stream_results=True, yield_per=1000)
+        .execute(
+            text(
+                """
+            SELECT o.granule_id AS id, o.sink, o.status, o.attempts, o.last_error, o.created_at, o.updated_at,
+                   g.filename
+            FROM outbox o JOIN granule g ON g.id = o.granule_id
+            WHERE o.status = ANY(CAST(:statuses AS text[]))
+            ORDER BY o.id
+            """
+            ),
+            {"statuses": [str(status) for status in statuses]},
+        )
+        .mappings()
+    )
+    for row in result:
+        yield {key: value.isoformat() if isinstance(value, dt.datetime) else value for key, value in row.items()}

@@ -1,0 +1,104 @@
+"""Once-only recording: a batch of granules and their deliveries in one statement, in the caller's transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GranuleRecord:
+    """What any source knows about a product when it first sees it (columns of `granule`)."""
+
+    id: str
+    filename: str
+    download_url: str
+    source: str
+    tile_id: str | None = None
+    platform: str | None = None
+    product_type: str | None = None
+    size: int | None = None
+    checksum: str | None = None
+    blake3: str | None = None
+    sensing_start: dt.datetime | None = None
+    sensing_end: dt.datetime | None = None
+    published: dt.datetime | None = None
+    collection: str | None = None
+    cloud_cover: float | None = None
+    assets: dict[str, Any] | None = None
+    item: dict[str, Any] | None = None
+
+
+# (column, SQL type in the record set). Order is the INSERT column order.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "text"),
+    ("filename", "text"),
+    ("download_url", "text"),
+    ("source", "text"),
+    ("tile_id", "text"),
+    ("platform", "text"),
+    ("product_type", "text"),
+    ("size", "bigint"),
+    ("checksum", "text"),
+    ("blake3", "text"),
+    ("sensing_start", "timestamptz"),
+    ("sensing_end", "timestamptz"),
+    ("published", "timestamptz"),
+    ("collection", "text"),
+    ("cloud_cover", "double precision"),
+    ("assets", "jsonb"),
+    ("item", "jsonb"),
+)
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+
+# The whole batch travels as one JSON parameter, so a page of 1,000 granules is one statement and one round
+# trip whatever its size. Rows are sorted by id so concurrent batches lock in the same order (no deadlock);
+# DISTINCT ON drops duplicates inside the batch. Outbox rows are written only for ids this statement
+# inserted: a granule seen before (or being recorded by a concurrent transaction, which we wait for on the
+# unique index) yields no row in `inserted` and so no delivery.
+_RECORD_SQL = text(
+    f"""
+    WITH incoming AS (
+        SELECT DISTINCT ON (id) {_NAMES}
+        FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({", ".join(f"{n} {t}" for n, t in _COLUMNS)})
+        ORDER BY id
+    ),
+    inserted AS (
+        INSERT INTO granule ({_NAMES})
+        SELECT {_NAMES} FROM incoming
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ),
+    scheduled AS (
+        INSERT INTO outbox (granule_id, sink)
+        SELECT inserted.id, sinks.sink FROM inserted CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+    )
+    SELECT id FROM inserted
+    """
+)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a granule record")
+
+
+def record_granules(conn: Connection, records: Sequence[GranuleRecord], sinks: Sequence[str]) -> list[str]:
+    """Insert the granules not recorded before and one pending delivery per sink for each; return new ids.
+
+    Runs in the caller's transaction (`with engine.begin() as conn`), so a caller can commit its own
+    progress (a paging cursor, say) atomically with the batch.
+    """
+    if not records:
+        return []
+    if not sinks:
+        raise ValueError("record_granules needs at least one sink name (db.UNASSIGNED_SINK when none is configured)")
+    rows = json.dumps([dataclasses.asdict(record) for record in records], default=_json_default)
+    result = conn.execute(_RECORD_SQL, {"rows": rows, "sinks": list(sinks)})
+    return [row[0] for row in result]

@@ -1,0 +1,103 @@
+"""Shared fixtures. Tests talk to real PostgreSQL and Redis; AWS is moto; CDSE is a fake HTTP server.
+
+Database: DATABASE_URL names the server (CI: the local one); each test session creates its own database
+on it, migrates it with Alembic and drops it at the end. Without DATABASE_URL an embedded server is used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from db import get_engine, reset_engines, upgrade_head
+from db.engine import normalise_url
+from link_fetcher.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TABLES = ("outbox", "granule", "granule_count", "status")
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server to create test databases on."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield normalise_url(url)
+        return
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="lf-pg-") as data_dir:
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        yield normalise_url(server.get_uri())
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    name = f"lf_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_head(get_engine(url))
+    yield url
+    reset_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    """The session database, emptied before each test."""
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    """Settings for a test: never the developer's `.env`, the session database, no sink unless given."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "to_download_queue_url": None,
+            "redis_url": None,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so nothing can reach real AWS."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test (or concurrently running session) uses: streams, queues, buckets."""
+    return f"lf-test-{secrets.token_hex(4)}"

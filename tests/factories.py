@@ -1,0 +1,72 @@
+"""Test data: granule records and CDSE products shaped like the real fixture."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from db import GranuleRecord
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PUSH_FIXTURE = json.loads((FIXTURES / "push-granule-created.json").read_text())
+
+
+def granule_record(index: int = 0, *, source: str = "search", tile: str = "28PHQ", **overrides: Any) -> GranuleRecord:
+    product_id = overrides.pop("id", str(uuid.UUID(int=index + 1)))
+    sensing = dt.datetime(2024, 9, 12, 11, 25, 41, tzinfo=dt.UTC) + dt.timedelta(seconds=index)
+    values: dict[str, Any] = {
+        "id": product_id,
+        "filename": f"S2A_MSIL1C_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}_20240912T133420.SAFE",
+        "download_url": f"https://download.dataspace.copernicus.eu/odata/v1/Products({product_id})/$value",
+        "source": source,
+        "tile_id": tile,
+        "platform": "S2A",
+        "product_type": "S2MSI1C",
+        "size": 132_384_463,
+        "checksum": "700a3f2014ab3670408b94e4310924dd",
+        "blake3": "fd35ef962ec7a09b190dc4049fe98906cc89f16e1a4322b622a49fc62e3f6e43",
+        "sensing_start": sensing,
+        "sensing_end": sensing,
+        "published": dt.datetime(2024, 9, 12, 14, 52, 6, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
+    }
+    values.update(overrides)
+    return GranuleRecord(**values)
+
+
+def cdse_product(
+    *,
+    product_id: str | None = None,
+    platform: str = "S2A",
+    tile: str = "28PHQ",
+    published: dt.datetime | None = None,
+    sensing: dt.datetime | None = None,
+    product_type: str = "S2MSI1C",
+) -> dict[str, Any]:
+    """A product like the fixture's `value`, with its identity, platform, tile and dates replaced."""
+    product = copy.deepcopy(PUSH_FIXTURE["value"])
+    product_id = product_id or str(uuid.uuid4())
+    sensing = sensing or dt.datetime(2024, 9, 12, 11, 25, 41, 24000, tzinfo=dt.UTC)
+    published = published or sensing + dt.timedelta(hours=3)
+    level = "L2A" if product_type == "S2MSI2A" else "L1C"
+    name = f"{platform}_MSI{level}_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}_{published:%Y%m%dT%H%M%S}.SAFE"
+    iso = lambda value: value.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+    product.update(
+        Id=product_id,
+        Name=name,
+        PublicationDate=iso(published),
+        ContentDate={"Start": iso(sensing), "End": iso(sensing)},
+    )
+    for attribute in product["Attributes"]:
+        if attribute["Name"] == "tileId":
+            attribute["Value"] = tile
+        elif attribute["Name"] == "platformSerialIdentifier":
+            attribute["Value"] = platform[-1]
+        elif attribute["Name"] == "productType":
+            attribute["Value"] = product_type
+        elif attribute["Name"] in ("beginningDateTime", "endingDateTime"):
+            attribute["Value"] = iso(sensing)
+    return product

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from db import Base, downgrade_base, get_engine, upgrade_head
+from db.migrate import current_revision
+
+EXPECTED_TABLES = {"granule", "granule_count", "status", "outbox", "alembic_version"}
+
+
+@pytest.fixture
+def scratch_url(server_url: str, unique_name: str):
+    """An empty database of its own: these tests migrate it up and down."""
+    name = unique_name.replace("-", "_")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    get_engine(make_url(server_url).set(database=name).render_as_string(hide_password=False)).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_upgrade_creates_tables_and_is_idempotent(scratch_url: str) -> None:
+    engine = get_engine(scratch_url)
+    upgrade_head(engine)
+    assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
+    head = current_revision(engine)
+    upgrade_head(engine)
+    assert current_revision(engine) == head == "0003"
+
+
+def test_downgrade_base_then_upgrade_head(scratch_url: str) -> None:
+    engine = get_engine(scratch_url)
+    upgrade_head(engine)
+    downgrade_base(engine)
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    assert current_revision(engine) is None
+    upgrade_head(engine)
+    assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
+
+
+def test_models_and_migrations_agree(database_url: str) -> None:
+    with get_engine(database_url).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_cli_migrate_twice_changes_nothing(scratch_url: str) -> None:
+    env_run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "link_fetcher.cli", "migrate"],
+        env={"DATABASE_URL": scratch_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    first, second = env_run(), env_run()
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "0003" in second.stdout
+    assert set(inspect(get_engine(scratch_url)).get_table_names()) >= EXPECTED_TABLES
