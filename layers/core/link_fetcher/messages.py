@@ -6,6 +6,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from cloudevents.core.v1.event import CloudEvent
+
+PRODUCER = "link-fetcher"
+GRANULE_FOUND = "link-fetcher.granule.found"
+
 
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
@@ -31,3 +36,27 @@ def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
     if granule.get("blake3"):
         body["blake3"] = granule["blake3"]
     return body
+
+
+def cloudevent_type(body: Mapping[str, Any]) -> str:
+    """The CloudEvent `type` that announces `body`."""
+    return GRANULE_FOUND
+
+
+def to_cloudevent(body: Mapping[str, Any], *, time: dt.datetime) -> CloudEvent:
+    """The CloudEvent announcing `body` (SPEC §5). `time` is when link-fetcher recorded it, so a repeated
+    delivery carries the same event. `producer` and `href` serve consumers of the plain subject/producer/href form."""
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": body["id"],
+            "source": f"/{PRODUCER}/{body['source']}",
+            "type": cloudevent_type(body),
+            "subject": body["filename"],
+            "time": time.astimezone(dt.UTC),
+            "datacontenttype": "application/json",
+            "producer": PRODUCER,
+            "href": body["download_url"],
+        },
+        data=dict(body),
+    )

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     to_download_queue_url: str | None = None
     redis_url: str | None = None
     redis_stream: str = "to-download"
+    # Approximate bound on the stream length (XADD MAXLEN ~); 0 keeps every entry.
+    redis_stream_maxlen: int = Field(100_000, ge=0)
     relay_batch_size: int = Field(10, ge=1, le=10)
     relay_max_attempts: int = Field(10, ge=1)
 

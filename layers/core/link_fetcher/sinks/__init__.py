@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,6 +16,7 @@ class Message:
     id: str  # the granule id: consumers dedupe on it
     body: dict[str, Any]
     group: str  # ordering group for FIFO queues (the tile)
+    recorded_at: dt.datetime | None = None  # when the granule was recorded: the CloudEvent `time`
 
 
 class SinkUnavailable(RuntimeError):

@@ -1,0 +1,90 @@
+"""Redis Streams sink: each granule becomes one stream entry whose fields are a CloudEvent's attributes (SPEC §5).
+
+A relay batch is one MULTI/EXEC pipeline of XADDs: one round trip, and the batch lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from link_fetcher.messages import to_cloudevent
+from link_fetcher.sinks import Message, SinkUnavailable
+
+if TYPE_CHECKING:
+    from link_fetcher.settings import Settings
+
+_JSON = JSONFormat()
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def stream_fields(event: CloudEvent) -> dict[str, str]:
+    """A CloudEvent as flat stream fields: one per attribute (extensions included), plus `data` as JSON text."""
+    fields = {name: _field_text(value) for name, value in event.get_attributes().items()}
+    fields["data"] = _JSON.write_data(event.get_data(), event.get_datacontenttype()).decode()
+    return fields
+
+
+def event_from_fields(fields: Mapping[str | bytes, str | bytes]) -> CloudEvent:
+    """The CloudEvent back from a stream entry's fields (what consumers call)."""
+    attributes = {_text(name): _text(value) for name, value in fields.items()}
+    data = attributes.pop("data", None)
+    if "time" in attributes:
+        attributes["time"] = dt.datetime.fromisoformat(attributes["time"])
+    payload = _JSON.read_data(data.encode(), attributes.get("datacontenttype")) if data is not None else None
+    return CloudEvent(attributes, payload)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStreamSink:
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, stream: str, *, maxlen: int | None = None) -> None:
+        self._client = client
+        self.stream = stream
+        self.maxlen = maxlen or None  # 0 / None: never trim
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStreamSink:
+        # Short timeouts and a single quick retry: a Redis that is down must not hold the relay (and the other
+        # sinks) for long; its deliveries stay pending for the next relay.
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        )
+        return cls(client, settings.redis_stream, maxlen=settings.redis_stream_maxlen)
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        pipe = self._client.pipeline(transaction=True)
+        for message in messages:
+            time = message.recorded_at or dt.datetime.now(dt.UTC)
+            fields = stream_fields(to_cloudevent(message.body, time=time))
+            pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            # Down, unreachable, or the key is not a stream: nothing of this batch was added (MULTI/EXEC).
+            raise SinkUnavailable(f"Redis stream {self.stream}: {_one_line(exc)}") from exc
+        return {}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
