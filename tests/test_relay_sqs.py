@@ -116,7 +116,7 @@ def _closed_port() -> int:
 def test_endpoint_down_leaves_everything_pending(engine: Engine, aws_env) -> None:
     ids = _record(engine, 15)
     client = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{_closed_port()}", region_name="us-east-1")
-    report = relay(engine, [SqsSink("http://127.0.0.1/000000000000/q", client=client)])
+    report = relay(engine, [SqsSink("http://127.0.0.1/000000000000/q", client=client)], workers=1)
     assert report.sent == {"sqs": 0} and "sqs" in report.unavailable and report.pending == 15
     # Only the batch in flight used an attempt; the rest were not touched.
     with engine.connect() as conn:
@@ -135,7 +135,7 @@ def test_two_relays_at_once_never_double_send(engine: Engine, aws_env) -> None:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
         sink = SqsSink(endpoint.queue_url("q"), client=client)
         reports = []
-        threads = [threading.Thread(target=lambda: reports.append(relay(engine, [sink]))) for _ in range(3)]
+        threads = [threading.Thread(target=lambda: reports.append(relay(engine, [sink], workers=2))) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:

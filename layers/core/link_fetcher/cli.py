@@ -147,6 +147,7 @@ def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
         batch_size=settings.relay_batch_size,
         max_attempts=settings.relay_max_attempts,
         retry_failed=retry_failed,
+        workers=settings.relay_workers,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
@@ -34,36 +36,50 @@ def to_message(granule: dict) -> Message:
     return Message(id=granule["id"], body=to_download_body(granule), group=granule.get("tile_id") or "none")
 
 
-def relay_sink(engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, report: RelayReport) -> None:
-    """Drain `sink`'s pending deliveries. Sending happens while the rows are locked, so a concurrent relay
-    skips them; a crash before COMMIT repeats at most this one batch."""
+def relay_sink(
+    engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
+) -> None:
+    """Drain `sink`'s pending deliveries with `workers` threads. Each batch is sent while its rows are locked
+    (FOR UPDATE SKIP LOCKED), so workers and concurrent relays never share a delivery, and a crash before
+    COMMIT repeats at most the batches in flight."""
+    stop = threading.Event()
+    lock = threading.Lock()
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
-    while True:
-        with engine.begin() as conn:
-            claimed = claim_pending(conn, sink.name, batch_size)
-            if not claimed:
-                return
-            messages = [to_message(delivery.granule) for delivery in claimed]
-            try:
-                refused = sink.send(messages)
-            except SinkUnavailable as exc:
-                error = str(exc)
-                mark_outcomes(conn, [DeliveryOutcome(d.outbox_id, error) for d in claimed], max_attempts)
-                report.unavailable[sink.name] = error
-                log.warning("sink %s unavailable, %d deliveries stay pending: %s", sink.name, len(claimed), error)
-                return
-            mark_outcomes(
-                conn,
-                [DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"])) for d in claimed],
-                max_attempts,
-            )
-        report.sent[sink.name] += len(claimed) - len(refused)
-        report.refused[sink.name] += len(refused)
-        if refused:
-            log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
-            # Refused entries stay pending; retrying them in this run would only repeat the refusal.
-            return
+
+    def drain() -> None:
+        while not stop.is_set():
+            with engine.begin() as conn:
+                claimed = claim_pending(conn, sink.name, batch_size)
+                if not claimed:
+                    return
+                messages = [to_message(delivery.granule) for delivery in claimed]
+                try:
+                    refused = sink.send(messages)
+                except SinkUnavailable as exc:
+                    stop.set()
+                    mark_outcomes(conn, [DeliveryOutcome(d.outbox_id, str(exc)) for d in claimed], max_attempts)
+                    with lock:
+                        report.unavailable[sink.name] = str(exc)
+                    log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, exc)
+                    return
+                mark_outcomes(
+                    conn, [DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"])) for d in claimed], max_attempts
+                )
+            with lock:
+                report.sent[sink.name] += len(claimed) - len(refused)
+                report.refused[sink.name] += len(refused)
+            if refused:
+                log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
+                # Refused entries stay pending; retrying them in this run would only repeat the refusal.
+                stop.set()
+
+    if workers == 1:
+        drain()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"relay-{sink.name}") as pool:
+        for future in [pool.submit(drain) for _ in range(workers)]:
+            future.result()
 
 
 def relay(
@@ -73,6 +89,7 @@ def relay(
     batch_size: int = 10,
     max_attempts: int = 10,
     retry_failed: bool = False,
+    workers: int = 1,
 ) -> RelayReport:
     """Deliver what is pending to each sink; a sink that is down does not stop the others."""
     report = RelayReport()
@@ -82,7 +99,7 @@ def relay(
         if retry_failed:
             db_retry_failed(conn, sink_names)
     for sink in sinks:
-        relay_sink(engine, sink, batch_size=batch_size, max_attempts=max_attempts, report=report)
+        relay_sink(engine, sink, batch_size=batch_size, max_attempts=max_attempts, workers=workers, report=report)
     report.pending, report.failed = delivery_backlog(engine)
     return report
 

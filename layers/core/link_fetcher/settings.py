@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     redis_stream_maxlen: int = Field(100_000, ge=0)
     relay_batch_size: int = Field(10, ge=1, le=10)
     relay_max_attempts: int = Field(10, ge=1)
+    # 1 keeps SPEC §5's bound: a crash repeats at most one batch; n workers repeat at most n batches.
+    relay_workers: int = Field(1, ge=1, le=16)
 
     # Push endpoint credentials: a Secrets Manager secret ({"username", "password"}) in AWS, else these.
     subscription_username: str | None = None
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     # Stream gateway.
     gateway_api_keys: SecretStr | None = None
     gateway_streams: str = "*"
+    gateway_max_entry_bytes: int = Field(65_536, ge=1)
+    gateway_max_count: int = Field(1000, ge=1)
+    gateway_max_block_ms: int = Field(30_000, ge=0)
+    gateway_max_connections_per_key: int = Field(16, ge=1)
+    gateway_send_queue: int = Field(1000, ge=1)
 
     @field_validator("platforms", mode="before")
     @classmethod

@@ -1,0 +1,59 @@
+"""Benchmark plumbing: a scratch database on the local server, statement counting, and the fake SQS client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+
+import boto3
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from db import get_engine, upgrade_head
+from db.engine import normalise_url
+
+SERVER_URL = normalise_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[Engine]:
+    """A migrated database of its own, dropped afterwards."""
+    name = f"lf_bench_{secrets.token_hex(4)}"
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    engine = get_engine(url)
+    try:
+        upgrade_head(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class StatementCounter:
+    """Counts the statements an engine sends (each one is a database round trip)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def count(self, verb: str | None = None) -> int:
+        return sum(1 for s in self.statements if verb is None or s == verb)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+
+def sqs_client(endpoint_url: str):
+    return boto3.client(
+        "sqs", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
