@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,11 @@ from link_fetcher.messages import to_download_body
 from link_fetcher.sinks import Message, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
+
+# Entries a sink refuses (SQS partial batch failures: throttling, internal errors) are resent alone, this many
+# times with doubling pauses, before the run leaves them pending for the next relay.
+RESENDS = 2
+RESEND_PAUSE_S = 0.1
 
 
 @dataclasses.dataclass
@@ -33,7 +39,30 @@ class RelayReport:
 
 
 def to_message(granule: dict) -> Message:
-    return Message(id=granule["id"], body=to_download_body(granule), group=granule.get("tile_id") or "none")
+    return Message(
+        id=granule["id"],
+        body=to_download_body(granule),
+        group=granule.get("tile_id") or "none",
+        recorded_at=granule.get("first_seen"),
+    )
+
+
+def deliver_batch(sink: Sink, messages: Sequence[Message]) -> tuple[dict[str, str], str | None]:
+    """Send a batch, then resend only the entries the sink refused. Returns ({message id: error} for those
+    still not accepted, the outage if the sink went down, in which case every entry not yet accepted is listed)."""
+    outstanding = list(messages)
+    refused: dict[str, str] = {}
+    for resend in range(RESENDS + 1):
+        if resend:
+            time.sleep(RESEND_PAUSE_S * 2 ** (resend - 1))
+        try:
+            refused = sink.send(outstanding)
+        except SinkUnavailable as exc:
+            return {message.id: str(exc) for message in outstanding}, str(exc)
+        if not refused:
+            break
+        outstanding = [message for message in outstanding if message.id in refused]
+    return refused, None
 
 
 def relay_sink(
@@ -44,35 +73,43 @@ def relay_sink(
     COMMIT repeats at most the batches in flight."""
     stop = threading.Event()
     lock = threading.Lock()
+    refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being claimed again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
 
-    def drain() -> None:
+    def drain_batches() -> None:
         while not stop.is_set():
             with engine.begin() as conn:
-                claimed = claim_pending(conn, sink.name, batch_size)
+                with lock:
+                    exclude = list(refused_this_run)
+                claimed = claim_pending(conn, sink.name, batch_size, exclude)
                 if not claimed:
                     return
-                messages = [to_message(delivery.granule) for delivery in claimed]
-                try:
-                    refused = sink.send(messages)
-                except SinkUnavailable as exc:
-                    stop.set()
-                    mark_outcomes(conn, [DeliveryOutcome(d.outbox_id, str(exc)) for d in claimed], max_attempts)
-                    with lock:
-                        report.unavailable[sink.name] = str(exc)
-                    log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, exc)
-                    return
-                mark_outcomes(
-                    conn, [DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"])) for d in claimed], max_attempts
-                )
+                refused, outage = deliver_batch(sink, [to_message(delivery.granule) for delivery in claimed])
+                outcomes = [
+                    DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None)
+                    for d in claimed
+                ]
+                mark_outcomes(conn, outcomes, max_attempts)
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)
-                report.refused[sink.name] += len(refused)
-            if refused:
-                log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
-                # Refused entries stay pending; retrying them in this run would only repeat the refusal.
+                if outage is not None:
+                    report.unavailable[sink.name] = outage
+                else:
+                    report.refused[sink.name] += len(refused)
+                    refused_this_run.update(o.outbox_id for o in outcomes if o.error is not None)
+            if outage is not None:
                 stop.set()
+                log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
+            elif refused:
+                log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
+
+    def drain() -> None:
+        try:
+            drain_batches()
+        except BaseException:
+            stop.set()  # e.g. the database went away: the other workers stop too
+            raise
 
     if workers == 1:
         drain()

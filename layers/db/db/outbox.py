@@ -29,6 +29,8 @@ class ClaimedDelivery:
 class DeliveryOutcome:
     outbox_id: int
     error: str | None  # None: the sink accepted the message
+    # False when the sink was down as a whole: that is not the message's fault, so it costs no attempt.
+    attempted: bool = True
 
 
 def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
@@ -52,8 +54,9 @@ def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
     return result.rowcount
 
 
-def claim_pending(conn: Connection, sink: str, limit: int) -> list[ClaimedDelivery]:
-    """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds.
+def claim_pending(conn: Connection, sink: str, limit: int, exclude: Sequence[int] = ()) -> list[ClaimedDelivery]:
+    """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds and the
+    outbox ids in `exclude` (those the sink refused earlier in this run).
 
     The locks last until the caller's transaction ends, so the caller sends and records the outcome
     inside that transaction: concurrent relays never see the same delivery.
@@ -63,13 +66,13 @@ def claim_pending(conn: Connection, sink: str, limit: int) -> list[ClaimedDelive
             f"""
             SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
             FROM outbox o JOIN granule g ON g.id = o.granule_id
-            WHERE o.sink = :sink AND o.status = 'pending'
+            WHERE o.sink = :sink AND o.status = 'pending' AND o.id <> ALL(CAST(:exclude AS bigint[]))
             ORDER BY o.id
             LIMIT :limit
             FOR UPDATE OF o SKIP LOCKED
             """
         ),
-        {"sink": sink, "limit": limit},
+        {"sink": sink, "limit": limit, "exclude": list(exclude)},
     ).mappings()
     claimed = []
     for row in rows:
@@ -86,7 +89,8 @@ def claim_pending(conn: Connection, sink: str, limit: int) -> list[ClaimedDelive
 
 
 def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
-    """Record a batch's outcomes in one statement: accepted → sent; refused → attempts+1, failed at the limit."""
+    """Record a batch's outcomes in one statement: accepted → sent; refused → attempts+1, failed at the limit;
+    not attempted (sink down) → stays pending with its error."""
     if not outcomes:
         return
     conn.execute(
@@ -95,19 +99,21 @@ def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_att
             UPDATE outbox o SET
                 status = CASE
                     WHEN r.error IS NULL THEN 'sent'
-                    WHEN o.attempts + 1 >= :max_attempts THEN 'failed'
+                    WHEN r.attempted AND o.attempts + 1 >= :max_attempts THEN 'failed'
                     ELSE 'pending' END,
-                attempts = o.attempts + 1,
+                attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
                 last_error = r.error,
                 sent_at = CASE WHEN r.error IS NULL THEN now() END,
                 updated_at = now()
-            FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS r(id, error)
+            FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]))
+                AS r(id, error, attempted)
             WHERE o.id = r.id
             """
         ),
         {
             "ids": [outcome.outbox_id for outcome in outcomes],
             "errors": [outcome.error for outcome in outcomes],
+            "attempted": [outcome.attempted for outcome in outcomes],
             "max_attempts": max_attempts,
         },
     )
