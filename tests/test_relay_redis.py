@@ -1,0 +1,161 @@
+"""Redis Streams sink against the real Redis: CloudEvent entries, MAXLEN, outages at the start and mid-run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from db import record_granules
+from link_fetcher.relay import relay
+from link_fetcher.sinks import Message
+from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
+from tests.factories import granule_record
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.schema import assert_valid_message
+
+CLOUDEVENT_FIELDS = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "data",
+    "producer",
+    "href",
+}
+
+
+@pytest.fixture
+def redis_client(redis_url: str, unique_name: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.delete(unique_name)
+    client.close()
+
+
+def _record(engine: Engine, count: int, sinks: Sequence[str] = ("redis",)) -> list[str]:
+    with engine.begin() as conn:
+        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
+
+
+def _sink(make_settings, url: str, stream: str, maxlen: int = 0) -> RedisStreamSink:
+    return RedisStreamSink.from_settings(make_settings(redis_url=url, redis_stream=stream, redis_stream_maxlen=maxlen))
+
+
+def _stream_ids(client: redis.Redis, stream: str) -> list[str]:
+    return [fields[b"id"].decode() for _, fields in client.xrange(stream)]
+
+
+def _pending_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'pending'")).scalar_one()
+
+
+def test_one_cloudevent_entry_per_granule(engine, make_settings, redis_url, redis_client, unique_name) -> None:
+    ids = _record(engine, 25)
+    sink = _sink(make_settings, redis_url, unique_name)
+    report = relay(engine, [sink])
+    assert report.sent == {"redis": 25} and report.pending == 0
+    entries = redis_client.xrange(unique_name)
+    assert sorted(fields[b"id"].decode() for _, fields in entries) == sorted(ids)
+    with engine.connect() as conn:
+        first_seen = dict(conn.execute(text("SELECT id, first_seen FROM granule")).all())
+    for _, fields in entries:
+        assert {name.decode() for name in fields} == CLOUDEVENT_FIELDS
+        event = event_from_fields(fields)
+        body = json.loads(fields[b"data"])
+        assert_valid_message(body)
+        assert event.get_data() == body and body["id"] == event.get_id()
+        assert event.get_specversion() == "1.0"
+        assert event.get_type() == "link-fetcher.granule.found"
+        assert event.get_source() == "/link-fetcher/search"
+        assert event.get_subject() == body["filename"]
+        assert event.get_datacontenttype() == "application/json"
+        assert event.get_extension("producer") == "link-fetcher"
+        assert event.get_extension("href") == body["download_url"]
+        # The event time is when the granule was recorded, so a repeated delivery is the same event.
+        assert event.get_time() == first_seen[body["id"]]
+        assert fields[b"time"].decode().endswith("Z")
+    # Nothing is left to send: a second relay adds nothing.
+    assert relay(engine, [sink]).sent == {"redis": 0}
+    assert redis_client.xlen(unique_name) == 25
+
+
+def test_approximate_maxlen_bounds_the_stream(engine, make_settings, redis_url, redis_client, unique_name) -> None:
+    _record(engine, 1000)
+    relay(engine, [_sink(make_settings, redis_url, unique_name, maxlen=100)], workers=2)
+    # "~" trims whole macro-nodes only, so the stream keeps at least MAXLEN entries and a node's worth more.
+    assert 100 <= redis_client.xlen(unique_name) < 1000
+
+
+def test_redis_down_at_start_then_relay_delivers_each_once(
+    engine, make_settings, redis_url, redis_client, unique_name
+) -> None:
+    ids = _record(engine, 15)
+    down = _sink(make_settings, "redis://127.0.0.1:1/0", unique_name)
+    started = time.monotonic()
+    report = relay(engine, [down])
+    assert time.monotonic() - started < 5, "a Redis that is down must fail fast"
+    assert report.sent == {"redis": 0} and "Redis stream" in report.unavailable["redis"]
+    assert report.pending == 15
+    report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
+    assert report.sent == {"redis": 15} and report.pending == 0 and not report.unavailable
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
+
+
+class _StopsBeforeBatch:
+    """Delegates to a sink, cutting the connection to Redis just before the n-th batch."""
+
+    def __init__(self, sink: RedisStreamSink, proxy: TcpProxy, batch: int) -> None:
+        self.name = sink.name
+        self._sink, self._proxy, self._batch, self._calls = sink, proxy, batch, 0
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        self._calls += 1
+        if self._calls == self._batch:
+            self._proxy.stop()
+        return self._sink.send(messages)
+
+
+def test_redis_down_mid_run_keeps_the_rest_pending(engine, make_settings, redis_url, redis_client, unique_name) -> None:
+    ids = _record(engine, 60)
+    target = urlsplit(redis_url)
+    with TcpProxy(target.hostname, target.port or 6379) as proxy:
+        proxied = _sink(make_settings, f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}", unique_name)
+        report = relay(engine, [_StopsBeforeBatch(proxied, proxy, batch=4)])
+    assert report.sent == {"redis": 30} and "redis" in report.unavailable and report.pending == 30
+    # MULTI/EXEC: the batch cut mid-way added nothing, so nothing is repeated afterwards.
+    assert redis_client.xlen(unique_name) == 30
+    report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
+    assert report.sent == {"redis": 30} and report.pending == 0
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
+
+
+def test_two_relays_at_once_never_double_send(engine, make_settings, redis_url, redis_client, unique_name) -> None:
+    ids = _record(engine, 400)
+    sink = _sink(make_settings, redis_url, unique_name)
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(relay(engine, [sink], workers=2))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
+    assert sum(report.sent["redis"] for report in reports) == 400
+
+
+def test_wrong_key_type_is_an_outage_not_a_loss(engine, make_settings, redis_url, redis_client, unique_name) -> None:
+    redis_client.set(unique_name, "not a stream")
+    _record(engine, 5)
+    report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
+    assert "WRONGTYPE" in report.unavailable["redis"] and report.pending == 5
+    assert _pending_count(engine) == 5
