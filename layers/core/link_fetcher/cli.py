@@ -225,3 +225,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+from link_fetcher.stac.commands import stac_fetch  # noqa: E402
+cli.add_command(stac_fetch)

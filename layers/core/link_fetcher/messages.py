@@ -10,6 +10,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 PRODUCER = "link-fetcher"
 GRANULE_FOUND = "link-fetcher.granule.found"
+STAC_ITEM_FOUND = "link-fetcher.stac-item.found"
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -35,12 +36,18 @@ def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
         body["checksum"] = granule["checksum"]
     if granule.get("blake3"):
         body["blake3"] = granule["blake3"]
+    if granule["source"] == "stac":
+        # A STAC item: `href` is its self link (what plain subject/producer/href consumers read), `assets`
+        # holds only the bands the watch asked for.
+        body["href"] = granule["download_url"]
+        body["collection"] = granule.get("collection")
+        body["assets"] = granule.get("assets") or {}
     return body
 
 
 def cloudevent_type(body: Mapping[str, Any]) -> str:
     """The CloudEvent `type` that announces `body`."""
-    return GRANULE_FOUND
+    return STAC_ITEM_FOUND if body.get("source") == "stac" else GRANULE_FOUND
 
 
 def to_cloudevent(body: Mapping[str, Any], *, time: dt.datetime) -> CloudEvent:

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     download_dir: Path = Path("./downloads")
     download_concurrency: int = Field(4, ge=1)
 
+    # STAC source (`stac-fetch`, lambdas/stac_fetcher): watches file, items per search page, tries per request.
+    stac_watches_file: Path = Path("watches.toml")
+    stac_page_size: int = Field(100, ge=1, le=10000)
+    stac_http_attempts: int = Field(6, ge=1)
+
     # Stream gateway.
     gateway_api_keys: SecretStr | None = None
     gateway_streams: str = "*"

@@ -1,0 +1,1 @@
+"""STAC source: watch an area on any STAC API by time windows, with band selection."""

@@ -1,0 +1,199 @@
+"""`link-fetcher stac-fetch`: record the items of an area on a STAC API (or of named watches), then deliver."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from link_fetcher.cli import (
+    CliContext,
+    CliFailure,
+    ConfigurationError,
+    pass_context,
+    report_delivery,
+    run_relay,
+    stderr,
+)
+from link_fetcher.cli import stdout as console
+from link_fetcher.relay import sink_names_for_recording
+from link_fetcher.sinks import build_sinks
+from link_fetcher.stac.area import Area, AreaError, load_geojson, parse_bbox
+from link_fetcher.stac.client import StacApiError, StacUnreachable, UnknownCollection
+from link_fetcher.stac.fetching import (
+    DEFAULT_WINDOW,
+    CheckedQuery,
+    CollectionSummary,
+    StacQuery,
+    fetch_items,
+    open_and_check,
+)
+from link_fetcher.stac.items import UnknownBands
+from link_fetcher.stac.timerange import TimeRange, TimeRangeError, parse_duration, parse_range, window_count
+from link_fetcher.stac.watches import WatchConfigError, load_watches, select_watches
+
+
+def _bands(values: Sequence[str]) -> tuple[str, ...]:
+    """`--assets red,green --assets nir` → (red, green, nir), first occurrence kept."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return tuple(dict.fromkeys(names))
+
+
+def _area(bbox: str | None, intersects: Path | None) -> Area:
+    if (bbox is None) == (intersects is None):
+        raise ConfigurationError("give exactly one of --bbox and --intersects")
+    return parse_bbox(bbox) if bbox is not None else load_geojson(intersects)  # type: ignore[arg-type]
+
+
+def _queries_from_options(
+    *,
+    api: str | None,
+    collections: tuple[str, ...],
+    bbox: str | None,
+    intersects: Path | None,
+    datetime_text: str | None,
+    window: str | None,
+    assets: tuple[str, ...],
+    max_cloud: float | None,
+    now: dt.datetime,
+) -> list[tuple[str, StacQuery]]:
+    if not api or not collections or not datetime_text:
+        raise ConfigurationError("stac-fetch needs --api, --collection and --datetime (or --watch NAME / --all)")
+    query = StacQuery(
+        api_url=api,
+        collections=tuple(dict.fromkeys(collections)),
+        area=_area(bbox, intersects),
+        time_range=parse_range(datetime_text, now=now),
+        window=parse_duration(window) if window else DEFAULT_WINDOW,
+        bands=_bands(assets),
+        max_cloud=max_cloud,
+    )
+    return [(", ".join(query.collections), query)]
+
+
+def _queries_from_watches(
+    watches_file: Path, names: tuple[str, ...], every: bool, datetime_text: str | None, now: dt.datetime
+) -> list[tuple[str, StacQuery]]:
+    watches = select_watches(load_watches(watches_file), names, every=every, source=str(watches_file))
+    time_range: TimeRange | None = parse_range(datetime_text, now=now) if datetime_text else None
+    base_dir = watches_file.parent
+    return [(watch.name, watch.query(base_dir, now=now, time_range=time_range)) for watch in watches]
+
+
+def _print_summary(results: list[tuple[str, CollectionSummary]]) -> None:
+    table = Table(title="stac-fetch")
+    for column in ("watch", "collection", "windows", "pages", "returned", "new", "known", "skipped"):
+        table.add_column(column, justify="left" if column in ("watch", "collection", "skipped") else "right")
+    for label, summary in results:
+        skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.rejected.items()))
+        table.add_row(
+            label,
+            summary.collection,
+            str(summary.windows),
+            str(summary.pages),
+            str(summary.returned),
+            str(summary.recorded),
+            str(summary.known),
+            skipped,
+        )
+    console.print(table)
+
+
+def _fetch_all(
+    obj: CliContext, checked: list[CheckedQuery], sink_names: list[str]
+) -> list[tuple[str, CollectionSummary]]:
+    settings = obj.settings
+    total = sum(window_count(c.query.time_range, c.query.window) * len(c.query.collections) for c in checked)
+    results: list[tuple[str, CollectionSummary]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task("windows", total=total)
+
+        def on_window(collection: str, window: TimeRange, summary: CollectionSummary) -> None:
+            progress.update(
+                task, advance=1, description=f"{collection} {window.start:%Y-%m-%d %H:%M} +{summary.recorded}"
+            )
+
+        for query in checked:
+            summaries = fetch_items(
+                obj.engine(),
+                query.api,
+                query.query,
+                sink_names,
+                page_size=settings.stac_page_size,
+                on_window=on_window,
+            )
+            results.extend((query.label, summary) for summary in summaries)
+    return results
+
+
+@click.command("stac-fetch")
+@click.option("--api", help="STAC API root URL, e.g. https://earth-search.aws.element84.com/v1.")
+@click.option("--collection", "collections", multiple=True, help="Collection id (repeatable).")
+@click.option("--bbox", help="Area: minx,miny,maxx,maxy in degrees.")
+@click.option("--intersects", type=click.Path(path_type=Path), help="Area: a GeoJSON file (geometry or features).")
+@click.option("--datetime", "datetime_text", help="START/END (dates or RFC 3339; END exclusive, `..` = now).")
+@click.option("--window", help="Search window size, e.g. 6h or 1d (default 1d).")
+@click.option("--assets", multiple=True, help="Bands to deliver, comma-separated (default: every asset).")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), help="Largest eo:cloud_cover to keep (percent).")
+@click.option("--watch", "watch_names", multiple=True, help="Run this watch from the watches file (repeatable).")
+@click.option("--all", "all_watches", is_flag=True, help="Run every watch in the watches file.")
+@click.option("--watches-file", type=click.Path(path_type=Path), help="Default: STAC_WATCHES_FILE (watches.toml).")
+@pass_context
+def stac_fetch(
+    obj: CliContext,
+    api: str | None,
+    collections: tuple[str, ...],
+    bbox: str | None,
+    intersects: Path | None,
+    datetime_text: str | None,
+    window: str | None,
+    assets: tuple[str, ...],
+    max_cloud: float | None,
+    watch_names: tuple[str, ...],
+    all_watches: bool,
+    watches_file: Path | None,
+) -> int:
+    """Record each new item of an area on a STAC API (by time windows, every page), then deliver it once.
+
+    Either describe the search (--api, --collection, --bbox or --intersects, --datetime) or name watches
+    (--watch NAME, --all; --datetime then overrides their lookback).
+    """
+    now = dt.datetime.now(dt.UTC)
+    from_watches = bool(watch_names) or all_watches
+    search_options = api or collections or bbox or intersects or window or assets or max_cloud is not None
+    try:
+        if from_watches and search_options:
+            raise ConfigurationError("--watch/--all take the search from the watches file: drop the search options")
+        if from_watches:
+            path = watches_file or obj.settings.stac_watches_file
+            queries = _queries_from_watches(path, watch_names, all_watches, datetime_text, now)
+        else:
+            queries = _queries_from_options(
+                api=api,
+                collections=collections,
+                bbox=bbox,
+                intersects=intersects,
+                datetime_text=datetime_text,
+                window=window,
+                assets=assets,
+                max_cloud=max_cloud,
+                now=now,
+            )
+        checked = open_and_check(queries, attempts=obj.settings.stac_http_attempts)
+    except (AreaError, TimeRangeError, WatchConfigError, UnknownCollection, UnknownBands, StacUnreachable) as exc:
+        raise ConfigurationError(str(exc)) from None
+    except StacApiError as exc:
+        raise CliFailure(str(exc)) from None
+
+    sinks = build_sinks(obj.settings)
+    try:
+        results = _fetch_all(obj, checked, sink_names_for_recording(sinks))
+    except StacApiError as exc:
+        raise CliFailure(f"{exc} (items recorded so far are kept; run the same range again to finish)") from None
+    _print_summary(results)
+    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))

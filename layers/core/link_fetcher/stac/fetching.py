@@ -1,0 +1,135 @@
+"""Fetch a STAC area: check everything first (collections, bands), then walk the windows, recording each page
+with its deliveries in one transaction. Delivery itself is the relay's job."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from db import record_granules
+from link_fetcher.stac.area import Area
+from link_fetcher.stac.client import SearchRequest, StacApi
+from link_fetcher.stac.items import ItemCriteria, UnknownBands, check_bands, rejection_reason, to_record
+from link_fetcher.stac.timerange import TimeRange, windows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = dt.timedelta(days=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StacQuery:
+    """What to watch: an area on one API, over a time range cut into windows."""
+
+    api_url: str
+    collections: tuple[str, ...]
+    area: Area
+    time_range: TimeRange
+    window: dt.timedelta = DEFAULT_WINDOW
+    bands: tuple[str, ...] = ()
+    max_cloud: float | None = None
+
+
+@dataclasses.dataclass
+class CollectionSummary:
+    collection: str
+    windows: int = 0
+    pages: int = 0
+    returned: int = 0  # items the API returned, window-boundary repeats included
+    recorded: int = 0  # new: recorded now and scheduled for delivery
+    known: int = 0  # recorded before (by an earlier run or a concurrent one)
+    rejected: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+
+ProgressCallback = Callable[[str, TimeRange, CollectionSummary], None]
+
+
+def check_query(api: StacApi, query: StacQuery) -> None:
+    """Fail before recording anything: every collection exists and every band asked for is an asset (by the
+    collection's `item_assets`, else by the first item in the area and range)."""
+    for collection in query.collections:
+        description = api.collection(collection)
+        if not query.bands:
+            continue
+        item_assets = description.get("item_assets")
+        if isinstance(item_assets, dict) and item_assets:
+            if missing := [band for band in query.bands if band not in item_assets]:
+                raise UnknownBands(f"collection {collection} (item_assets)", missing, list(item_assets))
+            continue
+        probe = SearchRequest(collection, query.area, query.time_range, page_size=1)
+        first_page = next(api.pages(probe), [])
+        if first_page:
+            check_bands(first_page[0], query.bands)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckedQuery:
+    label: str  # the watch name, or what the command line asked
+    query: StacQuery
+    api: StacApi
+
+
+def open_and_check(queries: Sequence[tuple[str, StacQuery]], *, attempts: int) -> list[CheckedQuery]:
+    """Open each API once and check every query, so a bad one stops the run before anything is recorded."""
+    apis: dict[str, StacApi] = {}
+    checked = []
+    for label, query in queries:
+        if query.api_url not in apis:
+            apis[query.api_url] = StacApi.open(query.api_url, attempts=attempts)
+        check_query(apis[query.api_url], query)
+        checked.append(CheckedQuery(label, query, apis[query.api_url]))
+    return checked
+
+
+def fetch_items(
+    engine: Engine,
+    api: StacApi,
+    query: StacQuery,
+    sink_names: Sequence[str],
+    *,
+    page_size: int,
+    on_window: ProgressCallback | None = None,
+) -> list[CollectionSummary]:
+    """Record every item of a checked query not recorded before; one summary per collection."""
+    summaries = []
+    for collection in query.collections:
+        summary = CollectionSummary(collection)
+        summaries.append(summary)
+        for window in windows(query.time_range, query.window):
+            criteria = ItemCriteria(window=window, bands=query.bands, max_cloud=query.max_cloud)
+            request = SearchRequest(collection, query.area, window, query.max_cloud, page_size)
+            for page in api.pages(request):
+                _record_page(engine, api, collection, page, criteria, sink_names, summary)
+            summary.windows += 1
+            if on_window:
+                on_window(collection, window, summary)
+    return summaries
+
+
+def _record_page(
+    engine: Engine,
+    api: StacApi,
+    collection: str,
+    page: list[dict],
+    criteria: ItemCriteria,
+    sink_names: Sequence[str],
+    summary: CollectionSummary,
+) -> None:
+    records = []
+    for item in page:
+        if reason := rejection_reason(item, criteria):
+            summary.rejected[reason] += 1
+        else:
+            records.append(to_record(item, collection=collection, bands=criteria.bands, api_url=api.url))
+    with engine.begin() as conn:
+        new_ids = record_granules(conn, records, sink_names)
+    summary.pages += 1
+    summary.returned += len(page)
+    summary.recorded += len(new_ids)
+    summary.known += len(records) - len(new_ids)
+    log.info("%s %s: page of %d, %d new", collection, criteria.window, len(page), len(new_ids))

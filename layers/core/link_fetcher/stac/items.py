@@ -1,0 +1,158 @@
+"""STAC items: which to keep, the bands asked for, and the granule record one becomes. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from db import GranuleRecord
+from link_fetcher.stac.timerange import TimeRange
+
+SOURCE = "stac"
+
+# An MGRS tile inside an item id: S2B_33UUP_20240901_0_L2A (Earth Search) or …_R022_T33UUP_… (ESA names).
+_TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=_|$)")
+_MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
+_SENTINEL_PLATFORM = re.compile(r"^sentinel-?2([a-d])$", re.IGNORECASE)
+
+
+class UnknownBands(ValueError):
+    """Bands asked for that an item does not have; the message lists the item's assets."""
+
+    def __init__(self, owner: str, missing: Sequence[str], available: Sequence[str]) -> None:
+        super().__init__(f"unknown band(s) {', '.join(missing)}: {owner} has assets {', '.join(sorted(available))}")
+
+
+def _normal_tile(text: str) -> str | None:
+    match = _MGRS_TILE.match(text.strip().upper().removeprefix("MGRS-").removeprefix("T"))
+    return f"{int(match[1]):02d}{match[2]}{match[3]}" if match else None
+
+
+def tile_of(item: Mapping[str, Any]) -> str | None:
+    """MGRS tile: `grid:code` (MGRS-33UUP), `s2:mgrs_tile`, the `mgrs:*` triple, else the item id."""
+    properties = item.get("properties") or {}
+    code = properties.get("grid:code")
+    if isinstance(code, str) and code.upper().startswith("MGRS-") and (tile := _normal_tile(code)):
+        return tile
+    if isinstance(code := properties.get("s2:mgrs_tile"), str) and (tile := _normal_tile(code)):
+        return tile
+    zone, band, square = (properties.get(f"mgrs:{key}") for key in ("utm_zone", "latitude_band", "grid_square"))
+    if zone is not None and band and square and (tile := _normal_tile(f"{zone}{band}{square}")):
+        return tile
+    match = _TILE_IN_ID.search(str(item.get("id", "")).upper())
+    return match[1] if match else None
+
+
+def platform_of(item: Mapping[str, Any]) -> str | None:
+    """`S2A`… for Sentinel-2 (as CDSE granules name it), else the item's `platform` as given."""
+    platform = (item.get("properties") or {}).get("platform")
+    if not isinstance(platform, str):
+        return None
+    match = _SENTINEL_PLATFORM.match(platform.strip())
+    return f"S2{match[1].upper()}" if match else platform
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    return instant.replace(tzinfo=dt.UTC) if instant.tzinfo is None else instant
+
+
+def sensing_time(item: Mapping[str, Any]) -> dt.datetime | None:
+    """`datetime`, or `start_datetime` for items that only give a range."""
+    properties = item.get("properties") or {}
+    return _instant(properties.get("datetime")) or _instant(properties.get("start_datetime"))
+
+
+def cloud_cover(item: Mapping[str, Any]) -> float | None:
+    value = (item.get("properties") or {}).get("eo:cloud_cover")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def self_href(item: Mapping[str, Any], *, api_url: str, collection: str) -> str:
+    """The item's `self` link; the standard items path under the API when the item gives none."""
+    for link in item.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return f"{api_url.rstrip('/')}/collections/{collection}/items/{item['id']}"
+
+
+def asset_names(item: Mapping[str, Any]) -> list[str]:
+    return list((item.get("assets") or {}).keys())
+
+
+def missing_bands(item: Mapping[str, Any], bands: Sequence[str]) -> list[str]:
+    assets = item.get("assets") or {}
+    return [band for band in bands if band not in assets]
+
+
+def check_bands(item: Mapping[str, Any], bands: Sequence[str]) -> None:
+    """UnknownBands when the item lacks a band asked for: used on the first item to catch a misspelt band."""
+    if missing := missing_bands(item, bands):
+        raise UnknownBands(f"item {item.get('id')}", missing, asset_names(item))
+
+
+def selected_assets(item: Mapping[str, Any], bands: Sequence[str]) -> dict[str, str]:
+    """{band: href} for the bands asked for, in the order asked; every asset when no band is named."""
+    assets = item.get("assets") or {}
+    names = bands or list(assets)
+    return {name: assets[name]["href"] for name in names if isinstance(assets.get(name), dict)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemCriteria:
+    """What a search keeps of what the API returns in one window."""
+
+    window: TimeRange
+    bands: tuple[str, ...] = ()
+    max_cloud: float | None = None
+
+
+def rejection_reason(item: Mapping[str, Any], criteria: ItemCriteria) -> str | None:
+    """Why the item is not recorded (None: record it). An item belongs to the window holding its datetime:
+    STAC intervals are closed, so an item exactly at a window's end comes back in two windows and is kept in
+    the second only."""
+    sensed = sensing_time(item)
+    if sensed is None:
+        return "no datetime"
+    if not criteria.window.contains(sensed):
+        return "outside window"
+    if criteria.max_cloud is not None:
+        cover = cloud_cover(item)
+        if cover is None or cover > criteria.max_cloud:
+            return "cloudy"
+    if missing_bands(item, criteria.bands):
+        return "missing bands"
+    return None
+
+
+def granule_id(collection: str, item_id: str) -> str:
+    """Unique across sources: CDSE ids are UUIDs, never `collection/…`."""
+    return f"{collection}/{item_id}"
+
+
+def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str], api_url: str) -> GranuleRecord:
+    properties = item.get("properties") or {}
+    return GranuleRecord(
+        id=granule_id(collection, str(item["id"])),
+        filename=str(item["id"]),
+        download_url=self_href(item, api_url=api_url, collection=collection),
+        source=SOURCE,
+        tile_id=tile_of(item),
+        platform=platform_of(item),
+        product_type=properties.get("s2:product_type") if isinstance(properties.get("s2:product_type"), str) else None,
+        sensing_start=sensing_time(item),
+        sensing_end=_instant(properties.get("end_datetime")),
+        published=_instant(properties.get("published")) or _instant(properties.get("created")),
+        collection=collection,
+        cloud_cover=cloud_cover(item),
+        assets=selected_assets(item, bands),
+        item=dict(item),
+    )
