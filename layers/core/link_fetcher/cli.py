@@ -152,20 +152,29 @@ def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
 
 
 def report_delivery(report: RelayReport, *, sinks_configured: bool = True) -> int:
-    """Print what the relay did; exit 1 while configured sinks leave deliveries pending or failed."""
-    for sink, sent in report.sent.items():
-        stderr.print(f"{sink}: {sent} delivered")
-    for sink, error in report.unavailable.items():
-        stderr.print(f"{sink}: unavailable: {error}", markup=False, highlight=False)
+    """Print what the relay did as one line on stderr; exit 1 while configured sinks leave deliveries pending or
+    failed. Plain print: rich would wrap a long line at the console width."""
+    delivered = "delivered: " + ", ".join(f"{sink} {sent}" for sink, sent in report.sent.items())
     if not sinks_configured:
         if report.pending:
-            stderr.print(f"{report.pending} deliveries pending (no sink configured; `link-fetcher pending` lists them)")
+            print(
+                f"{report.pending} deliveries pending (no sink configured; `link-fetcher pending` lists them)",
+                file=sys.stderr,
+            )
         return 0
-    if report.pending or report.failed:
-        failed = f", {report.failed} failed" if report.failed else ""
-        stderr.print(f"{report.pending} deliveries pending{failed}: run `link-fetcher relay` when the sink is back")
-        return 1
-    return 0
+    if not (report.pending or report.failed):
+        print(delivered, file=sys.stderr)
+        return 0
+    problems = [f"{sink} unavailable: {error}" for sink, error in report.unavailable.items()]
+    problems += [f"{sink} refused {refused}" for sink, refused in report.refused.items() if refused]
+    backlog = f"{report.pending} deliveries pending" + (f", {report.failed} failed" if report.failed else "")
+    if problems:
+        backlog += f" ({'; '.join(problems)})"
+    hint = "run `link-fetcher relay` when the sink is back" + (
+        " (`--retry-failed` retries the failed)" if report.failed else ""
+    )
+    print(f"{delivered}; {backlog}: {hint}", file=sys.stderr)
+    return 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -226,4 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 from link_fetcher.stac.commands import stac_fetch  # noqa: E402
+
 cli.add_command(stac_fetch)
+from link_fetcher.push.commands import serve  # noqa: E402
+
+cli.add_command(serve)

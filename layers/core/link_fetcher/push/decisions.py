@@ -1,0 +1,42 @@
+"""What to do with each notification: record it, or skip it and why. Pure: no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from db import GranuleRecord
+from link_fetcher.products import Criteria, load_allowed_tiles, rejection_reason, to_record
+from link_fetcher.push.notifications import Notification
+from link_fetcher.settings import Settings
+
+SOURCE = "subscription"
+RECORDED_EVENT = "created"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    record: GranuleRecord
+    reason: str | None  # None: keep (record it); else why it is skipped, for logs and metrics
+
+    @property
+    def kept(self) -> bool:
+        return self.reason is None
+
+
+def push_criteria(settings: Settings) -> Criteria:
+    """Everything the poller puts in its query, checked here instead: CDSE pushes whatever the subscription's
+    filter lets through."""
+    return Criteria(
+        allowed_tiles=load_allowed_tiles(settings.allowed_tiles_file),
+        platforms=frozenset(settings.platforms),
+        product_type=settings.product_type,
+        max_acquisition_age=dt.timedelta(days=settings.max_acquisition_age_days),
+    )
+
+
+def decide(notification: Notification, criteria: Criteria, now: dt.datetime, download_base_url: str) -> Decision:
+    record = to_record(notification.product, source=SOURCE, download_base_url=download_base_url)
+    if notification.event.lower() != RECORDED_EVENT:
+        return Decision(record, "event_not_created")
+    return Decision(record, rejection_reason(record, criteria, now))

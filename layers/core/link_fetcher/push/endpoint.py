@@ -1,0 +1,194 @@
+"""The push endpoint's request handling (SPEC §3), shared by the Lambda and `link-fetcher serve`: authenticate,
+validate, filter, record (source `subscription`) and deliver what this request inserted."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from db import DatabaseUnavailable, record_granules
+from link_fetcher.products import Criteria
+from link_fetcher.push.auth import Credentials, CredentialsUnavailable, credentials_source, is_authorized
+from link_fetcher.push.decisions import Decision, decide, push_criteria
+from link_fetcher.push.notifications import InvalidNotification, parse_notifications
+from link_fetcher.relay import RelayReport, relay_sink, sink_names_for_recording
+from link_fetcher.settings import Settings
+from link_fetcher.sinks import Sink, build_sinks
+
+MAX_BODY_BYTES = 1024 * 1024
+SERVICE = "link-subscription"
+METRICS_NAMESPACE = "LinkFetcher"
+# Errors meaning "the database cannot be reached right now": 503, so CDSE retries the notification.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, DatabaseUnavailable)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    error: str | None = None  # the JSON body's `error`; None: no body
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return json.dumps({"error": self.error}).encode() if self.error is not None else b""
+
+
+NO_CONTENT = Reply(204)
+UNAUTHORIZED = Reply(401, "unauthorized", {"WWW-Authenticate": 'Basic realm="link-fetcher", charset="UTF-8"'})
+TOO_LARGE = Reply(413, f"body larger than {MAX_BODY_BYTES} bytes")
+DATABASE_UNAVAILABLE = Reply(503, "database unavailable, retry later", {"Retry-After": "30"})
+CREDENTIALS_UNAVAILABLE = Reply(503, "credentials unavailable, retry later", {"Retry-After": "30"})
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header's value whatever its case (API Gateway keeps the client's case)."""
+    name = name.lower()
+    return next((value for key, value in (headers or {}).items() if key.lower() == name), None)
+
+
+class PushEndpoint:
+    """Thread-safe: `serve` calls `handle` from many threads at once."""
+
+    def __init__(
+        self,
+        *,
+        engine: Callable[[], Engine],
+        credentials: Callable[[], Credentials],
+        criteria: Criteria,
+        sinks: Sequence[Sink],
+        download_base_url: str,
+        relay_batch_size: int = 10,
+        relay_max_attempts: int = 10,
+        logger: Logger | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._engine = engine
+        self._credentials = credentials
+        self._criteria = criteria
+        self._sinks = list(sinks)
+        self._sink_names = sink_names_for_recording(self._sinks)
+        self._download_base_url = download_base_url
+        self._relay_batch_size = relay_batch_size
+        self._relay_max_attempts = relay_max_attempts
+        self.logger = logger or Logger(service=SERVICE)
+        self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+        self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, engine: Callable[[], Engine], *, logger: Logger | None = None, **kwargs: Any
+    ) -> PushEndpoint:
+        """ValueError when the endpoint's credentials are not configured."""
+        return cls(
+            engine=engine,
+            credentials=credentials_source(settings),
+            criteria=push_criteria(settings),
+            sinks=build_sinks(settings),
+            download_base_url=settings.cdse_download_url,
+            relay_batch_size=settings.relay_batch_size,
+            relay_max_attempts=settings.relay_max_attempts,
+            logger=logger,
+            **kwargs,
+        )
+
+    def authenticate(self, headers: Mapping[str, str] | None) -> Reply | None:
+        """None when the request carries the right credentials, else the reply to send."""
+        try:
+            expected = self._credentials()
+        except CredentialsUnavailable as exc:
+            self.logger.error("cannot check credentials", extra={"error": str(exc)})
+            self.count("credentials_unavailable")
+            return CREDENTIALS_UNAVAILABLE
+        if is_authorized(header(headers, "authorization"), expected):
+            return None
+        self.logger.warning("notification refused: missing or wrong credentials")
+        self.count("unauthorized")
+        return UNAUTHORIZED
+
+    def refuse_too_large(self) -> Reply:
+        self.logger.warning("notification refused: body too large")
+        self.count("too_large")
+        return TOO_LARGE
+
+    def handle(self, headers: Mapping[str, str] | None, body: bytes) -> Reply:
+        """The reply to one POST /events. `body` may be cut short just past MAX_BODY_BYTES by the caller."""
+        if refusal := self.authenticate(headers):
+            return refusal
+        if len(body) > MAX_BODY_BYTES:
+            return self.refuse_too_large()
+        try:
+            notifications = parse_notifications(body)
+        except InvalidNotification as exc:
+            self.logger.warning("notification refused: invalid", extra={"error": str(exc)})
+            self.count("invalid")
+            return Reply(400, str(exc))
+        now = self._clock()
+        decisions = [decide(n, self._criteria, now, self._download_base_url) for n in notifications]
+        try:
+            inserted = self._record(decisions)
+        except DATABASE_DOWN as exc:
+            self.logger.error("database unavailable", extra={"error": type(exc).__name__})
+            self.count("database_unavailable")
+            return DATABASE_UNAVAILABLE
+        self._log_decisions(decisions, set(inserted))
+        if inserted:
+            self._deliver(inserted)
+        return NO_CONTENT
+
+    def count(self, outcome: str, value: int = 1) -> None:
+        with self._metrics_lock:
+            self.metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=value)
+
+    def _record(self, decisions: Sequence[Decision]) -> list[str]:
+        records = [decision.record for decision in decisions if decision.kept]
+        if not records:
+            return []
+        with self._engine().begin() as conn:
+            return record_granules(conn, records, self._sink_names)
+
+    def _log_decisions(self, decisions: Sequence[Decision], inserted: set[str]) -> None:
+        for decision in decisions:
+            record = decision.record
+            outcome = ("recorded" if record.id in inserted else "duplicate") if decision.kept else "filtered"
+            reason = decision.reason or outcome
+            self.logger.info(
+                f"notification {outcome}",
+                extra={"product": record.filename, "product_id": record.id, "outcome": outcome, "reason": reason},
+            )
+            self.count(reason)
+
+    def _deliver(self, inserted: Sequence[str]) -> None:
+        """Deliver now; the granule is recorded whatever happens here, and what is not delivered stays pending
+        for the scheduled relay, so failures are logged, not answered."""
+        if not self._sinks:
+            return
+        report = RelayReport()
+        try:
+            engine = self._engine()
+            for sink in self._sinks:
+                relay_sink(
+                    engine,
+                    sink,
+                    batch_size=self._relay_batch_size,
+                    max_attempts=self._relay_max_attempts,
+                    workers=1,
+                    report=report,
+                )
+        except Exception:  # see the docstring: the 204 stands, the delivery stays pending
+            self.logger.exception("delivery failed; it stays pending", extra={"granules": list(inserted)})
+            return
+        for sink, error in report.unavailable.items():
+            self.logger.warning("sink unavailable; delivery stays pending", extra={"sink": sink, "error": error})
+        if report.total_sent:
+            self.count("delivered", report.total_sent)

@@ -1,0 +1,53 @@
+"""`link-fetcher serve`: the push endpoint as an ASGI app (FastAPI under uvicorn). Requests are handled
+concurrently: the blocking work (database, sinks) runs in the server's thread pool."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from link_fetcher.push.endpoint import MAX_BODY_BYTES, PushEndpoint, Reply
+
+
+def create_app(endpoint: PushEndpoint) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if endpoint.metrics.metric_set:
+            endpoint.metrics.flush_metrics()  # what has not reached powertools' 100-value auto-flush
+
+    app = FastAPI(title="link-fetcher push", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    @app.post("/events", status_code=204)
+    async def events(request: Request) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            # Known too large before reading it: answer without taking the body in.
+            reply = await run_in_threadpool(endpoint.authenticate, request.headers) or endpoint.refuse_too_large()
+        else:
+            body = await _read_at_most(request, MAX_BODY_BYTES + 1)
+            reply = await run_in_threadpool(endpoint.handle, request.headers, body)
+        return to_response(reply)
+
+    return app
+
+
+async def _read_at_most(request: Request, limit: int) -> bytes:
+    """The body, or its first `limit` bytes when it is longer (a chunked body has no Content-Length)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+def to_response(reply: Reply) -> Response:
+    content = reply.content()
+    media_type = "application/json" if content else None
+    return Response(content, status_code=reply.status, headers=dict(reply.headers), media_type=media_type)
