@@ -240,3 +240,6 @@ cli.add_command(stac_fetch)
 from link_fetcher.push.commands import serve  # noqa: E402
 
 cli.add_command(serve)
+from link_fetcher.gateway.commands import gateway  # noqa: E402
+
+cli.add_command(gateway)

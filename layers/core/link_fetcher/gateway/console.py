@@ -1,0 +1,66 @@
+"""What the ops console shows from Postgres: deliveries pending or failed, and granules recorded per day.
+
+Blocking SQLAlchemy calls; the app runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from db import DeliveryStatus, count_by_status, list_deliveries
+
+CHART_DAYS = 30
+LISTED_DELIVERIES = 20
+
+
+def chart_series(rows: Iterable[tuple[dt.date, str, int]], today: dt.date, days: int = CHART_DAYS) -> dict[str, Any]:
+    """(day, platform, granules) rows → one count per day (oldest first, missing days as 0) per platform."""
+    labels = [today - dt.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    position = {day: index for index, day in enumerate(labels)}
+    series: dict[str, list[int]] = {}
+    for day, platform, granules in rows:
+        if day in position:
+            series.setdefault(platform, [0] * days)[position[day]] += granules
+    return {"days": [day.isoformat() for day in labels], "platforms": dict(sorted(series.items()))}
+
+
+def recorded_per_day(engine: Engine, today: dt.date, days: int = CHART_DAYS) -> dict[str, Any]:
+    """Granules first recorded on each of the last `days` UTC days, per platform."""
+    since = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT (first_seen AT TIME ZONE 'UTC')::date AS day, coalesce(platform, 'unknown'), count(*)
+                FROM granule WHERE first_seen >= :since GROUP BY 1, 2
+                """
+            ),
+            {"since": since},
+        ).all()
+    return chart_series(rows, today, days)
+
+
+def delivery_summary(engine: Engine) -> dict[str, Any]:
+    """Deliveries per sink and status, and the oldest pending and failed ones (with their last error)."""
+    with engine.connect() as conn:
+        counts = count_by_status(conn)
+        failed = list(itertools.islice(list_deliveries(conn, [DeliveryStatus.FAILED]), LISTED_DELIVERIES))
+        pending = list(itertools.islice(list_deliveries(conn, [DeliveryStatus.PENDING]), LISTED_DELIVERIES))
+    by_sink: dict[str, dict[str, int]] = {}
+    for (sink, status), count in sorted(counts.items()):
+        by_sink.setdefault(sink, {str(s): 0 for s in DeliveryStatus})[status] = count
+    return {"by_sink": by_sink, "oldest_pending": pending, "oldest_failed": failed}
+
+
+def console_data(engine: Engine, today: dt.date) -> dict[str, Any]:
+    return {"deliveries": delivery_summary(engine), "recorded": recorded_per_day(engine, today)}
+
+
+def check_database(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

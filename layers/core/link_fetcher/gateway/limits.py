@@ -1,0 +1,79 @@
+"""Request checks with no I/O: entry ids, stream visibility, and the configured limits (clear 4xx past them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+
+from link_fetcher.gateway.errors import GatewayError
+from link_fetcher.settings import Settings
+
+# A full (`1718000000000-0`) or partial (`1718000000000`) stream entry id.
+_ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    max_entry_bytes: int
+    max_count: int
+    max_block_ms: int
+    max_connections_per_key: int
+    send_queue: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_entry_bytes=settings.gateway_max_entry_bytes,
+            max_count=settings.gateway_max_count,
+            max_block_ms=settings.gateway_max_block_ms,
+            max_connections_per_key=settings.gateway_max_connections_per_key,
+            send_queue=settings.gateway_send_queue,
+        )
+
+    def check_count(self, count: int) -> int:
+        if count < 1:
+            raise GatewayError(400, f"count must be at least 1, got {count}")
+        if count > self.max_count:
+            raise GatewayError(400, f"count {count} is above the limit of {self.max_count} (GATEWAY_MAX_COUNT)")
+        return count
+
+    def check_block(self, block_ms: int) -> int:
+        if block_ms < 0:
+            raise GatewayError(400, f"block must be 0 or more milliseconds, got {block_ms}")
+        if block_ms > self.max_block_ms:
+            raise GatewayError(
+                400, f"block {block_ms} ms is above the limit of {self.max_block_ms} ms (GATEWAY_MAX_BLOCK_MS)"
+            )
+        return block_ms
+
+    def check_fields(self, fields: object) -> dict[str, str]:
+        """An entry to append: a non-empty object of string fields, at most max_entry_bytes (413 above)."""
+        if not isinstance(fields, dict) or not fields:
+            raise GatewayError(400, "the body must be a non-empty JSON object of string fields")
+        not_text = sorted(name for name, value in fields.items() if not isinstance(value, str))
+        if not_text:
+            raise GatewayError(400, f"field values must be strings: {', '.join(not_text[:5])}")
+        size = sum(len(name.encode()) + len(value.encode()) for name, value in fields.items())
+        if size > self.max_entry_bytes:
+            raise GatewayError(
+                413, f"entry of {size} bytes is above the limit of {self.max_entry_bytes} (GATEWAY_MAX_ENTRY_BYTES)"
+            )
+        return fields
+
+
+def check_entry_id(value: str, what: str = "id", *, allow_latest: bool = False) -> str:
+    """A stream entry id (or `$`, "after the last one", where allowed); 400 otherwise."""
+    if allow_latest and value == "$":
+        return value
+    if not _ENTRY_ID.fullmatch(value):
+        expected = "an entry id like 1718000000000-0" + (" or $" if allow_latest else "")
+        raise GatewayError(400, f"{what} {value[:60]!r} is not {expected}")
+    return value
+
+
+def check_visible(stream: str, pattern: str) -> str:
+    """Streams outside GATEWAY_STREAMS do not exist as far as clients can tell."""
+    if not fnmatch.fnmatchcase(stream, pattern):
+        raise GatewayError(404, f"no stream {stream[:100]!r} on this gateway")
+    return stream

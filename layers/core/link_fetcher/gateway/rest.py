@@ -1,0 +1,151 @@
+"""REST routes over the streams (SPEC §8). Every route needs a key; the role each needs is in its dependency."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from link_fetcher.gateway.auth import Principal, Role, authorize, presented_key
+from link_fetcher.gateway.errors import GatewayError
+from link_fetcher.gateway.limits import check_entry_id, check_visible
+from link_fetcher.gateway.state import Gateway, gateway_of
+
+router = APIRouter(tags=["streams"])
+
+# JSON escaping can turn one byte of a field into six characters of body.
+_JSON_ESCAPE_FACTOR = 6
+
+
+def require(role: Role) -> Any:
+    def dependency(request: Request) -> Principal:
+        return authorize(gateway_of(request).keys, presented_key(request.headers), role)
+
+    return Depends(dependency)
+
+
+def visible_stream(request: Request, stream: str) -> str:
+    return check_visible(stream, gateway_of(request).settings.gateway_streams)
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+Stream = Annotated[str, Depends(visible_stream)]
+
+
+class EntryOut(BaseModel):
+    id: str
+    fields: dict[str, str]
+
+
+class EntriesOut(BaseModel):
+    entries: list[EntryOut]
+
+
+class GroupOut(BaseModel):
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None
+
+
+class StreamOut(BaseModel):
+    name: str
+    length: int
+    first_entry_id: str | None
+    last_entry_id: str | None
+    groups: list[GroupOut]
+
+
+class GroupCreate(BaseModel):
+    group: str = Field(min_length=1, max_length=200)
+    start: str = Field("$", description='"0": the whole stream, "$": only entries added from now, or an entry id')
+
+
+class GroupRead(BaseModel):
+    consumer: str = Field(min_length=1, max_length=200)
+    count: int = 10
+    block: int = Field(0, description="milliseconds to wait for new entries; 0 answers at once")
+    pending: bool = Field(False, description="this consumer's unacknowledged entries instead of new ones")
+
+
+class Ack(BaseModel):
+    ids: list[str]
+
+
+@router.get("/streams", dependencies=[require(Role.READ)])
+async def list_streams(gateway: GatewayDep) -> list[StreamOut]:
+    """Visible streams with length, first/last entry ids and consumer groups (pending, lag)."""
+    return await gateway.store.describe(gateway.settings.gateway_streams)  # type: ignore[return-value]
+
+
+@router.get("/streams/{stream}/entries", dependencies=[require(Role.READ)])
+async def read_entries(
+    gateway: GatewayDep,
+    stream: Stream,
+    after: Annotated[str, Query(description="entry id to read after; $ for only new entries")] = "0",
+    count: int = 100,
+    block: Annotated[int, Query(description="milliseconds to wait when nothing is there yet")] = 0,
+) -> EntriesOut:
+    check_entry_id(after, "after", allow_latest=True)
+    entries = await gateway.store.read(
+        stream, after, gateway.limits.check_count(count), gateway.limits.check_block(block)
+    )
+    return {"entries": entries}  # type: ignore[return-value]
+
+
+@router.post(
+    "/streams/{stream}/entries",
+    status_code=201,
+    dependencies=[require(Role.WRITE)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        }
+    },
+)
+async def append_entry(request: Request, gateway: GatewayDep, stream: Stream) -> dict[str, str]:
+    """Append one entry (an object of string fields); 413 above GATEWAY_MAX_ENTRY_BYTES."""
+    body_limit = gateway.limits.max_entry_bytes * _JSON_ESCAPE_FACTOR + 1024
+    if int(request.headers.get("content-length") or 0) > body_limit:
+        raise GatewayError(413, f"body above {body_limit} bytes (GATEWAY_MAX_ENTRY_BYTES)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > body_limit:
+            raise GatewayError(413, f"body above {body_limit} bytes (GATEWAY_MAX_ENTRY_BYTES)")
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        raise GatewayError(400, "the body is not JSON") from None
+    return {"id": await gateway.store.append(stream, gateway.limits.check_fields(fields))}
+
+
+@router.post("/streams/{stream}/groups", status_code=201, dependencies=[require(Role.ADMIN)])
+async def create_group(gateway: GatewayDep, stream: Stream, body: GroupCreate) -> dict[str, str]:
+    """Create a consumer group (the stream too, if needed); 409 if the group exists."""
+    check_entry_id(body.start, "start", allow_latest=True)
+    await gateway.store.create_group(stream, body.group, body.start)
+    return {"stream": stream, "group": body.group, "start": body.start}
+
+
+@router.post("/streams/{stream}/groups/{group}/read", dependencies=[require(Role.READ)])
+async def read_as_consumer(gateway: GatewayDep, stream: Stream, group: str, body: GroupRead) -> EntriesOut:
+    """New entries for this consumer (pending until acked), or with `pending: true` its unacked ones."""
+    count = gateway.limits.check_count(body.count)
+    block = gateway.limits.check_block(body.block)
+    if body.pending:
+        entries = await gateway.store.group_read(stream, group, body.consumer, count, None, after="0")
+    else:
+        entries = await gateway.store.group_read(stream, group, body.consumer, count, block)
+    return {"entries": entries}  # type: ignore[return-value]
+
+
+@router.post("/streams/{stream}/groups/{group}/ack", dependencies=[require(Role.READ)])
+async def ack_entries(gateway: GatewayDep, stream: Stream, group: str, body: Ack) -> dict[str, int]:
+    if len(body.ids) > gateway.limits.max_count:
+        raise GatewayError(400, f"at most {gateway.limits.max_count} ids per ack (GATEWAY_MAX_COUNT)")
+    ids = [check_entry_id(entry_id, "ack id") for entry_id in body.ids]
+    return {"acked": await gateway.store.ack(stream, group, ids)}

@@ -1,0 +1,164 @@
+"""WebSocket `/streams/{stream}/ws`: a group consumer with acks, or a tail of the stream (SPEC §8).
+
+Three tasks per socket: the pump reads Redis into a bounded queue, the sender writes frames from it, the
+receiver applies acks. A slow client fills the queue and so stops its own pump (or, with `latest=1`, makes it
+drop the oldest frames); it never grows memory. Group entries stay pending until acked, so whatever a
+client did not ack — sent, queued or in flight — is sent again first when it reconnects as the same consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketState
+
+from link_fetcher.gateway.auth import Role, authorize, presented_key
+from link_fetcher.gateway.errors import GatewayError
+from link_fetcher.gateway.limits import check_entry_id, check_visible
+from link_fetcher.gateway.state import error_response, gateway_of
+from link_fetcher.gateway.store import Entry
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+# Entries read from Redis per round trip, and how long one read waits before the loop checks again.
+READ_BATCH = 200
+READ_BLOCK_MS = 5_000
+
+
+def parse_ack_frame(text: str, max_ids: int) -> list[str]:
+    """`{"ack": ID}` or `{"ack": [IDs]}` → the ids; ValueError for anything else."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise ValueError('frames must be JSON like {"ack": ID} or {"ack": [IDs]}') from None
+    ids = frame.get("ack") if isinstance(frame, dict) else None
+    ids = [ids] if isinstance(ids, str) else ids
+    if not isinstance(ids, list) or not all(isinstance(entry_id, str) for entry_id in ids):
+        raise ValueError('frames must be JSON like {"ack": ID} or {"ack": [IDs]}')
+    if len(ids) > max_ids:
+        raise ValueError(f"at most {max_ids} ids per ack frame (GATEWAY_MAX_COUNT)")
+    try:
+        return [check_entry_id(entry_id, "ack id") for entry_id in ids]
+    except GatewayError as exc:
+        raise ValueError(exc.message) from None
+
+
+async def _pump(feed: AsyncIterator[list[Entry]], queue: asyncio.Queue[str], drop_oldest: bool) -> None:
+    async for entries in feed:
+        for entry in entries:
+            frame = json.dumps(entry, separators=(",", ":"))
+            if drop_oldest and queue.full():
+                queue.get_nowait()
+            await queue.put(frame)
+
+
+async def _send(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
+    while True:
+        await websocket.send_text(await queue.get())
+
+
+async def _receive(websocket: WebSocket, ack: Callable[[list[str]], Awaitable[int]] | None, max_ids: int) -> None:
+    while True:
+        text = await websocket.receive_text()
+        if ack is not None:  # a tail has nothing to acknowledge: its frames are ignored
+            await ack(parse_ack_frame(text, max_ids))
+
+
+def _close_code(error: BaseException) -> tuple[int, str] | None:
+    """How to close after a task ended with `error`; None when the client is already gone."""
+    if isinstance(error, ValueError):
+        return 1008, str(error)[:120]
+    if isinstance(error, GatewayError):
+        return 1008, error.message[:120]
+    if isinstance(error, RedisError):
+        return 1011, "redis unavailable"
+    if isinstance(error, WebSocketDisconnect | OSError | RuntimeError):
+        return None
+    return 1011, "internal error"
+
+
+async def serve_socket(
+    websocket: WebSocket,
+    feed: AsyncIterator[list[Entry]],
+    ack: Callable[[list[str]], Awaitable[int]] | None,
+    *,
+    queue_size: int,
+    drop_oldest: bool,
+    max_ids: int,
+) -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+    tasks = [
+        asyncio.create_task(_pump(feed, queue, drop_oldest)),
+        asyncio.create_task(_send(websocket, queue)),
+        asyncio.create_task(_receive(websocket, ack, max_ids)),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await feed.aclose()  # type: ignore[attr-defined]
+    error = next((task.exception() for task in done if not task.cancelled() and task.exception()), None)
+    close = _close_code(error) if error is not None else (1000, "")
+    if error is not None and close and close[0] == 1011:
+        log.warning("stream socket ended: %s", error)
+    if close and websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.close(code=close[0], reason=close[1])
+
+
+@router.websocket("/streams/{stream}/ws")
+async def stream_socket(
+    websocket: WebSocket,
+    stream: str,
+    group: str | None = None,
+    consumer: str | None = None,
+    after: str = "$",
+    latest: bool = False,
+) -> None:
+    """`?group=G&consumer=C`: entries stay pending until acked; `?after=ID|$[&latest=1]`: a tail."""
+    gateway = gateway_of(websocket)
+    store = gateway.store
+    with contextlib.ExitStack() as held:
+        try:
+            principal = authorize(gateway.keys, presented_key(websocket.headers, websocket.query_params), Role.READ)
+            check_visible(stream, gateway.settings.gateway_streams)
+            if (group is None) != (consumer is None):
+                raise GatewayError(400, "give both group and consumer, or neither")
+            if group is not None:
+                await store.require_group(stream, group)
+            else:
+                check_entry_id(after, "after", allow_latest=True)
+            held.enter_context(gateway.limiter.hold(principal))
+        except GatewayError as exc:
+            await websocket.send_denial_response(error_response(exc))
+            return
+        except RedisError:
+            await websocket.send_denial_response(error_response(GatewayError(503, "redis unavailable")))
+            return
+        await websocket.accept()
+        if group is not None and consumer is not None:
+            feed = store.group_feed(stream, group, consumer, READ_BATCH, READ_BLOCK_MS)
+
+            async def ack(ids: list[str]) -> int:
+                return await store.ack(stream, group, ids)
+
+            acker: Callable[[list[str]], Awaitable[int]] | None = ack
+        else:
+            feed, acker = store.tail_feed(stream, after, READ_BATCH, READ_BLOCK_MS), None
+        await serve_socket(
+            websocket,
+            feed,
+            acker,
+            queue_size=gateway.limits.send_queue,
+            drop_oldest=latest,
+            max_ids=gateway.limits.max_count,
+        )
