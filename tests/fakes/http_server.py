@@ -15,6 +15,14 @@ def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None)
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
 
 
+class DropMidBody(Exception):
+    """Raised by `handle` to play a connection dropped mid-body: the reply's headers and half its body go out."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__("connection dropped mid-body")
+        self.reply = reply
+
+
 class FakeHttpServer:
     """Subclasses implement `handle`; `with Fake() as fake:` serves on a free port at `fake.url`."""
 
@@ -47,13 +55,18 @@ class FakeHttpServer:
                 with fake.lock:
                     fake.requests.append((self.command, self.path))
                 headers = {key.lower(): value for key, value in self.headers.items()}
-                status, reply_headers, payload = fake.handle(self.command, parts.path, parts.query, headers, body)
+                try:
+                    status, reply_headers, payload = fake.handle(self.command, parts.path, parts.query, headers, body)
+                    sent = len(payload)
+                except DropMidBody as drop:
+                    (status, reply_headers, payload), sent = drop.reply, len(drop.reply[2]) // 2
+                    self.close_connection = True
                 self.send_response(status)
                 for key, value in reply_headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                self.wfile.write(payload[:sent])
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
