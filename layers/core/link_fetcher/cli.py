@@ -243,3 +243,7 @@ cli.add_command(serve)
 from link_fetcher.gateway.commands import gateway  # noqa: E402
 
 cli.add_command(gateway)
+from link_fetcher.downloader.commands import download, reconcile  # noqa: E402
+
+cli.add_command(download)
+cli.add_command(reconcile)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     upload_bucket: str | None = None
     download_dir: Path = Path("./downloads")
     download_concurrency: int = Field(4, ge=1)
+    # `reconcile` requeues granules recorded this long ago and still not downloaded.
+    reconcile_requeue_after_hours: float = Field(24, gt=0)
 
     # STAC source (`stac-fetch`, lambdas/stac_fetcher): watches file, items per search page, tries per request.
     stac_watches_file: Path = Path("watches.toml")

@@ -1,0 +1,103 @@
+"""The downloader's state in Postgres: `granule` download columns and `status.last_file_downloaded_time`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from db import Granule
+
+LAST_DOWNLOAD_KEY = "last_file_downloaded_time"
+
+
+def load_granules(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{id: row as a dict} for the ids that are recorded."""
+    rows = conn.execute(select(Granule.__table__).where(Granule.id.in_(list(ids)))).mappings()
+    return {row["id"]: dict(row) for row in rows}
+
+
+def mark_downloaded(conn: Connection, granule_id: str, key: str) -> None:
+    conn.execute(
+        text(
+            """
+            UPDATE granule SET downloaded = true, downloaded_at = now(), object_key = :key, download_error = NULL
+            WHERE id = :id
+            """
+        ),
+        {"id": granule_id, "key": key},
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO status (key, value, updated_at) VALUES (:key, :value, now())
+            ON CONFLICT (key) DO UPDATE SET value = GREATEST(status.value, EXCLUDED.value), updated_at = now()
+            """
+        ),
+        {"key": LAST_DOWNLOAD_KEY, "value": dt.datetime.now(dt.UTC).isoformat()},
+    )
+
+
+def mark_failed(conn: Connection, granule_id: str, error: str) -> None:
+    conn.execute(
+        text(
+            """
+            UPDATE granule SET download_retries = download_retries + 1, download_error = :error
+            WHERE id = :id AND NOT downloaded
+            """
+        ),
+        {"id": granule_id, "error": error[:2000]},
+    )
+
+
+def downloaded_since(conn: Connection, since: dt.datetime | None, batch: int = 500) -> Iterator[list[dict[str, Any]]]:
+    """Rows marked downloaded (first seen at or after `since`), streamed in batches."""
+    query = select(Granule.__table__).where(Granule.downloaded).order_by(Granule.id)
+    if since is not None:
+        query = query.where(Granule.first_seen >= since)
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(query).mappings()
+    for partition in result.partitions(batch):
+        yield [dict(row) for row in partition]
+
+
+def reset_downloads(conn: Connection, ids: Sequence[str], reason: str) -> None:
+    """Rows whose stored object went missing or bad: no longer downloaded, with the reason."""
+    conn.execute(
+        text(
+            """
+            UPDATE granule SET downloaded = false, downloaded_at = NULL, download_error = :reason
+            WHERE id = ANY(CAST(:ids AS text[]))
+            """
+        ),
+        {"ids": list(ids), "reason": reason},
+    )
+
+
+def stale_undownloaded(conn: Connection, older_than: dt.datetime, since: dt.datetime | None) -> list[str]:
+    """Granules first seen before `older_than` and still not downloaded, with no delivery pending."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT g.id FROM granule g
+            WHERE NOT g.downloaded AND g.first_seen < :older_than
+              AND (CAST(:since AS timestamptz) IS NULL OR g.first_seen >= :since)
+              AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.granule_id = g.id AND o.status = 'pending')
+            ORDER BY g.id
+            """
+        ),
+        {"older_than": older_than, "since": since},
+    )
+    return [row[0] for row in rows]
+
+
+def known_objects(conn: Connection, keys: Sequence[str], folders: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(keys some granule records as its object_key, folders that are a STAC granule's id)."""
+    by_key = conn.execute(
+        text("SELECT object_key FROM granule WHERE object_key = ANY(CAST(:keys AS text[]))"), {"keys": list(keys)}
+    )
+    by_folder = conn.execute(
+        text("SELECT id FROM granule WHERE source = 'stac' AND id = ANY(CAST(:ids AS text[]))"), {"ids": list(folders)}
+    )
+    return {row[0] for row in by_key}, {row[0] for row in by_folder}

@@ -1,0 +1,47 @@
+"""Checksums computed while the bytes stream by, and the comparison with what CDSE announced."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import blake3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Expected:
+    size: int | None = None
+    md5: str | None = None
+    blake3: str | None = None
+
+
+class ChecksumMismatch(RuntimeError):
+    """The bytes received are not the product announced (size or digest differs)."""
+
+
+class Digests:
+    """Running size and the digests `expected` asks for (a digest nobody will compare is not computed)."""
+
+    def __init__(self, expected: Expected) -> None:
+        self.expected = expected
+        self.size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False) if expected.md5 else None
+        self._blake3 = blake3.blake3() if expected.blake3 else None
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        if self._blake3 is not None:
+            self._blake3.update(chunk)
+
+    def mismatch(self) -> str | None:
+        """None when everything announced matches, else what differs (one line)."""
+        expected = self.expected
+        if expected.size is not None and self.size != expected.size:
+            return f"size {self.size} != expected {expected.size}"
+        if self._md5 is not None and self._md5.hexdigest() != expected.md5.lower():
+            return f"MD5 {self._md5.hexdigest()} != expected {expected.md5}"
+        if self._blake3 is not None and self._blake3.hexdigest() != expected.blake3.lower():
+            return f"BLAKE3 {self._blake3.hexdigest()} != expected {expected.blake3}"
+        return None
