@@ -31,6 +31,7 @@ class FakeSqs:
         self.lock = threading.Lock()
         self.refuse: Callable[[dict[str, Any]], bool] = lambda entry: False
         self.batch_calls = 0
+        self.down = False  # set by SqsEndpoint.stop(): open keep-alive connections are dropped too
 
     def _queue(self, url: str) -> collections.deque[dict[str, Any]]:
         name = url.rstrip("/").rsplit("/", 1)[-1]
@@ -113,6 +114,9 @@ def _handler(fake: FakeSqs) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True  # else every reply waits for the client's delayed ACK (~40 ms)
 
         def do_POST(self) -> None:
+            if fake.down:
+                self.close_connection = True  # hang up without a reply, like a server that went away
+                return
             length = int(self.headers.get("Content-Length", 0))
             request = json.loads(self.rfile.read(length) or b"{}")
             action = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
@@ -155,6 +159,7 @@ class SqsEndpoint:
         self.stop()
 
     def stop(self) -> None:
+        self.fake.down = True
         self.server.shutdown()
         self.server.server_close()
 

@@ -56,6 +56,19 @@ def consume_once(
     return acked
 
 
+def once_per_id(handle: Callable[[CloudEvent], None]) -> Callable[[CloudEvent], None]:
+    """Skip events whose id was handled already (a repeated delivery). In memory here; a real consumer keys on
+    the id where it records its work (a unique column, an object key), so repeats survive restarts too."""
+    handled: set[str] = set()
+
+    def handle_new(event: CloudEvent) -> None:
+        if event.get_id() not in handled:
+            handle(event)
+            handled.add(event.get_id())
+
+    return handle_new
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Print each To Download CloudEvent once, acknowledging it.")
     parser.add_argument("--stream", default=os.environ.get("REDIS_STREAM", "to-download"))
@@ -64,12 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     ensure_group(client, args.stream, args.group)
-    seen: set[str] = set()  # a real consumer keeps this where its work is recorded (e.g. a unique key)
 
+    @once_per_id
     def handle(event: CloudEvent) -> None:
-        if event.get_id() in seen:
-            return  # a repeated delivery: already handled
-        seen.add(event.get_id())
         print(json.dumps({"id": event.get_id(), "href": event.get_extension("href"), "subject": event.get_subject()}))
 
     while True:

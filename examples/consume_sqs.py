@@ -37,17 +37,27 @@ def consume_once(
     return len(handled)
 
 
+def once_per_id(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Skip bodies whose id was handled already (a repeated delivery). In memory here; a real consumer keys on
+    the id where it records its work (a unique column, an object key), so repeats survive restarts too."""
+    handled: set[str] = set()
+
+    def handle_new(body: dict[str, Any]) -> None:
+        if body["id"] not in handled:
+            handle(body)
+            handled.add(body["id"])
+
+    return handle_new
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Print each To Download message once, deleting it.")
     parser.add_argument("--queue-url", required=True)
     args = parser.parse_args()
     client = boto3.client("sqs")
-    seen: set[str] = set()  # a real consumer keeps this where its work is recorded (e.g. a unique key)
 
+    @once_per_id
     def handle(body: dict[str, Any]) -> None:
-        if body["id"] in seen:
-            return  # a repeated delivery: already handled
-        seen.add(body["id"])
         print(json.dumps({"id": body["id"], "download_url": body["download_url"]}))
 
     while True:

@@ -14,6 +14,7 @@ from db import UNASSIGNED_SINK, record_granules
 from link_fetcher.relay import relay
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
+from tests.schema import assert_valid_message
 
 
 def _record(engine: Engine, count: int, sinks=("sqs",)) -> list[str]:
@@ -53,6 +54,8 @@ def test_relay_to_moto_sqs_sends_each_once(engine: Engine, moto_sqs) -> None:
     messages = _receive_all(moto_sqs, queue_url)
     bodies = [json.loads(m["Body"]) for m in messages]
     assert sorted(b["id"] for b in bodies) == sorted(ids)
+    for body in bodies:
+        assert_valid_message(body)
     body = bodies[0]
     assert set(body) == {
         "id",

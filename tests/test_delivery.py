@@ -1,0 +1,323 @@
+"""Delivery across sinks and failures: several sinks, SQS down mid-run, refusals, the crash window, consumers,
+the CLI (`relay`, `pending`, `status`) and the scheduled relay Lambda."""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Iterator, Sequence
+
+import boto3
+import pytest
+import redis
+from botocore.config import Config
+from moto import mock_aws
+from sqlalchemy import Engine, text
+
+from benchmarks.sqs_endpoint import SqsEndpoint
+from db import record_granules
+from examples import consume_redis, consume_sqs
+from link_fetcher.cli import main
+from link_fetcher.relay import RESENDS, relay
+from link_fetcher.settings import get_settings
+from link_fetcher.sinks import Message, Sink
+from link_fetcher.sinks.redis_stream import RedisStreamSink
+from link_fetcher.sinks.sqs import SqsSink
+from tests.factories import granule_record
+from tests.schema import assert_valid_message
+
+DEAD_URL = "http://127.0.0.1:1"
+NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
+
+
+def _record(engine: Engine, count: int, sinks: Sequence[str] = ("sqs",)) -> list[str]:
+    with engine.begin() as conn:
+        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
+
+
+def _sqs_sink(endpoint_url: str, queue_url: str) -> SqsSink:
+    client = boto3.client("sqs", endpoint_url=endpoint_url, region_name="us-east-1", config=NO_RETRIES)
+    return SqsSink(queue_url, client=client)
+
+
+def _bodies(endpoint: SqsEndpoint, queue: str = "q") -> list[dict]:
+    bodies = [json.loads(message["Body"]) for message in endpoint.fake.messages(queue)]
+    for body in bodies:
+        assert_valid_message(body)
+    return bodies
+
+
+def _outbox(engine: Engine) -> dict[tuple[str, str], int]:
+    with engine.connect() as conn:
+        return {
+            (s, st): n for s, st, n in conn.execute(text("SELECT sink, status, count(*) FROM outbox GROUP BY 1, 2"))
+        }
+
+
+@pytest.fixture
+def stream(redis_url: str, unique_name: str) -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(redis_url)
+    yield client, unique_name
+    client.delete(unique_name)
+    client.close()
+
+
+def _redis_sink(make_settings, url: str, name: str) -> RedisStreamSink:
+    return RedisStreamSink.from_settings(make_settings(redis_url=url, redis_stream=name))
+
+
+class _Wrapped:
+    """Delegates to a sink; `before(n)` runs before the n-th batch, `after(n)` after the sink accepted it."""
+
+    def __init__(self, sink: Sink, before=lambda n: None, after=lambda n: None) -> None:
+        self.name = sink.name
+        self._sink, self._before, self._after, self.calls = sink, before, after, 0
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        self.calls += 1
+        self._before(self.calls)
+        refused = self._sink.send(messages)
+        self._after(self.calls)
+        return refused
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def _crash_on(batch: int):
+    def after(n: int) -> None:
+        if n == batch:
+            raise SimulatedCrash("the relay died after the sink accepted the batch, before COMMIT")
+
+    return after
+
+
+def test_dead_redis_neither_blocks_sqs_nor_makes_it_send_twice(engine, aws_env, make_settings, redis_url, stream):
+    client, name = stream
+    ids = _record(engine, 25, sinks=("sqs", "redis"))
+    with SqsEndpoint() as endpoint:
+        sqs = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
+        report = relay(engine, [_redis_sink(make_settings, "redis://127.0.0.1:1/0", name), sqs])
+        assert report.sent == {"redis": 0, "sqs": 25} and "redis" in report.unavailable and report.pending == 25
+        assert _outbox(engine) == {("sqs", "sent"): 25, ("redis", "pending"): 25}
+        report = relay(engine, [_redis_sink(make_settings, redis_url, name), sqs])
+        assert report.sent == {"redis": 25, "sqs": 0} and report.pending == 0
+        assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
+    assert sorted(fields[b"id"].decode() for _, fields in client.xrange(name)) == sorted(ids)
+
+
+def test_sqs_down_mid_run_then_relay_delivers_the_rest_once(engine, aws_env) -> None:
+    ids = _record(engine, 50)
+    with SqsEndpoint() as first:
+        sink = _Wrapped(_sqs_sink(first.url, first.queue_url("q")), before=lambda n: n == 3 and first.stop())
+        report = relay(engine, [sink])
+        assert report.sent == {"sqs": 20} and "sqs" in report.unavailable and report.pending == 30
+        delivered_first = [body["id"] for body in _bodies(first)]
+    with SqsEndpoint() as second:
+        report = relay(engine, [_sqs_sink(second.url, second.queue_url("q"))], workers=3)
+        assert report.sent == {"sqs": 30} and report.pending == 0
+        assert sorted(delivered_first + [body["id"] for body in _bodies(second)]) == sorted(ids)
+        # A second relay sends nothing.
+        assert relay(engine, [_sqs_sink(second.url, second.queue_url("q"))]).sent == {"sqs": 0}
+        assert len(second.fake.messages("q")) == 30
+
+
+def test_partial_batch_failure_resends_only_the_refused_entries(engine, aws_env) -> None:
+    ids = _record(engine, 10)
+    seen: list[str] = []
+
+    def refuse_first_try_of_one(entry: dict) -> bool:
+        granule_id = json.loads(entry["MessageBody"])["id"]
+        seen.append(granule_id)
+        return granule_id == ids[4] and seen.count(granule_id) == 1
+
+    with SqsEndpoint() as endpoint:
+        endpoint.fake.refuse = refuse_first_try_of_one
+        report = relay(engine, [_sqs_sink(endpoint.url, endpoint.queue_url("q"))])
+        assert report.sent == {"sqs": 10} and report.refused == {"sqs": 0} and report.pending == 0
+        assert sorted(seen) == sorted([*ids, ids[4]])  # the nine accepted ones were not sent again
+        assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
+
+
+def test_a_refused_entry_does_not_hold_up_the_rest(engine, aws_env) -> None:
+    ids = _record(engine, 35)
+    poison = ids[2]
+    tries: list[str] = []
+
+    def refuse_poison(entry: dict) -> bool:
+        granule_id = json.loads(entry["MessageBody"])["id"]
+        tries.append(granule_id)
+        return granule_id == poison
+
+    with SqsEndpoint() as endpoint:
+        endpoint.fake.refuse = refuse_poison
+        report = relay(engine, [_sqs_sink(endpoint.url, endpoint.queue_url("q"))], max_attempts=3, workers=2)
+        assert report.sent == {"sqs": 34} and report.refused == {"sqs": 1} and report.pending == 1
+        assert tries.count(poison) == RESENDS + 1  # resent within the batch, then left for the next relay
+        with engine.connect() as conn:
+            attempts, error = conn.execute(
+                text("SELECT attempts, last_error FROM outbox WHERE granule_id = :id"), {"id": poison}
+            ).one()
+        assert attempts == 1 and "refused by the fake" in error
+
+
+def test_crash_window_repeats_one_batch_and_consumers_keyed_on_id_absorb_it(engine, aws_env) -> None:
+    ids = _record(engine, 30)
+    with SqsEndpoint() as endpoint:
+        sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
+        with pytest.raises(SimulatedCrash):
+            relay(engine, [_Wrapped(sink, after=_crash_on(2))])
+        assert _outbox(engine) == {("sqs", "sent"): 10, ("sqs", "pending"): 20}
+        relay(engine, [sink])
+        sent = [body["id"] for body in _bodies(endpoint)]
+        assert len(sent) == 40 and set(sent) == set(ids)
+        repeated = {granule_id for granule_id in sent if sent.count(granule_id) > 1}
+        assert len(repeated) == 10  # exactly the batch in flight
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        handled: list[str] = []
+        handle = consume_sqs.once_per_id(lambda body: handled.append(body["id"]))
+        while consume_sqs.consume_once(client, endpoint.queue_url("q"), handle, wait_seconds=0):
+            pass
+    assert sorted(handled) == sorted(ids)
+
+
+def test_crash_window_on_a_fifo_queue_is_absorbed_by_deduplication(engine, aws_env) -> None:
+    ids = _record(engine, 30)
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        queue_url = client.create_queue(QueueName="to-download.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        sink = SqsSink(queue_url, client=client)
+        with pytest.raises(SimulatedCrash):
+            relay(engine, [_Wrapped(sink, after=_crash_on(2))])
+        relay(engine, [sink])
+        messages = []
+        while batch := client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages"):
+            messages += batch
+            client.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+    assert sorted(m["Attributes"]["MessageDeduplicationId"] for m in messages) == sorted(ids)
+    for message in messages:
+        body = json.loads(message["Body"])
+        assert_valid_message(body)
+        assert message["Attributes"]["MessageGroupId"] == body["tile_id"]
+
+
+def test_redis_consumer_group_reclaims_what_a_crashed_consumer_left(engine, make_settings, redis_url, stream):
+    client, name = stream
+    ids = _record(engine, 12, sinks=("redis",))
+    relay(engine, [_redis_sink(make_settings, redis_url, name)])
+    consume_redis.ensure_group(client, name, "workers")
+    consume_redis.ensure_group(client, name, "workers")  # idempotent
+
+    def crash(event) -> None:
+        raise SimulatedCrash("consumer died before XACK")
+
+    with pytest.raises(SimulatedCrash):
+        consume_redis.consume_once(client, name, "workers", "a", crash, count=5)
+    assert client.xpending(name, "workers")["pending"] == 5
+    handled = []
+
+    def handle(event) -> None:
+        assert_valid_message(event.get_data())
+        handled.append(event.get_id())
+
+    while consume_redis.consume_once(client, name, "workers", "b", consume_redis.once_per_id(handle), min_idle_ms=0):
+        pass
+    assert sorted(handled) == sorted(ids)
+    assert client.xpending(name, "workers")["pending"] == 0
+
+
+def test_sqs_consumer_leaves_a_failed_message_for_later(engine, aws_env) -> None:
+    ids = _record(engine, 12)
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        queue_url = client.create_queue(QueueName="to-download", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+        relay(engine, [SqsSink(queue_url, client=client)])
+        handled: list[str] = []
+        failures = {ids[0]: 1}
+
+        def handle(body: dict) -> None:
+            assert_valid_message(body)
+            if failures.get(body["id"]):
+                failures[body["id"]] -= 1
+                raise RuntimeError("downstream hiccup")
+            handled.append(body["id"])
+
+        while consume_sqs.consume_once(client, queue_url, handle, wait_seconds=0):
+            pass
+    assert sorted(handled) == sorted(ids)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, aws_env, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RELAY_MAX_ATTEMPTS", "2")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
+def test_cli_sqs_down_pending_relay_retry_failed(cli_env, engine, monkeypatch, capsys) -> None:
+    ids = _record(engine, 15)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", DEAD_URL)
+    monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", f"{DEAD_URL}/000000000000/q")
+    assert main(["relay"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "15 deliveries pending" in err and "sqs unavailable" in err
+    assert "Traceback" not in err
+
+    assert main(["pending"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(ids)
+    assert all(line["sink"] == "sqs" and line["attempts"] == 0 for line in lines)
+    assert any("SQS" in (line["last_error"] or "") for line in lines)
+
+    with SqsEndpoint() as endpoint:
+        endpoint.fake.refuse = lambda entry: json.loads(entry["MessageBody"])["id"] == ids[0]
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+        monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", endpoint.queue_url("q"))
+        for _ in range(2):  # RELAY_MAX_ATTEMPTS=2 refusals: the delivery is marked failed
+            assert main(["relay"]) == 1
+        err = capsys.readouterr().err
+        assert "0 deliveries pending, 1 failed" in err and "--retry-failed" in err
+        assert main(["status"]) == 0
+        assert "failed" in capsys.readouterr().out
+        assert main(["pending"]) == 0
+        assert capsys.readouterr().out == ""
+        assert main(["pending", "--include-failed"]) == 0
+        (failed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert failed["id"] == ids[0] and failed["status"] == "failed" and failed["attempts"] == 2
+        endpoint.fake.refuse = lambda entry: False
+        assert main(["relay", "--retry-failed"]) == 0
+        assert "delivered: sqs 1" in capsys.readouterr().err
+        assert main(["relay"]) == 0
+        assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
+
+
+@pytest.fixture
+def relay_lambda(monkeypatch):
+    from lambdas.relay import handler
+
+    for cached in (get_settings, handler.engine, handler.sinks):
+        cached.cache_clear()
+    yield handler
+    for cached in (get_settings, handler.engine, handler.sinks):
+        cached.cache_clear()
+
+
+def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda) -> None:
+    ids = _record(engine, 12)
+    context = types.SimpleNamespace(
+        function_name="relay", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
+    )
+    with SqsEndpoint() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+        monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", endpoint.queue_url("q"))
+        result = relay_lambda.handler({}, context)
+        assert result == {"sent": {"sqs": 12}, "refused": {"sqs": 0}, "unavailable": {}, "pending": 0, "failed": 0}
+        assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
+        assert relay_lambda.handler({}, context)["sent"] == {"sqs": 0}
