@@ -158,9 +158,16 @@ class PushEndpoint:
             return record_granules(conn, records, self._sink_names)
 
     def _log_decisions(self, decisions: Sequence[Decision], inserted: set[str]) -> None:
+        not_logged = set(inserted)  # an id twice in one array is recorded once: the second is a duplicate
         for decision in decisions:
             record = decision.record
-            outcome = ("recorded" if record.id in inserted else "duplicate") if decision.kept else "filtered"
+            if not decision.kept:
+                outcome = "filtered"
+            elif record.id in not_logged:
+                not_logged.discard(record.id)
+                outcome = "recorded"
+            else:
+                outcome = "duplicate"
             reason = decision.reason or outcome
             self.logger.info(
                 f"notification {outcome}",

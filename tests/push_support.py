@@ -1,0 +1,57 @@
+"""Helpers shared by the push endpoint tests: notifications, Basic auth headers, a fake SQS queue."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from tests.factories import PUSH_FIXTURE, cdse_product
+
+USERNAME = "cdse-push"
+PASSWORD = "pä55:word"  # non-ASCII and a colon: both must survive Basic auth
+
+
+def basic(username: str = USERNAME, password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def notification(event: str = "created", **product: Any) -> dict[str, Any]:
+    """The real fixture with a fresh product Id, sensed a day ago unless `sensing` says otherwise."""
+    product.setdefault("sensing", dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    value = cdse_product(**product)
+    return {
+        **PUSH_FIXTURE,
+        "SubscriptionEvent": event,
+        "ProductId": value["Id"],
+        "ProductName": value["Name"],
+        "value": value,
+    }
+
+
+def recent_fixture() -> dict[str, Any]:
+    """The real fixture untouched but for its sensing dates, moved to an hour ago."""
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {**PUSH_FIXTURE, "value": {**PUSH_FIXTURE["value"], "ContentDate": {"Start": start, "End": start}}}
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+def granule_rows(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text("SELECT id, source FROM granule ORDER BY id"))]
+
+
+def outbox_rows(engine: Engine) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text("SELECT granule_id, sink, status FROM outbox ORDER BY id"))]
+
+
+def queued_ids(sqs_endpoint: Any, queue: str) -> list[str]:
+    """Granule ids of the messages in the fake SQS queue, in arrival order."""
+    return [json.loads(message["Body"])["id"] for message in sqs_endpoint.fake.messages(queue)]
