@@ -1,0 +1,38 @@
+"""A real gateway for tests and benchmarks: the FastAPI app under uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from link_fetcher.gateway.app import create_app
+from link_fetcher.settings import Settings
+
+READ_KEY, WRITE_KEY, ADMIN_KEY = "test-read-key", "test-write-key", "test-admin-key"
+API_KEYS = f"{READ_KEY}:read,{WRITE_KEY}:write,{ADMIN_KEY}:admin"
+
+
+@contextlib.contextmanager
+def running_gateway(settings: Settings) -> Iterator[str]:
+    """Serve the gateway on a free port; yields its base URL (http://127.0.0.1:PORT)."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
