@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from link_fetcher.cli import (
     CliContext,
@@ -72,7 +71,7 @@ def _queries_from_options(
         bands=_bands(assets),
         max_cloud=max_cloud,
     )
-    return [(", ".join(query.collections), query)]
+    return [("", query)]
 
 
 def _queries_from_watches(
@@ -85,22 +84,15 @@ def _queries_from_watches(
 
 
 def _print_summary(results: list[tuple[str, CollectionSummary]]) -> None:
-    table = Table(title="stac-fetch")
-    for column in ("watch", "collection", "windows", "pages", "returned", "new", "known", "skipped"):
-        table.add_column(column, justify="left" if column in ("watch", "collection", "skipped") else "right")
+    """One line per watch and collection (plain text: it ends up in logs as often as on a terminal)."""
     for label, summary in results:
-        skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(summary.rejected.items()))
-        table.add_row(
-            label,
-            summary.collection,
-            str(summary.windows),
-            str(summary.pages),
-            str(summary.returned),
-            str(summary.recorded),
-            str(summary.known),
-            skipped,
+        line = (
+            f"{label + ': ' if label else ''}{summary.collection}: {summary.windows} windows, {summary.pages} pages, "
+            f"{summary.returned} items returned, {summary.recorded} new, {summary.known} already recorded"
         )
-    console.print(table)
+        if summary.rejected:
+            line += "; skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(summary.rejected.items()))
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _fetch_all(

@@ -69,7 +69,7 @@ def check_query(api: StacApi, query: StacQuery) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckedQuery:
-    label: str  # the watch name, or what the command line asked
+    label: str  # the watch name; empty for a search given on the command line
     query: StacQuery
     api: StacApi
 

@@ -74,7 +74,7 @@ class Watch(BaseModel):
 
 
 def _problem(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"][1:]) or "watch"
+    where = ".".join(str(part) for part in error["loc"]) or "watch"
     return f"{where}: {error['msg']}"
 
 

@@ -1,0 +1,60 @@
+"""One run of one watch, as the scheduled Lambda does it: check, record every new item, deliver."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from link_fetcher.relay import relay, sink_names_for_recording
+from link_fetcher.settings import Settings
+from link_fetcher.sinks import Sink
+from link_fetcher.stac.fetching import CollectionSummary, fetch_items, open_and_check
+from link_fetcher.stac.timerange import parse_range
+from link_fetcher.stac.watches import load_watches, select_watches
+
+
+def summary_dict(summary: CollectionSummary) -> dict[str, Any]:
+    fields = dataclasses.asdict(summary)
+    fields["rejected"] = dict(summary.rejected)
+    return fields
+
+
+def run_watch(
+    engine: Engine,
+    settings: Settings,
+    sinks: Sequence[Sink],
+    name: str,
+    *,
+    datetime_text: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Run the watch `name` over `datetime_text` (START/END), else over its lookback up to `now`."""
+    now = now or dt.datetime.now(dt.UTC)
+    path = Path(settings.stac_watches_file)
+    (watch,) = select_watches(load_watches(path), (name,), every=False, source=str(path))
+    time_range = parse_range(datetime_text, now=now) if datetime_text else None
+    query = watch.query(path.parent, now=now, time_range=time_range)
+    (checked,) = open_and_check([(watch.name, query)], attempts=settings.stac_http_attempts)
+    summaries = fetch_items(
+        engine, checked.api, query, sink_names_for_recording(sinks), page_size=settings.stac_page_size
+    )
+    report = relay(
+        engine,
+        sinks,
+        batch_size=settings.relay_batch_size,
+        max_attempts=settings.relay_max_attempts,
+        workers=settings.relay_workers,
+    )
+    return {
+        "watch": watch.name,
+        "datetime": str(query.time_range),
+        "collections": [summary_dict(summary) for summary in summaries],
+        "delivered": report.sent,
+        "pending": report.pending,
+        "failed": report.failed,
+    }
