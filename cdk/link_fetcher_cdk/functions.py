@@ -1,0 +1,151 @@
+"""The Lambda layers (db, core) and the functions, each from its `lambdas/<name>` folder, all in the VPC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from link_fetcher.settings import Settings
+
+from .bundling import RUNTIME, layer_code, layer_spec
+from .config import DeployConfig
+from .nag import acknowledge
+from .network import Network
+
+# Imported by the core at run time in Lambda but not declared by layers/core (the CLI-only ones stay out).
+CORE_LAMBDA_REQUIREMENTS = ("aws-lambda-powertools", "redis", "cloudevents", "blake3", "pystac-client")
+
+
+def runtime_environment(settings: Settings) -> dict[str, str]:
+    """The run-time settings (SPEC §6) every function gets from the deploy-time `.env`."""
+    return {
+        "PLATFORMS": ",".join(settings.platforms),
+        "PRODUCT_TYPE": settings.product_type,
+        "MAX_ACQUISITION_AGE_DAYS": str(settings.max_acquisition_age_days),
+        "CDSE_CATALOGUE_URL": settings.cdse_catalogue_url,
+        "CDSE_DOWNLOAD_URL": settings.cdse_download_url,
+        "CDSE_IDENTITY_URL": settings.cdse_identity_url,
+        "CDSE_PAGE_SIZE": str(settings.cdse_page_size),
+        "RELAY_BATCH_SIZE": str(settings.relay_batch_size),
+        "RELAY_MAX_ATTEMPTS": str(settings.relay_max_attempts),
+        "POWERTOOLS_SERVICE_NAME": "link-fetcher",
+    }
+
+
+class Functions(Construct):
+    """Creates functions sharing the layers, network and base environment; `add` makes one."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project_root: Path,
+        config: DeployConfig,
+        settings: Settings,
+        network: Network,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._lambdas_dir = project_root / "lambdas"
+        self._config = config
+        self._network = network
+        self._environment = runtime_environment(settings)
+        lock = project_root / "Pipfile.lock"
+        self.db_layer = lambda_.LayerVersion(
+            self,
+            "DbLayer",
+            code=layer_code(layer_spec(project_root / "layers" / "db", "db", lock)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="link-fetcher db package (models, migrations, recording, outbox) and its dependencies",
+        )
+        self.core_layer = lambda_.LayerVersion(
+            self,
+            "CoreLayer",
+            code=layer_code(
+                layer_spec(project_root / "layers" / "core", "link_fetcher", lock, CORE_LAMBDA_REQUIREMENTS)
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="link-fetcher core package (CDSE client, filters, sinks, relay) and its dependencies",
+        )
+        # What a function in a VPC needs for its network interfaces, instead of the broader AWS-managed policies.
+        self._network_interfaces = iam.ManagedPolicy(
+            self,
+            "NetworkInterfaces",
+            description="Lambda functions in the link-fetcher VPC: manage their network interfaces",
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            ],
+        )
+        acknowledge(
+            self._network_interfaces,
+            "AwsSolutions-IAM5[Resource::*]",
+            "EC2 network interface actions take no resource ARN; this is what AWSLambdaVPCAccessExecutionRole grants",
+        )
+
+    def add(
+        self,
+        name: str,
+        *,
+        description: str,
+        timeout: Duration,
+        memory_mb: int = 512,
+        environment: dict[str, str] | None = None,
+    ) -> lambda_.Function:
+        folder = self._lambdas_dir / name
+        construct_id = "".join(part.capitalize() for part in name.split("_"))
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self._config.retention)
+        # A role per function holding only what it is granted: its own log group and the network interfaces.
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            managed_policies=[self._network_interfaces],
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(folder), exclude=["__pycache__", "*.pyc"]),
+            layers=[self.db_layer, self.core_layer],
+            timeout=timeout,
+            memory_size=memory_mb,
+            environment={**self._environment, **(environment or {})},
+            vpc=self._network.vpc,
+            vpc_subnets=self._network.function_subnets,
+            security_groups=[self._network.functions_security_group],
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords take no resource ARN (active tracing)",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.11 is the project's runtime (Pipfile); the layers are built for it",
+        )
+        return function

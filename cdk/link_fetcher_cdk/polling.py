@@ -1,0 +1,115 @@
+"""Polling: date generator → Map over (day, platform) → fetch loop until `completed`; a daily schedule; backfills
+by starting an execution with {"now", "lookback_days"}."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from .config import DeployConfig
+from .nag import acknowledge, arn_of
+
+
+def retry_with_backoff(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
+    """Retries on any Lambda error (throttling, timeout, CDSE or the database unwell) with jittered backoff:
+    a fetch resumes from its saved cursor, so repeating one is safe."""
+    task.add_retry(
+        errors=[sfn.Errors.ALL],
+        interval=Duration.seconds(20),
+        backoff_rate=2,
+        max_attempts=5,
+        max_delay=Duration.minutes(5),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    return task
+
+
+class Polling(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        date_generator: lambda_.IFunction,
+        link_fetcher: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        generate_dates = retry_with_backoff(
+            tasks.LambdaInvoke(
+                self,
+                "GenerateDates",
+                lambda_function=date_generator,
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+            )
+        )
+        fetch = retry_with_backoff(
+            tasks.LambdaInvoke(
+                self,
+                "FetchLinks",
+                lambda_function=link_fetcher,
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+            )
+        )
+        # The fetcher returns completed=false when it stopped early to beat its timeout: call it again.
+        fetch.next(
+            sfn.Choice(self, "Completed?")
+            .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, "DayFetched"))
+            .otherwise(fetch)
+        )
+        fetch_each_day = sfn.Map(
+            self,
+            "FetchEachDayAndPlatform",
+            items_path="$.query_dates_platforms",
+            item_selector={
+                "query_date.$": "$$.Map.Item.Value[0]",
+                "platform.$": "$$.Map.Item.Value[1]",
+            },
+            max_concurrency=config.map_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        fetch_each_day.item_processor(fetch)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(generate_dates.next(fetch_each_day)),
+            timeout=Duration.hours(12),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(self, "StateMachineLogs", retention=config.retention),
+                level=sfn.LogLevel.ALL,
+            ),
+        )
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing and CloudWatch Logs delivery actions take no resource ARN",
+        )
+        for function in (date_generator, link_fetcher):
+            acknowledge(
+                self.state_machine,
+                f"AwsSolutions-IAM5[Resource::{arn_of(function)}:*]",
+                "The state machine may invoke this function and its versions",
+            )
+        self.schedule = None
+        if config.poll_schedule:
+            self.schedule = events.Rule(
+                self,
+                "Schedule",
+                description="Poll CDSE for the last days' granules",
+                schedule=events.Schedule.expression(config.poll_schedule),
+                targets=[
+                    targets.SfnStateMachine(
+                        self.state_machine,
+                        input=events.RuleTargetInput.from_object({"lookback_days": config.lookback_days}),
+                    )
+                ],
+            )

@@ -1,0 +1,178 @@
+"""The link-fetcher stack: everything `cdk deploy` creates, wired together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from link_fetcher.settings import Settings
+
+from .config import DeployConfig
+from .database import Database
+from .delivery import DOWNLOADER_TIMEOUT, Delivery
+from .functions import Functions
+from .monitoring import Monitoring
+from .nag import acknowledge
+from .network import Network
+from .polling import Polling
+from .push import PushApi, PushCredentials
+
+# Four downloads at once is CDSE's per-account limit: four downloader instances, one download each at a time.
+DOWNLOADERS = 4
+DOWNLOAD_BATCH = 4
+
+
+class LinkFetcherStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project_root: Path,
+        config: DeployConfig,
+        settings: Settings,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        network = Network(self, "Network", config=config)
+        database = Database(self, "Database", config=config, network=network)
+        delivery = Delivery(self, "Delivery", config=config)
+        push_credentials = PushCredentials(self, "PushCredentials")
+        cdse_account = secretsmanager.Secret(
+            self,
+            "CdseAccount",
+            description='CDSE account for downloads: {"username", "password"}; set it after the first deploy',
+        )
+        acknowledge(cdse_account, "AwsSolutions-SMG4", "The CDSE account's password is changed on CDSE, then here")
+        functions = Functions(
+            self, "Functions", project_root=project_root, config=config, settings=settings, network=network
+        )
+
+        migrate = functions.add("migrate", description="Applies the Alembic migrations", timeout=Duration.minutes(5))
+        date_generator = functions.add(
+            "date_generator", description="(day, platform) pairs to poll", timeout=Duration.seconds(30), memory_mb=256
+        )
+        link_fetcher = functions.add(
+            "link_fetcher", description="Fetches one day of one platform from CDSE", timeout=Duration.minutes(15)
+        )
+        link_subscription = functions.add(
+            "link_subscription",
+            description="CDSE push endpoint (POST /events)",
+            timeout=Duration.seconds(29),
+            environment={"SUBSCRIPTION_SECRET_ARN": push_credentials.secret.secret_arn},
+        )
+        relay = functions.add("relay", description="Delivers pending granules", timeout=Duration.minutes(5))
+        downloader = functions.add(
+            "downloader",
+            description="Downloads granules from the To Download queue into the bucket",
+            timeout=DOWNLOADER_TIMEOUT,
+            memory_mb=2048,
+            environment={
+                "UPLOAD_BUCKET": delivery.bucket.bucket_name,
+                "DOWNLOAD_CONCURRENCY": "1",
+                "CDSE_SECRET_ARN": cdse_account.secret_arn,
+            },
+        )
+        reconcile = functions.add(
+            "reconcile",
+            description="Requeues recorded granules missing from the bucket",
+            timeout=Duration.minutes(15),
+            environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name},
+        )
+        stac_fetcher = functions.add(
+            "stac_fetcher", description="Records the items of a STAC watch", timeout=Duration.minutes(15)
+        )
+
+        for function in (migrate, link_fetcher, link_subscription, relay, downloader, reconcile, stac_fetcher):
+            function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
+            database.secret.grant_read(function)
+        for function in (link_fetcher, link_subscription, relay, reconcile, stac_fetcher):
+            function.add_environment("TO_DOWNLOAD_QUEUE_URL", delivery.queue.queue_url)
+            delivery.queue.grant_send_messages(function)
+        push_credentials.secret.grant_read(link_subscription)
+        cdse_account.grant_read(downloader)
+        delivery.grant_downloads(downloader)
+        delivery.grant_listing(reconcile)
+        downloader.add_event_source(
+            event_sources.SqsEventSource(
+                delivery.queue,
+                batch_size=DOWNLOAD_BATCH,
+                max_concurrency=DOWNLOADERS,
+                report_batch_item_failures=True,
+            )
+        )
+
+        migration = database.migrate_on_deploy(
+            migrate, project_root / "layers" / "db" / "db" / "migrations", config.retention
+        )
+        polling = Polling(self, "Polling", config=config, date_generator=date_generator, link_fetcher=link_fetcher)
+        push = PushApi(self, "Push", config=config, handler=link_subscription)
+        schedules = [polling.schedule] if polling.schedule else []
+        if config.relay_schedule:
+            schedules.append(
+                delivery.schedule(
+                    "RelaySchedule",
+                    expression=config.relay_schedule,
+                    function=relay,
+                    event={},
+                    description="Deliver pending granules",
+                )
+            )
+        if config.reconcile_schedule:
+            schedules.append(
+                delivery.schedule(
+                    "ReconcileSchedule",
+                    expression=config.reconcile_schedule,
+                    function=reconcile,
+                    event={},
+                    description="Requeue granules recorded but not downloaded",
+                )
+            )
+        if config.stac_schedule:
+            schedules.extend(
+                delivery.schedule(
+                    f"StacSchedule{index}",
+                    expression=config.stac_schedule,
+                    function=stac_fetcher,
+                    event={"watch": watch},
+                    description=f"STAC watch {watch}",
+                )
+                for index, watch in enumerate(config.stac_watches)
+            )
+        # Nothing that records may run before the schema exists.
+        for dependant in (*schedules, push.api.deployment_stage):
+            dependant.node.add_dependency(migration)
+
+        monitoring = Monitoring(self, "Monitoring", config=config)
+        monitoring.watch_polling(polling.state_machine)
+        monitoring.watch_push(push.api)
+        monitoring.watch_dead_letters(delivery.dead_letter_queue)
+        monitoring.watch_pending_deliveries("link-fetcher")
+
+        self.functions: dict[str, lambda_.Function] = {
+            "migrate": migrate,
+            "date_generator": date_generator,
+            "link_fetcher": link_fetcher,
+            "link_subscription": link_subscription,
+            "relay": relay,
+            "downloader": downloader,
+            "reconcile": reconcile,
+            "stac_fetcher": stac_fetcher,
+        }
+        for name, value, description in (
+            ("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription"),
+            ("PushCredentialsSecretArn", push_credentials.secret.secret_arn, "NotificationEpUsername/Password"),
+            ("CdseAccountSecretArn", cdse_account.secret_arn, "Put the CDSE account here for the downloader"),
+            ("StateMachineArn", polling.state_machine.state_machine_arn, "Start an execution to backfill"),
+            ("ToDownloadQueueUrl", delivery.queue.queue_url, "SQS To Download"),
+            ("DeadLetterQueueUrl", delivery.dead_letter_queue.queue_url, "To Download dead letters"),
+            ("ProductsBucket", delivery.bucket.bucket_name, "Downloaded products"),
+            ("DatabaseSecretArn", database.secret.secret_arn, "RDS credentials"),
+            ("AlarmTopicArn", monitoring.topic.topic_arn, "Alarm notifications"),
+        ):
+            CfnOutput(self, name, value=value, description=description)
