@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ def with_retries(
         try:
             return call()
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if exc.args and isinstance(exc.args[0], MaxRetryError):
+                # urllib3 has already retried this connection failure: retrying it again multiplies the wait.
+                raise HttpError(f"{what}: connection failed: {exc.args[0].reason}") from exc
             if attempt == attempts:
                 raise HttpError(f"{what}: connection failed {attempts} times: {type(exc).__name__}") from exc
             delay = backoff * 2 ** (attempt - 1) * (1 + random.random())
