@@ -1,0 +1,289 @@
+"""The STAC source's pure parts: time ranges and windows, areas, item handling, messages, watches config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from link_fetcher.messages import STAC_ITEM_FOUND, cloudevent_type, to_download_body
+from link_fetcher.stac.area import AreaError, geometry_of, load_geojson, parse_bbox
+from link_fetcher.stac.items import (
+    ItemCriteria,
+    UnknownBands,
+    check_bands,
+    platform_of,
+    rejection_reason,
+    selected_assets,
+    tile_of,
+    to_record,
+)
+from link_fetcher.stac.timerange import TimeRange, TimeRangeError, parse_duration, parse_range, window_count, windows
+from link_fetcher.stac.watches import WatchConfigError, parse_watches, select_watches
+from tests.fakes.stac_api import stac_item
+from tests.schema import assert_valid_message, schema_errors
+
+UTC = dt.UTC
+NOW = dt.datetime(2024, 9, 20, 12, 30, tzinfo=UTC)
+
+
+def at(day: int, hour: int = 0) -> dt.datetime:
+    return dt.datetime(2024, 9, day, hour, tzinfo=UTC)
+
+
+# --- time ranges ---------------------------------------------------------------------------------------
+
+
+def test_date_range_includes_the_whole_end_day() -> None:
+    assert parse_range("2024-09-01/2024-09-10", now=NOW) == TimeRange(at(1), at(11))
+    assert parse_range("2024-09-05", now=NOW) == TimeRange(at(5), at(6))
+
+
+def test_datetime_range_is_taken_as_given_in_utc() -> None:
+    assert parse_range("2024-09-01T06:00:00Z/2024-09-01T12:00:00+02:00", now=NOW) == TimeRange(at(1, 6), at(1, 10))
+    assert parse_range("2024-09-01T06:00:00/..", now=NOW) == TimeRange(at(1, 6), NOW)  # no zone: UTC
+
+
+@pytest.mark.parametrize(
+    "text", ["", "../2024-09-01", "2024-09-01/2024-09-02/2024-09-03", "2024-13-01/2024-13-02", "soon/later"]
+)
+def test_bad_ranges(text: str) -> None:
+    with pytest.raises(TimeRangeError):
+        parse_range(text, now=NOW)
+
+
+def test_end_must_be_after_start() -> None:
+    with pytest.raises(TimeRangeError, match="not after its start"):
+        parse_range("2024-09-01T06:00:00Z/2024-09-01T06:00:00Z", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("6h", dt.timedelta(hours=6)),
+        ("1d12h", dt.timedelta(hours=36)),
+        ("2w", dt.timedelta(weeks=2)),
+        ("90m", dt.timedelta(minutes=90)),
+    ],
+)
+def test_durations(text: str, expected: dt.timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "6", "h", "0h", "-1d", "1.5h", "6 hours"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(TimeRangeError):
+        parse_duration(text)
+
+
+def test_windows_cover_the_range_without_gap_or_overlap() -> None:
+    time_range = TimeRange(at(1), at(2, 3))
+    cut = list(windows(time_range, dt.timedelta(hours=6)))
+    assert len(cut) == window_count(time_range, dt.timedelta(hours=6)) == 5
+    assert cut[0] == TimeRange(at(1, 0), at(1, 6)) and cut[-1] == TimeRange(at(2, 0), at(2, 3))
+    assert all(a.end == b.start for a, b in itertools.pairwise(cut))
+    assert cut[0].as_stac() == "2024-09-01T00:00:00Z/2024-09-01T06:00:00Z"
+
+
+# --- areas ---------------------------------------------------------------------------------------------
+
+
+def test_bbox() -> None:
+    area = parse_bbox(" 10, 45.5,12,47 ")
+    assert area.search_parameters() == {"bbox": [10.0, 45.5, 12.0, 47.0]}
+    assert parse_bbox("170,-10,-170,10").bbox == (170, -10, -170, 10)  # crossing the antimeridian
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("1,2,3", "four numbers"), ("a,b,c,d", "four numbers"), ("0,91,1,92", "latitude 91"), ("0,5,1,4", "above maxy")],
+)
+def test_bad_bbox(text: str, problem: str) -> None:
+    with pytest.raises(AreaError, match=problem):
+        parse_bbox(text)
+
+
+def test_geojson_feature_collection_becomes_one_geometry(tmp_path: Path) -> None:
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+    point = {"type": "Point", "coordinates": [3, 4]}
+    features = [{"type": "Feature", "properties": {}, "geometry": g} for g in (square, point)]
+    assert geometry_of({"type": "FeatureCollection", "features": features[:1]}) == square
+    assert geometry_of({"type": "FeatureCollection", "features": features}) == {
+        "type": "GeometryCollection",
+        "geometries": [square, point],
+    }
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps(features[0]))
+    assert load_geojson(path).search_parameters() == {"intersects": square}
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0.5]]]}, "end where it starts"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}, "at least 4 positions"),
+        ({"type": "Point", "coordinates": [200, 0]}, "longitude 200"),
+        ({"type": "Point", "coordinates": ["1", "2"]}, "numbers"),
+        ({"type": "Circle", "coordinates": [0, 0]}, "expected a GeoJSON geometry"),
+        ({"type": "FeatureCollection", "features": []}, "without features"),
+        ({"type": "Feature", "geometry": None}, "expected a GeoJSON geometry"),
+        ([1, 2], "expected a GeoJSON geometry"),
+    ],
+)
+def test_bad_geojson(document: object, problem: str) -> None:
+    with pytest.raises(AreaError, match=problem):
+        geometry_of(document)
+
+
+def test_unreadable_geojson(tmp_path: Path) -> None:
+    with pytest.raises(AreaError, match="cannot read GeoJSON"):
+        load_geojson(tmp_path / "missing.geojson")
+    (tmp_path / "bad.geojson").write_text("{")
+    with pytest.raises(AreaError, match="is not JSON"):
+        load_geojson(tmp_path / "bad.geojson")
+
+
+# --- items ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("properties", "item_id", "tile"),
+    [
+        ({"grid:code": "MGRS-33UUP"}, "x", "33UUP"),
+        ({"s2:mgrs_tile": "T05VNK"}, "x", "05VNK"),
+        ({"mgrs:utm_zone": 5, "mgrs:latitude_band": "V", "mgrs:grid_square": "NK"}, "x", "05VNK"),
+        ({}, "S2B_33UUP_20240901_0_L2A", "33UUP"),
+        ({}, "S2A_MSIL2A_20240901T101021_N0511_R022_T33UUP_20240901T145420", "33UUP"),
+        ({"grid:code": "WRS2-190027"}, "LC09_L2SP_190027_20240901", None),
+    ],
+)
+def test_tile_of(properties: dict, item_id: str, tile: str | None) -> None:
+    assert tile_of({"id": item_id, "properties": properties}) == tile
+
+
+def test_platform_of() -> None:
+    assert platform_of({"properties": {"platform": "sentinel-2a"}}) == "S2A"
+    assert platform_of({"properties": {"platform": "landsat-9"}}) == "landsat-9"
+    assert platform_of({"properties": {}}) is None
+
+
+def test_window_end_belongs_to_the_next_window() -> None:
+    first, second = TimeRange(at(1), at(2)), TimeRange(at(2), at(3))
+    item = stac_item("c", sensed=at(2))
+    assert rejection_reason(item, ItemCriteria(first)) == "outside window"
+    assert rejection_reason(item, ItemCriteria(second)) is None
+
+
+def test_cloud_and_band_criteria() -> None:
+    window = TimeRange(at(1), at(2))
+    clear, cloudy = stac_item("c", sensed=at(1, 3), cloud=5), stac_item("c", sensed=at(1, 3), cloud=60)
+    assert rejection_reason(clear, ItemCriteria(window, max_cloud=10)) is None
+    assert rejection_reason(cloudy, ItemCriteria(window, max_cloud=10)) == "cloudy"
+    no_cover = stac_item("c", sensed=at(1, 3))
+    del no_cover["properties"]["eo:cloud_cover"]
+    assert rejection_reason(no_cover, ItemCriteria(window, max_cloud=10)) == "cloudy"
+    assert rejection_reason(no_cover, ItemCriteria(window)) is None
+    assert rejection_reason(clear, ItemCriteria(window, bands=("red", "lwir"))) == "missing bands"
+    undated = stac_item("c", sensed=at(1, 3))
+    undated["properties"]["datetime"] = None
+    assert rejection_reason(undated, ItemCriteria(window)) == "no datetime"
+    undated["properties"]["start_datetime"] = "2024-09-01T05:00:00Z"
+    assert rejection_reason(undated, ItemCriteria(window)) is None
+
+
+def test_unknown_band_lists_the_items_assets() -> None:
+    item = stac_item("c", sensed=at(1))
+    check_bands(item, ("red", "nir"))
+    with pytest.raises(
+        UnknownBands, match=r"unknown band\(s\) B04, B08: item S2B_33UUP_20240901_0_L2A has assets blue"
+    ):
+        check_bands(item, ("B04", "red", "B08"))
+
+
+def test_record_and_message_of_an_item() -> None:
+    item = stac_item("sentinel-2-l2a", sensed=at(1, 10), tile="32TNS", cloud=12.5, platform="sentinel-2c")
+    item["links"] = [{"rel": "self", "href": "https://stac.example/collections/sentinel-2-l2a/items/x"}]
+    record = to_record(item, collection="sentinel-2-l2a", bands=("nir", "red"), api_url="https://stac.example")
+    assert record.id == f"sentinel-2-l2a/{item['id']}" and record.filename == item["id"]
+    assert record.download_url == "https://stac.example/collections/sentinel-2-l2a/items/x"
+    assert (record.tile_id, record.platform, record.cloud_cover, record.source) == ("32TNS", "S2C", 12.5, "stac")
+    assert record.sensing_start == at(1, 10) and record.published == at(1, 13)
+    assert list(record.assets) == ["nir", "red"] and record.item == item
+    assert selected_assets(item, ()) == {band: asset["href"] for band, asset in item["assets"].items()}
+
+    row = {**{field: getattr(record, field) for field in record.__dataclass_fields__}, "first_seen": NOW}
+    body = to_download_body(row)
+    assert_valid_message(body)
+    assert body["href"] == record.download_url and body["collection"] == "sentinel-2-l2a"
+    assert body["assets"] == record.assets and body["sensing_time"] == "2024-09-01T10:00:00Z"
+    assert cloudevent_type(body) == STAC_ITEM_FOUND
+
+
+def test_no_self_link_falls_back_to_the_items_path() -> None:
+    item = stac_item("c", sensed=at(1))
+    record = to_record(item, collection="c", bands=(), api_url="https://stac.example/v1/")
+    assert record.download_url == f"https://stac.example/v1/collections/c/items/{item['id']}"
+
+
+def test_schema_requires_the_stac_fields_for_stac_only() -> None:
+    body = {
+        "id": "c/x",
+        "filename": "x",
+        "download_url": "https://stac.example/x",
+        "size": None,
+        "tile_id": None,
+        "platform": None,
+        "sensing_time": "2024-09-01T00:00:00Z",
+        "published": None,
+        "source": "stac",
+    }
+    assert any("href" in error for error in schema_errors(body))
+    assert schema_errors({**body, "href": body["download_url"], "collection": "c", "assets": {}}) == []
+
+
+# --- watches -------------------------------------------------------------------------------------------
+
+WATCH = {"name": "alps", "api": "https://stac.example/v1", "collections": ["sentinel-2-l2a"], "bbox": [5, 45, 10, 47]}
+
+
+def test_watch_query_over_its_lookback(tmp_path: Path) -> None:
+    watches = parse_watches({"watch": [{**WATCH, "bands": ["red"], "lookback": "3d", "window": "6h"}]}, "w.toml")
+    query = watches["alps"].query(tmp_path, now=NOW)
+    assert query.time_range == TimeRange(NOW - dt.timedelta(days=3), NOW)
+    assert query.window == dt.timedelta(hours=6) and query.bands == ("red",) and query.area.bbox == (5, 45, 10, 47)
+    override = TimeRange(at(1), at(2))
+    assert watches["alps"].query(tmp_path, now=NOW, time_range=override).time_range == override
+
+
+def test_watch_aoi_file_is_relative_to_the_watches_file(tmp_path: Path) -> None:
+    (tmp_path / "aoi.json").write_text(json.dumps({"type": "Point", "coordinates": [7, 46]}))
+    entry = {key: value for key, value in WATCH.items() if key != "bbox"}
+    watches = parse_watches({"watch": [{**entry, "aoi": "aoi.json"}]}, "w.toml")
+    assert watches["alps"].query(tmp_path, now=NOW).area.intersects == {"type": "Point", "coordinates": [7, 46]}
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        ([], "no \\[\\[watch\\]\\] entries"),
+        ([{**WATCH, "aoi": "a.json"}], "exactly one of bbox and aoi"),
+        ([{**WATCH, "lookback": "soon"}], "lookback"),
+        ([{**WATCH, "max_cloud": 120}], "max_cloud"),
+        ([{**WATCH, "colections": ["x"]}], "colections"),
+        ([WATCH, WATCH], "defined twice"),
+    ],
+)
+def test_bad_watches(entries: list, problem: str) -> None:
+    with pytest.raises(WatchConfigError, match=problem):
+        parse_watches({"watch": entries}, "w.toml")
+
+
+def test_select_watches() -> None:
+    watches = parse_watches({"watch": [WATCH, {**WATCH, "name": "andes"}]}, "w.toml")
+    assert [w.name for w in select_watches(watches, (), every=True, source="w.toml")] == ["alps", "andes"]
+    assert [w.name for w in select_watches(watches, ("andes",), every=False, source="w.toml")] == ["andes"]
+    with pytest.raises(WatchConfigError, match=r"unknown watch tatras in w.toml \(it has: alps, andes\)"):
+        select_watches(watches, ("tatras",), every=False, source="w.toml")
