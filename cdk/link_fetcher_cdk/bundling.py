@@ -118,6 +118,36 @@ class PipLayerBundling:
         return True
 
 
+@jsii.implements(ILocalBundling)
+class CopyBundling:
+    """A function folder plus files from elsewhere in the repository (e.g. the STAC watches file)."""
+
+    def __init__(self, folder: Path, extra_files: dict[str, Path]) -> None:
+        self.folder = folder
+        self.extra_files = extra_files
+
+    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+        shutil.copytree(self.folder, output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*IGNORED))
+        for name, source in self.extra_files.items():
+            shutil.copyfile(source, Path(output_dir) / name)
+        return True
+
+
+def function_code(folder: Path, extra_files: dict[str, Path] | None = None) -> lambda_.Code:
+    """A function's asset: its `lambdas/<name>` folder, with `extra_files` ({name in the asset: source}) added."""
+    if not extra_files:
+        return lambda_.Code.from_asset(str(folder), exclude=list(IGNORED))
+    digest = hashlib.sha256()
+    for path in sorted([*folder.rglob("*.py"), *extra_files.values()]):
+        digest.update(path.read_bytes())
+    return lambda_.Code.from_asset(
+        str(folder),
+        asset_hash=digest.hexdigest(),
+        asset_hash_type=AssetHashType.CUSTOM,
+        bundling=BundlingOptions(image=RUNTIME.bundling_image, local=CopyBundling(folder, extra_files)),
+    )
+
+
 def layer_code(spec: LayerSpec) -> lambda_.Code:
     """The layer's asset. Its hash is the spec's fingerprint, so an unchanged layer is bundled once per cdk.out
     (CDK reuses `asset.<hash>`), and bundling is skipped where the app's context says so (tests)."""

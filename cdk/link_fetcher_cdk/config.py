@@ -43,7 +43,7 @@ class DeployConfig(BaseSettings):
     # The STAC watches the STAC fetcher runs on its schedule (one rule each, event {"watch": name}).
     stac_watches: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Publication days each scheduled poll looks back over, and (day, platform) pairs fetched at once.
-    lookback_days: int = Field(3, ge=1, le=60)
+    lookback_days: int = Field(5, ge=1, le=60)
     map_concurrency: int = Field(4, ge=1, le=40)
     # What happens to the database and the bucket when the stack is destroyed.
     removal_policy: Literal["retain", "snapshot", "destroy"] = "retain"

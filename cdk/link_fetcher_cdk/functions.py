@@ -12,7 +12,7 @@ from constructs import Construct
 
 from link_fetcher.settings import Settings
 
-from .bundling import RUNTIME, layer_code, layer_spec
+from .bundling import RUNTIME, function_code, layer_code, layer_spec
 from .config import DeployConfig
 from .nag import acknowledge
 from .network import Network
@@ -107,6 +107,7 @@ class Functions(Construct):
         timeout: Duration,
         memory_mb: int = 512,
         environment: dict[str, str] | None = None,
+        extra_files: dict[str, Path] | None = None,
     ) -> lambda_.Function:
         folder = self._lambdas_dir / name
         construct_id = "".join(part.capitalize() for part in name.split("_"))
@@ -126,7 +127,7 @@ class Functions(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(folder), exclude=["__pycache__", "*.pyc"]),
+            code=function_code(folder, extra_files),
             layers=[self.db_layer, self.core_layer],
             timeout=timeout,
             memory_size=memory_mb,

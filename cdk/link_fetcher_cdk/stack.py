@@ -22,9 +22,11 @@ from .network import Network
 from .polling import Polling
 from .push import PushApi, PushCredentials
 
-# Four downloads at once is CDSE's per-account limit: four downloader instances, one download each at a time.
+# Four downloads at once is CDSE's per-account limit: four downloader instances, each taking its batch's records
+# one at a time.
 DOWNLOADERS = 4
 DOWNLOAD_BATCH = 4
+WATCHES_FILE_IN_FUNCTION = "watches.toml"
 
 
 class LinkFetcherStack(Stack):
@@ -74,7 +76,6 @@ class LinkFetcherStack(Stack):
             memory_mb=2048,
             environment={
                 "UPLOAD_BUCKET": delivery.bucket.bucket_name,
-                "DOWNLOAD_CONCURRENCY": "1",
                 "CDSE_SECRET_ARN": cdse_account.secret_arn,
             },
         )
@@ -84,8 +85,16 @@ class LinkFetcherStack(Stack):
             timeout=Duration.minutes(15),
             environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name},
         )
+        # The watches file travels with the function; without watches there is nothing to schedule.
+        watches_file = project_root / settings.stac_watches_file
+        if config.stac_watches and not watches_file.is_file():
+            raise ValueError(f"DEPLOY_STAC_WATCHES names watches but {watches_file} (STAC_WATCHES_FILE) is missing")
         stac_fetcher = functions.add(
-            "stac_fetcher", description="Records the items of a STAC watch", timeout=Duration.minutes(15)
+            "stac_fetcher",
+            description="Records the items of a STAC watch",
+            timeout=Duration.minutes(15),
+            environment={"STAC_WATCHES_FILE": f"/var/task/{WATCHES_FILE_IN_FUNCTION}"} if config.stac_watches else None,
+            extra_files={WATCHES_FILE_IN_FUNCTION: watches_file} if config.stac_watches else None,
         )
 
         for function in (migrate, link_fetcher, link_subscription, relay, downloader, reconcile, stac_fetcher):
