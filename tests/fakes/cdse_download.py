@@ -16,6 +16,7 @@ import hashlib
 import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,7 @@ class FakeProduct:
     drop_at: int | None = None
     redirect_to: str | None = None
     transfers: int = 0  # GETs answered 200
+    last_transfer_seconds: float = 0.0  # first to last byte of the latest complete transfer
 
 
 class FakeCdseDownload(FakeHttpServer):
@@ -89,8 +91,8 @@ class FakeCdseDownload(FakeHttpServer):
         if path.startswith("/public/") and (public := self.public.get(path.removeprefix("/public/"))):
             seed, size = public
             return 200, {"Content-Length": str(size)}, synthetic_bytes(seed, size), -1
-        match = _PRODUCT_PATH.match(path)
-        product = self.products.get(match["id"]) if match else None
+        product_id = _product_id(path)
+        product = self.products.get(product_id) if product_id else None
         if product is None:
             return _text(404, '{"detail":"Not found"}')
         if not self.identity.is_valid(authorization):
@@ -124,7 +126,7 @@ class FakeCdseDownload(FakeHttpServer):
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                sent = 0
+                sent, started = 0, time.perf_counter()
                 for chunk in body:
                     if 0 <= drop_at < sent + len(chunk):
                         self.wfile.write(chunk[: drop_at - sent])
@@ -132,6 +134,8 @@ class FakeCdseDownload(FakeHttpServer):
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
+                if product_id := _product_id(self.path):
+                    fake.products[product_id].last_transfer_seconds = time.perf_counter() - started
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -141,6 +145,11 @@ class FakeCdseDownload(FakeHttpServer):
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
+
+
+def _product_id(path: str) -> str | None:
+    match = _PRODUCT_PATH.match(path.split("?", 1)[0])
+    return match["id"] if match else None
 
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None):
