@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from link_fetcher.cli import main
 from link_fetcher.settings import get_settings
-from tests.fakes.stac_api import FakeStacApi, stac_item
+from tests.fakes.stac_api import DROP, FakeStacApi, stac_item
 from tests.schema import assert_valid_message
 
 COLLECTION = "sentinel-2-l2a"
@@ -278,6 +278,15 @@ def test_rate_limit_and_server_errors_are_retried(stac_env, engine: Engine, fake
     argv = ["stac-fetch", "--api", fake_api.url, "--collection", COLLECTION, "--bbox", AOI, "--datetime", TEN_DAYS]
     assert main(argv) == 0
     assert count(engine, "granule") == 300
+
+
+def test_connection_dropped_mid_body_is_retried(stac_env, engine: Engine, fake_api: FakeStacApi) -> None:
+    fake_api.fail_next(DROP, after=4)
+    argv = ["stac-fetch", "--api", fake_api.url, "--collection", COLLECTION, "--bbox", AOI, "--datetime", TEN_DAYS]
+    pages = 40  # ten windows of 31 items (the next midnight's included), 10 per page
+    assert main(argv) == 0
+    assert count(engine, "granule") == 300
+    assert len(fake_api.searches) == pages + 1  # the cut-off page was asked again
 
 
 def test_api_failing_mid_run_keeps_what_was_recorded_and_a_rerun_finishes(

@@ -2,7 +2,7 @@
 and POST with `next` links, strict on bad parameters like real servers (400 with a JSON `code`/`description`).
 
 Default page size 10. Faults: `fail_next(status, count, after=n)` lets n searches through, then answers the
-next `count` with `status`.
+next `count` with `status`, or with DROP cuts the answer off mid-body (a chunked reply and a closed connection).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ QUERY_OPERATORS = {
     "gte": lambda a, b: a >= b,
     "eq": lambda a, b: a == b,
 }
+DROP = 0  # fail_next(DROP): the connection drops halfway through the search result
 BANDS = ("coastal", "blue", "green", "red", "rededge1", "nir", "swir16", "swir22", "scl", "thumbnail")
 
 
@@ -340,6 +341,10 @@ class FakeStacApi(FakeHttpServer):
         if path == "/search":
             with self.lock:
                 fault = self._faults.pop(0) if self._faults else None
+            if fault == DROP:
+                status, headers, payload = self._search(method, query, body)
+                cut = f"{len(payload):x}\r\n".encode() + payload[: len(payload) // 2]
+                return status, {**headers, "Transfer-Encoding": "chunked", "Connection": "close"}, cut
             if fault is not None:
                 retry_after = {"Retry-After": "0"} if fault == 429 else {}
                 return json_reply(fault, {"code": "Fault", "description": f"injected {fault}"}, retry_after)
