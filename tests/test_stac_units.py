@@ -22,7 +22,7 @@ from link_fetcher.stac.items import (
     to_record,
 )
 from link_fetcher.stac.timerange import TimeRange, TimeRangeError, parse_duration, parse_range, window_count, windows
-from link_fetcher.stac.watches import WatchConfigError, parse_watches, select_watches
+from link_fetcher.stac.watches import WatchConfigError, load_watches, parse_watches, select_watches
 from tests.fakes.stac_api import stac_item
 from tests.schema import assert_valid_message, schema_errors
 
@@ -287,3 +287,9 @@ def test_select_watches() -> None:
     assert [w.name for w in select_watches(watches, ("andes",), every=False, source="w.toml")] == ["andes"]
     with pytest.raises(WatchConfigError, match=r"unknown watch tatras in w.toml \(it has: alps, andes\)"):
         select_watches(watches, ("tatras",), every=False, source="w.toml")
+
+
+def test_the_shipped_watches_file_is_valid() -> None:
+    path = Path(__file__).parents[1] / "watches.toml"
+    for watch in load_watches(path).values():
+        watch.query(path.parent, now=NOW)  # areas and durations parse, the AOI file is found

@@ -1,4 +1,4 @@
-"""Watches: named areas to follow on STAC APIs, from a TOML file (`watches.toml`, see watches.example.toml).
+"""Watches: named areas to follow on STAC APIs, from a TOML file (`watches.toml` at the repo root is an example).
 
 [[watch]]
 name = "alps"
