@@ -1,0 +1,253 @@
+"""`link-fetcher serve` as a real process: the issue's acceptance checks over HTTP, concurrency with the poller,
+and hypothesis fuzzing of bodies and headers (never a 5xx, nothing recorded)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from benchmarks.sqs_endpoint import SqsEndpoint
+from db import record_granules
+from link_fetcher.products import CdseProduct, to_record
+from tests.factories import PUSH_FIXTURE
+from tests.push_support import (
+    PASSWORD,
+    USERNAME,
+    basic,
+    encode,
+    granule_rows,
+    notification,
+    outbox_rows,
+    queued_ids,
+    recent_fixture,
+)
+
+CLI = str(Path(sys.executable).with_name("link-fetcher"))
+QUEUE = "push-serve"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sqs() -> Iterator[SqsEndpoint]:
+    with SqsEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[str]:
+    """`link-fetcher serve` on a free port, delivering to the fake SQS queue; yields the /events URL."""
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUBSCRIPTION_", "REDIS_"))},
+        "DATABASE_URL": database_url,
+        "SUBSCRIPTION_USERNAME": USERNAME,
+        "SUBSCRIPTION_PASSWORD": PASSWORD,
+        "PLATFORMS": "S2A,S2B",
+        "TO_DOWNLOAD_QUEUE_URL": sqs.queue_url(QUEUE),
+        "AWS_ENDPOINT_URL": sqs.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    cwd = tmp_path_factory.mktemp("serve")  # no developer .env
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}/events"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.post(url, timeout=1).status_code == 401:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"serve did not start: {process.stderr.read().decode()}")
+        time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def _post(http: requests.Session, url: str, body: bytes, authorization: str | None = None) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return http.post(url, data=body, headers=headers, timeout=10)
+
+
+def test_acceptance_checks(server: str, http, engine: Engine, sqs: SqsEndpoint) -> None:
+    sqs.fake.queues.pop(QUEUE, None)
+    fixture = encode(recent_fixture())
+    product_id = PUSH_FIXTURE["value"]["Id"]
+
+    first = _post(http, server, fixture, basic())
+    assert (first.status_code, first.content) == (204, b"")
+    assert queued_ids(sqs, QUEUE) == [product_id]
+    assert _post(http, server, fixture, basic()).status_code == 204
+    assert queued_ids(sqs, QUEUE) == [product_id]  # no second message
+
+    for authorization in (basic(password="wrong"), basic(username="someone"), None, "Bearer x"):
+        refused = _post(http, server, encode(notification()), authorization)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+
+    without_value = {k: v for k, v in PUSH_FIXTURE.items() if k != "value"}
+    without_id = {**PUSH_FIXTURE, "value": {k: v for k, v in PUSH_FIXTURE["value"].items() if k != "Id"}}
+    for body, field in ((b'{"Subscr', "JSON"), (encode(without_value), "value"), (encode(without_id), "value.Id")):
+        bad = _post(http, server, body, basic())
+        assert bad.status_code == 400 and bad.headers["Content-Type"] == "application/json"
+        assert field in bad.json()["error"]
+
+    two_mib = b"[" + b" " * (2 * 1024 * 1024) + b"]"
+    assert _post(http, server, two_mib, basic()).status_code == 413
+    chunked = http.post(
+        server,
+        data=iter([two_mib[i : i + 65536] for i in range(0, len(two_mib), 65536)]),
+        headers={"Authorization": basic()},
+        timeout=10,
+    )
+    assert chunked.status_code == 413  # no Content-Length: the body is read up to the limit only
+
+    skipped = [
+        notification(sensing=dt.datetime.now(dt.UTC) - dt.timedelta(days=31)),
+        notification(tile="01AAA"),
+        notification(platform="S2C"),
+        notification("modified"),
+        notification(product_type="S2MSI2A"),
+    ]
+    for body in skipped:
+        assert _post(http, server, encode(body), basic()).status_code == 204
+    assert granule_rows(engine) == [(product_id, "subscription")]
+    assert queued_ids(sqs, QUEUE) == [product_id]
+
+
+def test_sixteen_simultaneous_deliveries_and_the_poller_give_one_row_one_message(
+    server: str, engine: Engine, sqs: SqsEndpoint
+) -> None:
+    sqs.fake.queues.pop(QUEUE, None)
+    body = notification()
+    product = CdseProduct.model_validate(body["value"])
+    start = threading.Barrier(17)
+    statuses: list[int] = []
+
+    def push() -> None:
+        with requests.Session() as session:
+            session.post(server, timeout=10)  # connect first, so the 16 requests really overlap
+            start.wait()
+            statuses.append(_post(session, server, encode(body), basic()).status_code)
+
+    def poll() -> None:
+        start.wait()
+        with engine.begin() as conn:
+            record_granules(conn, [to_record(product, source="search", download_base_url="https://d")], ["sqs"])
+
+    threads = [threading.Thread(target=push) for _ in range(16)] + [threading.Thread(target=poll)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [204] * 16
+    assert len(granule_rows(engine)) == 1
+    [(granule_id, sink, status)] = outbox_rows(engine)
+    # Whoever won, one delivery exists; if the endpoint inserted it, it was sent once already.
+    assert (granule_id, sink) == (product.id, "sqs")
+    assert queued_ids(sqs, QUEUE) == ([product.id] if status == "sent" else [])
+
+
+# --- fuzzing ------------------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=8,
+)
+
+
+@st.composite
+def mutated_fixtures(draw: st.DrawFn) -> dict:
+    """The real (old, so filtered-out if valid) notification with one field replaced by junk or removed."""
+    body = {**PUSH_FIXTURE, "value": dict(PUSH_FIXTURE["value"])}  # only these two levels are changed
+    target, key = body, draw(st.sampled_from(sorted(body)))
+    if key == "value" and draw(st.booleans()):
+        target, key = body["value"], draw(st.sampled_from(sorted(body["value"])))
+    if draw(st.booleans()):
+        del target[key]
+    else:
+        target[key] = draw(json_values)
+    return body
+
+
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(encode),
+    mutated_fixtures().map(encode),
+    st.lists(mutated_fixtures(), min_size=0, max_size=3).map(encode),
+)
+# Printable ASCII without surrounding blanks: what an HTTP client lets through as a header value.
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
+authorizations = st.one_of(
+    st.none(),
+    header_text,
+    header_text.map(lambda text: f"Basic {text}"),
+    st.tuples(header_text, header_text).map(lambda pair: basic(*pair)),
+    st.just(basic(USERNAME, PASSWORD + "x")),
+)
+
+
+FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@pytest.mark.slow
+def test_fuzzed_bodies_never_5xx_and_record_nothing(server: str, http, engine: Engine) -> None:
+    @settings(FUZZ, max_examples=1500)
+    @given(body=bodies)
+    def post(body: bytes) -> None:
+        response = _post(http, server, body, basic())
+        assert response.status_code in (204, 400), response.text
+        if response.status_code == 400:
+            assert response.json()["error"]
+
+    post()
+    assert granule_rows(engine) == []
+
+
+@pytest.mark.slow
+def test_fuzzed_headers_are_refused(server: str, http, engine: Engine) -> None:
+    recordable = [encode(notification()), encode([notification(), notification(platform="S2B")])]
+
+    @settings(FUZZ, max_examples=600)
+    @given(authorization=authorizations, content_type=header_text, body=st.sampled_from(recordable))
+    def post(authorization: str | None, content_type: str, body: bytes) -> None:
+        headers = {"Content-Type": content_type}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        response = http.post(server, data=body, headers=headers, timeout=10)
+        assert response.status_code == 401
+
+    post()
+    assert granule_rows(engine) == []
