@@ -40,12 +40,12 @@ def stream_verified(
         response = open_response()
         try:
             writer = storage.writer(key, content_type)
-            digests = Digests(expected)
-            for chunk in response.iter_content(CHUNK_SIZE):
-                digests.update(chunk)
-                writer.write(chunk)
-            if problem := digests.mismatch():
-                raise ChecksumMismatch(f"{what}: {problem}")
+            with Digests(expected) as digests:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    digests.update(chunk)
+                    writer.write(chunk)
+                if problem := digests.mismatch():
+                    raise ChecksumMismatch(f"{what}: {problem}")
             writer.commit()
             return digests.size
         except BaseException:
