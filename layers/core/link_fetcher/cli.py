@@ -247,3 +247,6 @@ from link_fetcher.downloader.commands import download, reconcile  # noqa: E402
 
 cli.add_command(download)
 cli.add_command(reconcile)
+from link_fetcher.fetching.commands import fetch  # noqa: E402
+
+cli.add_command(fetch)

@@ -1,0 +1,108 @@
+"""`link-fetcher fetch`: the Step Functions flow run locally — each day and platform read to the end, then delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from link_fetcher.cli import (
+    CliContext,
+    CliFailure,
+    ConfigurationError,
+    pass_context,
+    report_delivery,
+    run_relay,
+    stderr,
+    stdout,
+)
+from link_fetcher.fetching.catalogue import CdseCatalogue
+from link_fetcher.fetching.fetch import DayFetcher, DayReport, PageOutcome
+from link_fetcher.fetching.query import PagingError, days_between
+from link_fetcher.http import HttpError
+from link_fetcher.relay import sink_names_for_recording
+from link_fetcher.settings import KNOWN_PLATFORMS
+from link_fetcher.sinks import build_sinks
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _print_summary(reports: list[DayReport]) -> None:
+    table = Table(title="fetch")
+    for column in ("day", "platform", "available", "read", "new", "skipped", "requests", "completed"):
+        table.add_column(column, justify="left" if column in ("day", "platform", "completed") else "right")
+    for report in reports:
+        table.add_row(
+            report.day.isoformat(),
+            report.platform,
+            str(report.available),
+            str(report.read),
+            str(report.new),
+            str(report.skipped),
+            str(report.requests),
+            "unchanged" if report.unchanged else "yes" if report.completed else "no",
+        )
+    stdout.print(table)
+
+
+def _fetch_all(fetcher: DayFetcher, pairs: list[tuple[dt.date, str]]) -> list[DayReport]:
+    reports: list[DayReport] = []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("read, {task.fields[new]} new, {task.fields[skipped]} skipped"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        for day, platform in pairs:
+            task = progress.add_task(f"{day} {platform}", total=None, new=0, skipped=0)
+
+            def on_page(outcome: PageOutcome, task=task) -> None:
+                fields = progress.tasks[task].fields
+                progress.update(
+                    task,
+                    advance=outcome.read,
+                    total=max(outcome.available, progress.tasks[task].completed + outcome.read),
+                    new=fields["new"] + outcome.new,
+                    skipped=fields["skipped"] + outcome.skipped,
+                )
+
+            reports.append(fetcher.fetch(day, platform, on_page=on_page))
+            progress.update(task, total=progress.tasks[task].completed)
+    return reports
+
+
+@click.command()
+@click.option("--day", "first_day", type=_DAY, required=True, help="Publication day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last_day", type=_DAY, help="Last publication day, included (default: --day).")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    type=click.Choice(KNOWN_PLATFORMS, case_sensitive=False),
+    help="Platform (repeatable; default: PLATFORMS).",
+)
+@pass_context
+def fetch(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | None, platforms: tuple[str, ...]) -> int:
+    """Record every product published on the days, for each platform, then deliver the new ones once.
+
+    Runs again cheaply: a finished day whose CDSE count has not changed costs one request.
+    """
+    days = days_between(first_day.date(), (last_day or first_day).date())
+    if not days:
+        raise ConfigurationError("--to is before --day")
+    settings = obj.settings
+    chosen = [platform.upper() for platform in platforms] or settings.platforms
+    sinks = build_sinks(settings)
+    fetcher = DayFetcher.from_settings(
+        settings, obj.engine(), CdseCatalogue(settings.cdse_catalogue_url), sink_names_for_recording(sinks)
+    )
+    try:
+        reports = _fetch_all(fetcher, [(day, platform) for day in days for platform in chosen])
+    except (HttpError, PagingError) as exc:
+        raise CliFailure(f"{exc} (pages recorded so far are kept; run the same command again to finish)") from None
+    _print_summary(reports)
+    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))

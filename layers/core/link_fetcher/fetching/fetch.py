@@ -1,0 +1,179 @@
+"""Fetch one publication day of one platform: page through CDSE, record each page with its progress in one
+transaction, stop early when asked and resume from the stored cursor.
+
+A finished day is re-checked with one request: when the server's count has not changed, nothing more is
+read. When it has, the products after the cursor are read (new ones are usually the newest); if the count
+is still not reached, products became visible earlier in the day and the whole day is read again.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from db import GranuleRecord, record_granules
+from link_fetcher.fetching.catalogue import CdseCatalogue
+from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
+from link_fetcher.fetching.query import DayQuery, PagingError, advance
+from link_fetcher.products import CdseProduct, Criteria, load_allowed_tiles, rejection_reason, to_record
+from link_fetcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "search"
+
+
+@dataclasses.dataclass(frozen=True)
+class PageOutcome:
+    read: int
+    new: int
+    skipped: int
+    available: int
+
+
+@dataclasses.dataclass
+class DayReport:
+    day: dt.date
+    platform: str
+    requests: int = 0
+    read: int = 0
+    new: int = 0
+    skipped: int = 0
+    skipped_because: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    available: int = 0
+    fetched: int = 0
+    completed: bool = False
+    unchanged: bool = False  # a finished day whose count had not changed: nothing was read
+
+    def add(self, outcome: PageOutcome) -> None:
+        self.read += outcome.read
+        self.new += outcome.new
+        self.skipped += outcome.skipped
+
+
+def select_records(
+    products: Sequence[CdseProduct], criteria: Criteria, download_url: str, now: dt.datetime
+) -> tuple[list[GranuleRecord], collections.Counter[str]]:
+    """The records worth keeping, and why the others were not."""
+    records, rejected = [], collections.Counter()
+    for product in products:
+        record = to_record(product, source=SOURCE, download_base_url=download_url)
+        if reason := rejection_reason(record, criteria, now):
+            rejected[reason] += 1
+        else:
+            records.append(record)
+    return records, rejected
+
+
+def _published(products: Sequence[CdseProduct]) -> list[dt.datetime]:
+    dates = [product.publication_date for product in products]
+    if any(date is None for date in dates):
+        raise PagingError("CDSE returned a product without PublicationDate")
+    return dates
+
+
+class DayFetcher:
+    """Fetches day-and-platform pairs into the database; one per process is enough."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        catalogue: CdseCatalogue,
+        *,
+        allowed_tiles: frozenset[str],
+        product_type: str,
+        max_acquisition_age_days: int,
+        download_url: str,
+        sink_names: Sequence[str],
+        page_size: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.catalogue = catalogue
+        self.allowed_tiles = allowed_tiles
+        self.product_type = product_type
+        self.max_acquisition_age_days = max_acquisition_age_days
+        self.download_url = download_url
+        self.sink_names = list(sink_names)
+        self.page_size = page_size
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, engine: Engine, catalogue: CdseCatalogue, sink_names: Sequence[str]
+    ) -> DayFetcher:
+        return cls(
+            engine,
+            catalogue,
+            allowed_tiles=load_allowed_tiles(settings.allowed_tiles_file),
+            product_type=settings.product_type,
+            max_acquisition_age_days=settings.max_acquisition_age_days,
+            download_url=settings.cdse_download_url,
+            sink_names=sink_names,
+            page_size=settings.cdse_page_size,
+        )
+
+    def fetch(
+        self,
+        day: dt.date,
+        platform: str,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_page: Callable[[PageOutcome], None] = lambda outcome: None,
+    ) -> DayReport:
+        """Read the day until done or `should_stop()` (asked before each page); `completed` says which."""
+        query = DayQuery(day, platform, self.product_type, self.max_acquisition_age_days)
+        # Polling puts platform, type and recency in the query; these checks guard against a server ignoring them.
+        criteria = Criteria(allowed_tiles=self.allowed_tiles, platforms=[platform], product_type=self.product_type)
+        report = DayReport(day, platform)
+        with self.engine.begin() as conn:
+            progress = load_progress(conn, day, platform)
+
+        if progress.completed:
+            count = self.catalogue.search(query.count_params()).count
+            report.requests += 1
+            if count == progress.available:
+                with self.engine.begin() as conn:
+                    save_progress(conn, progress)
+                report.available, report.fetched = count, progress.fetched
+                report.completed = report.unchanged = True
+                return report
+            log.info("%s %s: count changed %d -> %d, reading on", day, platform, progress.available, count)
+            progress = dataclasses.replace(progress, available=count, completed=False)
+
+        # A pass that read from the day's start has seen everything visible when it began: it completes even
+        # if products were withdrawn meanwhile (the count fell short), so this loop ends.
+        from_day_start = progress.cursor.published is None
+        while not progress.completed and not should_stop():
+            top = progress.cursor.top(self.page_size)
+            page = self.catalogue.search(query.page_params(progress.cursor, top))
+            report.requests += 1
+            records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
+            cursor, counted = advance(progress.cursor, _published(page.products))
+            progress = dataclasses.replace(
+                progress,
+                cursor=cursor,
+                fetched=progress.fetched + counted,
+                # A request from the day's start counts the whole day.
+                available=page.count if progress.cursor.published is None else progress.available,
+            )
+            if len(page.products) < top or len(page.products) >= page.count:
+                if progress.fetched >= progress.available or from_day_start:
+                    progress = dataclasses.replace(progress, completed=True)
+                else:
+                    log.info("%s %s: fewer products after the cursor than the count: rereading the day", day, platform)
+                    progress = DayProgress(day, platform)
+                    from_day_start = True
+            with self.engine.begin() as conn:
+                new_ids = record_granules(conn, records, self.sink_names) if records else []
+                save_progress(conn, progress)
+            outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
+            report.add(outcome)
+            report.skipped_because.update(rejected)
+            on_page(outcome)
+
+        report.available, report.fetched, report.completed = progress.available, progress.fetched, progress.completed
+        return report

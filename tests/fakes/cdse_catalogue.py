@@ -1,0 +1,245 @@
+"""A fake CDSE OData catalogue (SPEC §2): a real threaded HTTP server serving `/odata/v1/Products`, as strict
+as CDSE: 422 for `$top` > 1000 or `$skip` > 10000, no order without `$orderby` (and none among products
+sharing a PublicationDate), 400 for a `$filter` it does not understand. Faults can be injected: 429 with
+Retry-After, 503, a connection dropped mid-body.
+
+    with FakeCatalogue() as catalogue:
+        catalogue.add(day_products(dt.date(2024, 9, 12), "S2A", 1500))
+        ... CDSE_CATALOGUE_URL=catalogue.url ...
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+import random
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from link_fetcher.products import load_allowed_tiles
+from link_fetcher.settings import PACKAGED_TILES_FILE
+from tests.factories import cdse_product
+from tests.fakes.http_server import DropMidBody, FakeHttpServer, Reply, json_reply
+
+PRODUCTS_PATH = "/odata/v1/Products"
+MAX_TOP, MAX_SKIP, DEFAULT_TOP = 1000, 10_000, 20
+
+_ATTRIBUTE_CLAUSE = re.compile(
+    r"^Attributes/OData\.CSC\.StringAttribute/any\(att:att/Name eq '(?P<name>\w+)' "
+    r"and att/OData\.CSC\.StringAttribute/Value eq '(?P<value>[^']*)'\)$"
+)
+_COLLECTION_CLAUSE = re.compile(r"^Collection/Name eq '(?P<value>[^']*)'$")
+_DATE_CLAUSE = re.compile(r"^(?P<field>PublicationDate|ContentDate/Start) (?P<op>eq|ge|gt|le|lt) (?P<value>\S+)$")
+_COMPARE: dict[str, Callable[[dt.datetime, dt.datetime], bool]] = {
+    "eq": lambda a, b: a == b,
+    "ge": lambda a, b: a >= b,
+    "gt": lambda a, b: a > b,
+    "le": lambda a, b: a <= b,
+    "lt": lambda a, b: a < b,
+}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class _Product:
+    id: str
+    published: dt.datetime
+    sensing: dt.datetime
+    collection: str
+    attributes: dict[str, str]
+    full_json: bytes  # with Attributes ($expand=Attributes)
+    bare_json: bytes
+
+    @classmethod
+    def of(cls, product: dict[str, Any]) -> _Product:
+        bare = {key: value for key, value in product.items() if key != "Attributes"}
+        return cls(
+            id=product["Id"],
+            published=_parse_time(product["PublicationDate"]),
+            sensing=_parse_time(product["ContentDate"]["Start"]),
+            collection="SENTINEL-2",
+            attributes={a["Name"]: str(a["Value"]) for a in product.get("Attributes", [])},
+            full_json=json.dumps(product).encode(),
+            bare_json=json.dumps(bare).encode(),
+        )
+
+    def value(self, field: str) -> dt.datetime:
+        return self.published if field == "PublicationDate" else self.sensing
+
+
+def _parse_time(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise BadRequest(400, f"time without zone: {value}")
+    return parsed
+
+
+def _split_conjunction(expression: str) -> list[str]:
+    """`a and b and any(x and y)` → [a, b, any(x and y)]: split on `and` outside parentheses."""
+    clauses, depth, start, index = [], 0, 0, 0
+    while index < len(expression):
+        char = expression[index]
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0 and expression.startswith(" and ", index):
+            clauses.append(expression[start:index])
+            index += len(" and ")
+            start = index
+            continue
+        index += 1
+    clauses.append(expression[start:])
+    return [clause.strip() for clause in clauses]
+
+
+def parse_filter(expression: str) -> Callable[[_Product], bool]:
+    """The predicate of a `$filter` in the subset CDSE queries of link-fetcher use; 400 for anything else."""
+    tests: list[Callable[[_Product], bool]] = []
+    for clause in _split_conjunction(expression):
+        if match := _COLLECTION_CLAUSE.match(clause):
+            tests.append(lambda p, value=match["value"]: p.collection == value)
+        elif match := _ATTRIBUTE_CLAUSE.match(clause):
+            tests.append(lambda p, name=match["name"], value=match["value"]: p.attributes.get(name) == value)
+        elif match := _DATE_CLAUSE.match(clause):
+            compare, bound = _COMPARE[match["op"]], _parse_time(match["value"])
+            tests.append(lambda p, field=match["field"], c=compare, b=bound: c(p.value(field), b))
+        else:
+            raise BadRequest(400, f"unsupported $filter clause: {clause}")
+    return lambda product: all(test(product) for test in tests)
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(params.get(name, default))
+    except ValueError:
+        raise BadRequest(400, f"{name} must be an integer") from None
+
+
+class FakeCatalogue(FakeHttpServer):
+    """Products in memory and the rules CDSE applies to a search."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._products: dict[str, _Product] = {}
+        self.faults: collections.deque[str] = collections.deque()
+        self.on_search: Callable[[int], None] = lambda searches: None  # called before each search is answered
+        self.searches = 0
+
+    def add(self, products: Iterable[dict[str, Any]]) -> None:
+        """Make products visible (a product added after a fetch plays one that became visible late)."""
+        parsed = [_Product.of(product) for product in products]
+        with self.lock:
+            self._products.update((product.id, product) for product in parsed)
+
+    def remove(self, ids: Iterable[str]) -> None:
+        with self.lock:
+            for product_id in ids:
+                self._products.pop(product_id, None)
+
+    def inject(self, *faults: str) -> None:
+        """Faults for the next requests, one each: `429`, `503` or `drop` (connection closed mid-body)."""
+        with self.lock:
+            self.faults.extend(faults)
+
+    def requests_for(self, platform: str) -> int:
+        """Requests received (faulted ones included) whose filter names this platform (`S2A`)."""
+        marker = f"'platformSerialIdentifier' and att/OData.CSC.StringAttribute/Value eq '{platform[-1]}'"
+        with self.lock:
+            queries = [parse_qs(urlsplit(path).query).get("$filter", [""])[-1] for _, path in self.requests]
+        return sum(marker in query for query in queries)
+
+    def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
+        with self.lock:
+            fault = self.faults.popleft() if self.faults else None
+        if path != PRODUCTS_PATH or method != "GET":
+            return json_reply(404, {"detail": "not found"})
+        if fault == "429":
+            return json_reply(429, {"detail": "Too Many Requests"}, {"Retry-After": "1"})
+        if fault == "503":
+            return json_reply(503, {"detail": "Service Unavailable"})
+        params = {key: values[-1] for key, values in parse_qs(query).items()}
+        try:
+            reply = 200, {"Content-Type": "application/json"}, self.search(params, headers.get("host", "localhost"))
+        except BadRequest as exc:
+            return json_reply(exc.status, {"detail": str(exc)})
+        if fault == "drop":
+            raise DropMidBody(reply)
+        with self.lock:
+            self.searches += 1
+            searches = self.searches
+        self.on_search(searches)
+        return reply
+
+    def search(self, params: dict[str, str], host: str) -> bytes:
+        top = _int_param(params, "$top", DEFAULT_TOP)
+        skip = _int_param(params, "$skip", 0)
+        if not 0 <= top <= MAX_TOP:
+            raise BadRequest(422, f"$top must be 0..{MAX_TOP}")
+        if not 0 <= skip <= MAX_SKIP:
+            raise BadRequest(422, f"$skip must be 0..{MAX_SKIP}")
+        matches = parse_filter(params["$filter"]) if "$filter" in params else lambda product: True
+        with self.lock:
+            selected = [product for product in self._products.values() if matches(product)]
+        order = params.get("$orderby")
+        if order is None:
+            random.shuffle(selected)  # CDSE: undefined order
+        elif order in ("PublicationDate asc", "PublicationDate desc"):
+            # Products sharing a PublicationDate come in any order.
+            keyed = sorted(((p.published, random.random()), p) for p in selected)
+            selected = [p for _, p in (reversed(keyed) if order.endswith("desc") else keyed)]
+        else:
+            raise BadRequest(400, f"unsupported $orderby: {order}")
+        page = selected[skip : skip + top]
+        expand = params.get("$expand") == "Attributes"
+        parts = [b'{"@odata.context":"$metadata#Products"']
+        if params.get("$count", "").lower() == "true":
+            parts.append(b',"@odata.count":%d' % len(selected))
+        parts.append(b',"value":[' + b",".join(p.full_json if expand else p.bare_json for p in page) + b"]")
+        if skip + top < len(selected) and skip + top <= MAX_SKIP:
+            next_link = f"http://{host}{PRODUCTS_PATH}?{urlencode({**params, '$skip': str(skip + top)})}"
+            parts.append(b',"@odata.nextLink":' + json.dumps(next_link).encode())
+        return b"".join(parts) + b"}"
+
+
+def tiles(allowed: bool, count: int) -> list[str]:
+    """`count` MGRS tile ids that are (or are not) in the packaged HLS allow-list."""
+    allowed_tiles = load_allowed_tiles(PACKAGED_TILES_FILE)
+    if allowed:
+        return sorted(allowed_tiles)[:count]
+    candidates = (f"{zone:02d}{a}{b}{c}" for zone in range(1, 61) for a in "XYZ" for b in "XYZ" for c in "XYZ")
+    return [tile for tile in candidates if tile not in allowed_tiles][:count]
+
+
+def day_products(
+    day: dt.date,
+    platform: str,
+    count: int,
+    *,
+    allowed_share: float = 0.6,
+    published: Sequence[dt.datetime] | None = None,
+) -> list[dict[str, Any]]:
+    """`count` products published across `day` (or at the given instants), `allowed_share` of them on
+    allowed tiles, sensed a few hours before publication."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    if published is None:
+        step = dt.timedelta(days=1) / count
+        published = [start + index * step for index in range(count)]
+    allowed, other = tiles(True, 50), tiles(False, 50)
+    products = []
+    for index, when in enumerate(published):
+        when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # CDSE gives milliseconds
+        # Spread the allowed ones evenly: product i is allowed when the running share steps up at i.
+        on_allowed = int((index + 1) * allowed_share) > int(index * allowed_share)
+        tile = allowed[index % len(allowed)] if on_allowed else other[index % len(other)]
+        products.append(
+            cdse_product(platform=platform, tile=tile, published=when, sensing=when - dt.timedelta(hours=3))
+        )
+    return products
