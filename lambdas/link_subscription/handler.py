@@ -38,6 +38,12 @@ def events() -> Response:
     return to_response(push_endpoint().handle(event.headers, body))
 
 
+@app.not_found
+def not_found(exc: Exception) -> Response:
+    push_endpoint().count("not_found")
+    return to_response(Reply(404, "only POST /events is served"))
+
+
 def to_response(reply: Reply) -> Response:
     content = reply.content()
     return Response(

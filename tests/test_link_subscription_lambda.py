@@ -1,0 +1,112 @@
+"""The link_subscription Lambda: API Gateway REST proxy events in, proxy responses out, granules recorded."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from benchmarks.sqs_endpoint import SqsEndpoint
+from lambdas.link_subscription import handler as lambda_module
+from link_fetcher.settings import get_settings
+from tests.push_support import PASSWORD, USERNAME, basic, encode, granule_rows, notification, queued_ids
+
+
+@dataclasses.dataclass
+class Context:
+    function_name: str = "link-subscription"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:link-subscription"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+def api_event(body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", base64_body=False) -> dict:
+    headers = headers or {}
+    return {
+        "resource": "/events",
+        "path": "/events",
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {key: [value] for key, value in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/events",
+            "httpMethod": method,
+            "path": "/prod/events",
+            "stage": "prod",
+            "requestId": "request-1",
+            "identity": {"sourceIp": "192.0.2.1", "userAgent": "CDSE"},
+        },
+        "body": base64.b64encode(body).decode() if base64_body else body.decode(),
+        "isBase64Encoded": base64_body,
+    }
+
+
+@pytest.fixture
+def sqs(aws_env) -> Iterator[SqsEndpoint]:
+    with SqsEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def invoke(monkeypatch, database_url: str, sqs: SqsEndpoint, unique_name: str, tmp_path) -> Iterator[Any]:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    for key, value in {
+        "DATABASE_URL": database_url,
+        "SUBSCRIPTION_USERNAME": USERNAME,
+        "SUBSCRIPTION_PASSWORD": PASSWORD,
+        "TO_DOWNLOAD_QUEUE_URL": sqs.queue_url(unique_name),
+        "AWS_ENDPOINT_URL": sqs.url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    lambda_module.push_endpoint.cache_clear()
+    yield lambda event: lambda_module.handler(event, Context())
+    get_settings.cache_clear()
+    lambda_module.push_endpoint.cache_clear()
+
+
+def test_records_delivers_and_counts(invoke, engine: Engine, sqs, unique_name, capsys) -> None:
+    body = notification()
+    response = invoke(api_event(encode(body), {"Authorization": basic(), "Content-Type": "application/json"}))
+    assert response["statusCode"] == 204 and not response.get("body")
+    assert granule_rows(engine) == [(body["value"]["Id"], "subscription")]
+    assert queued_ids(sqs, unique_name) == [body["value"]["Id"]]
+    # A base64-encoded retry of the same notification, header in lower case: a duplicate, no second message.
+    retry = invoke(api_event(encode(body), {"authorization": basic()}, base64_body=True))
+    assert retry["statusCode"] == 204
+    assert queued_ids(sqs, unique_name) == [body["value"]["Id"]]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [metric.get("recorded") for metric in emitted] == [[1.0], None]
+    assert [metric.get("duplicate") for metric in emitted] == [None, [1.0]]
+
+
+def test_wrong_credentials_401(invoke, engine: Engine) -> None:
+    response = invoke(api_event(encode(notification()), {"Authorization": basic(password="nope")}))
+    assert response["statusCode"] == 401
+    headers = response.get("multiValueHeaders") or {k: [v] for k, v in response["headers"].items()}
+    assert headers["WWW-Authenticate"][0].startswith("Basic")
+    assert json.loads(response["body"]) == {"error": "unauthorized"}
+    assert invoke(api_event(encode(notification()), {}))["statusCode"] == 401
+    assert granule_rows(engine) == []
+
+
+def test_bad_input_400_and_413(invoke, engine: Engine) -> None:
+    bad = invoke(api_event(b'{"value": {}}', {"Authorization": basic()}))
+    assert bad["statusCode"] == 400 and "SubscriptionEvent" in json.loads(bad["body"])["error"]
+    big = invoke(api_event(b" " * (1024 * 1024 + 1), {"Authorization": basic()}, base64_body=True))
+    assert big["statusCode"] == 413
+    assert granule_rows(engine) == []
+
+
+def test_other_routes_are_not_found(invoke) -> None:
+    response = invoke(api_event(b"", {"Authorization": basic()}, method="GET"))
+    assert response["statusCode"] == 404 and "POST /events" in json.loads(response["body"])["error"]
