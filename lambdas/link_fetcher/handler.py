@@ -1,0 +1,85 @@
+"""Step Functions' map step: fetch one publication day of one platform, then deliver what is new.
+
+`{"query_date": "YYYY-MM-DD", "platform": "S2A"}` → the same plus `"completed"`. It stops before a page
+while less than STOP_MARGIN of Lambda time remains, keeping every page it committed (`completed: false`);
+the state machine calls it again and it resumes from the stored cursor. The engine, the CDSE session and
+the sink clients live as long as the container.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from link_fetcher.database import engine_for
+from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.relay import relay, sink_names_for_recording
+from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
+from link_fetcher.sinks import Sink, build_sinks
+
+STOP_MARGIN_MS = 60_000
+
+logger = Logger(service="link-fetcher-fetch")
+
+
+class FetchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query_date: dt.date
+    platform: str
+
+
+@functools.cache
+def sinks() -> tuple[Sink, ...]:
+    return tuple(build_sinks(get_settings()))
+
+
+@functools.cache
+def fetcher() -> DayFetcher:
+    settings = get_settings()
+    return DayFetcher.from_settings(
+        settings,
+        engine_for(settings),
+        CdseCatalogue(settings.cdse_catalogue_url),
+        sink_names_for_recording(sinks()),
+    )
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = FetchRequest.model_validate(event)
+    platform = request.platform.upper()
+    if platform not in KNOWN_PLATFORMS:
+        raise ValueError(f"unknown platform {request.platform!r}; expected one of {', '.join(KNOWN_PLATFORMS)}")
+    report = fetcher().fetch(
+        request.query_date, platform, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
+    )
+    settings = get_settings()
+    delivery = relay(
+        fetcher().engine,
+        sinks(),
+        batch_size=settings.relay_batch_size,
+        max_attempts=settings.relay_max_attempts,
+        workers=settings.relay_workers,
+    )
+    logger.info(
+        "day fetched",
+        extra={
+            "query_date": request.query_date.isoformat(),
+            "platform": platform,
+            "completed": report.completed,
+            "requests": report.requests,
+            "read": report.read,
+            "new": report.new,
+            "skipped": dict(report.skipped_because),
+            "available": report.available,
+            "delivered": delivery.sent,
+            "pending": delivery.pending,
+        },
+    )
+    return {"query_date": request.query_date.isoformat(), "platform": platform, "completed": report.completed}
