@@ -46,8 +46,7 @@ def settings(make_settings, cdse, tmp_path):
 
 def record(engine: Engine, products: list[FakeProduct]) -> None:
     records = [
-        granule_record(index, id=p.id, size=p.size, checksum=p.md5, blake3=p.blake3)
-        for index, p in enumerate(products)
+        granule_record(index, id=p.id, size=p.size, checksum=p.md5, blake3=p.blake3) for index, p in enumerate(products)
     ]
     with engine.begin() as conn:
         record_granules(conn, records, ["sqs"])
@@ -231,16 +230,18 @@ def test_s3_multipart_upload_is_verified_and_aborted_on_mismatch(engine, cdse, s
     large = cdse.add_product(2 * PART_SIZE + 12345)  # three parts
     empty = cdse.add_product(0)
     corrupt = cdse.add_product(PART_SIZE + 1, corrupt=True)
-    record(engine, [large, empty, corrupt])
+    dropped = cdse.add_product(PART_SIZE + 100, drop_at=PART_SIZE + 50)  # after one part was uploaded
+    record(engine, [large, empty, corrupt, dropped])
     downloader = build_downloader(settings, engine, storage=S3Storage(unique_name, client=s3))
-    outcomes = {o.granule_id: o for o in downloader.download([large.id, empty.id, corrupt.id])}
-    assert outcomes[large.id].result == outcomes[empty.id].result == Result.DOWNLOADED
+    outcomes = {o.granule_id: o for o in downloader.download([large.id, empty.id, corrupt.id, dropped.id])}
+    assert outcomes[large.id].result == outcomes[empty.id].result == outcomes[dropped.id].result == Result.DOWNLOADED
     assert outcomes[corrupt.id].result == Result.FAILED
     body = s3.get_object(Bucket=unique_name, Key=outcomes[large.id].object_key)["Body"].read()
     assert len(body) == large.size and md5_of(body) == large.md5
     assert s3.head_object(Bucket=unique_name, Key=outcomes[empty.id].object_key)["ContentLength"] == 0
     keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=unique_name).get("Contents", [])]
-    assert sorted(keys) == sorted([outcomes[large.id].object_key, outcomes[empty.id].object_key])
+    assert sorted(keys) == sorted(outcomes[p.id].object_key for p in (large, empty, dropped))
+    assert s3.head_object(Bucket=unique_name, Key=outcomes[dropped.id].object_key)["ContentLength"] == dropped.size
     assert s3.list_multipart_uploads(Bucket=unique_name).get("Uploads", []) == []
     # Already stored: one HEAD, no transfer.
     assert downloader.download([large.id])[0].result == Result.SKIPPED and large.transfers == 1
