@@ -289,9 +289,10 @@ def test_connection_dropped_mid_body_is_retried(stac_env, engine: Engine, fake_a
     assert len(fake_api.searches) == pages + 1  # the cut-off page was asked again
 
 
-def test_api_failing_mid_run_keeps_what_was_recorded_and_a_rerun_finishes(
-    stac_env, engine: Engine, fake_api: FakeStacApi, capsys
+def test_api_failing_mid_run_keeps_and_delivers_what_was_recorded_and_a_rerun_finishes(
+    stac_env, engine: Engine, fake_api: FakeStacApi, sqs_queue, capsys
 ) -> None:
+    client, queue_url = sqs_queue
     fake_api.fail_next(500, count=2, after=12)  # STAC_HTTP_ATTEMPTS=2: the 13th search fails for good
     argv = ["stac-fetch", "--api", fake_api.url, "--collection", COLLECTION, "--bbox", AOI, "--datetime", TEN_DAYS]
     assert main(argv) == 1
@@ -299,8 +300,9 @@ def test_api_failing_mid_run_keeps_what_was_recorded_and_a_rerun_finishes(
     assert "HTTP 500" in err and "run the same range again" in err and "Traceback" not in err
     recorded = count(engine, "granule")
     assert 0 < recorded < 300
+    assert len(receive_all(client, queue_url)) == recorded
     assert main(argv) == 0
-    assert count(engine, "granule") == 300 and count(engine, "outbox") == 300
+    assert count(engine, "granule") == 300 and len(receive_all(client, queue_url)) == 300 - recorded
 
 
 WATCHES = """

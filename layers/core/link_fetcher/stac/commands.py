@@ -186,6 +186,8 @@ def stac_fetch(
     try:
         results = _fetch_all(obj, checked, sink_names_for_recording(sinks))
     except StacApiError as exc:
+        # What was recorded before the failure is delivered now rather than at the next run.
+        report_delivery(run_relay(obj), sinks_configured=bool(sinks))
         raise CliFailure(f"{exc} (items recorded so far are kept; run the same range again to finish)") from None
     _print_summary(results)
     return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
