@@ -250,3 +250,6 @@ cli.add_command(reconcile)
 from link_fetcher.fetching.commands import fetch  # noqa: E402
 
 cli.add_command(fetch)
+from link_fetcher.subscriptions.commands import subscriptions  # noqa: E402
+
+cli.add_command(subscriptions)

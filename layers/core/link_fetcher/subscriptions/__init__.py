@@ -1,0 +1,1 @@
+"""CDSE push subscriptions (SPEC §3): the Subscriptions API client and `link-fetcher subscriptions …`."""

@@ -1,0 +1,99 @@
+"""The CDSE Subscriptions API (OData) with a Keycloak bearer token: create, list and delete push subscriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from link_fetcher.cdse_identity import TokenProvider
+from link_fetcher.http import HttpError, raise_for_status, with_retries
+
+SUBSCRIPTIONS_PATH = "/odata/v1/Subscriptions"
+COLLECTION = "SENTINEL-2"
+# Fields of a listed subscription that are shown; the endpoint's password never is.
+SHOWN_FIELDS = ("Id", "Status", "SubscriptionEvent", "NotificationEndpoint", "SubmissionDate", "FilterParam")
+
+
+class SubscriptionError(RuntimeError):
+    """CDSE refused or failed a subscription request; the message is one line for the user."""
+
+
+def filter_param(product_type: str, collection: str = COLLECTION) -> str:
+    """The OData filter of the products to be notified of: the collection and product type the poller searches."""
+    return (
+        f"Collection/Name eq '{collection}' and Attributes/OData.CSC.StringAttribute/any("
+        f"att:att/Name eq 'productType' and att/OData.CSC.StringAttribute/Value eq '{product_type}')"
+    )
+
+
+def push_subscription(endpoint_url: str, username: str, password: str, product_type: str) -> dict[str, Any]:
+    """The body of a create request: a running push subscription to `created` events."""
+    return {
+        "StageOrder": True,
+        "Priority": 1,
+        "Status": "running",
+        "SubscriptionEvent": ["created"],
+        "SubscriptionType": "push",  # required by CDSE since July 2025
+        "FilterParam": filter_param(product_type),
+        "NotificationEndpoint": endpoint_url,
+        "NotificationEpUsername": username,
+        "NotificationEpPassword": password,
+    }
+
+
+class SubscriptionsApi:
+    def __init__(self, catalogue_url: str, tokens: TokenProvider, session: requests.Session) -> None:
+        self._url = catalogue_url.rstrip("/") + SUBSCRIPTIONS_PATH
+        self._tokens = tokens
+        self._session = session
+
+    def create(self, subscription: dict[str, Any]) -> dict[str, Any]:
+        response = self._request("POST", self._url, json=subscription)
+        if response.status_code == 403:
+            raise SubscriptionError(
+                "CDSE refused the subscription (403): one running subscription per user is allowed; "
+                f"`subscriptions list` shows it, `subscriptions delete ID` removes it ({_detail(response)})"
+            )
+        self._check(response, "create subscription")
+        return response.json()
+
+    def list(self) -> list[dict[str, Any]]:
+        response = self._request("GET", f"{self._url}/Info")
+        self._check(response, "list subscriptions")
+        listed = response.json()
+        return listed.get("value", []) if isinstance(listed, dict) else listed
+
+    def delete(self, subscription_id: str) -> None:
+        response = self._request("DELETE", f"{self._url}({quote(subscription_id, safe='')})")
+        if response.status_code == 404:
+            raise SubscriptionError(f"subscription {subscription_id} not found (404): `subscriptions list` shows yours")
+        self._check(response, "delete subscription")
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One call with a bearer token; a 401 gets one retry with a fresh token (it may just have expired)."""
+        for attempt in range(2):
+            token = self._tokens.token()
+
+            def call(token: str = token) -> requests.Response:
+                return self._session.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+            response = with_retries(call, what=f"CDSE subscriptions ({method})")
+            if response.status_code != 401 or attempt:
+                return response
+            self._tokens.invalidate()
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check(response: requests.Response, what: str) -> None:
+        if response.status_code == 401:
+            raise SubscriptionError(f"CDSE refused the token (401) to {what}: check CDSE_USERNAME / CDSE_PASSWORD")
+        try:
+            raise_for_status(response, f"CDSE {what}")
+        except HttpError as exc:
+            raise SubscriptionError(str(exc)) from None
+
+
+def _detail(response: requests.Response) -> str:
+    return "CDSE said: " + (response.text.strip().replace("\n", " ")[:300] or response.reason or "nothing")
