@@ -4,6 +4,7 @@ the CLI (`relay`, `pending`, `status`) and the scheduled relay Lambda."""
 from __future__ import annotations
 
 import json
+import threading
 import types
 from collections.abc import Iterator, Sequence
 
@@ -72,12 +73,15 @@ class _Wrapped:
     def __init__(self, sink: Sink, before=lambda n: None, after=lambda n: None) -> None:
         self.name = sink.name
         self._sink, self._before, self._after, self.calls = sink, before, after, 0
+        self._lock = threading.Lock()  # relay workers send concurrently
 
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
-        self.calls += 1
-        self._before(self.calls)
+        with self._lock:
+            self.calls += 1
+            batch = self.calls
+        self._before(batch)
         refused = self._sink.send(messages)
-        self._after(self.calls)
+        self._after(batch)
         return refused
 
 
@@ -321,3 +325,18 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
         assert result == {"sent": {"sqs": 12}, "refused": {"sqs": 0}, "unavailable": {}, "pending": 0, "failed": 0}
         assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
         assert relay_lambda.handler({}, context)["sent"] == {"sqs": 0}
+
+
+def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -> None:
+    _record(engine, 40)
+    with SqsEndpoint() as endpoint:
+        sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
+        with pytest.raises(SimulatedCrash):
+            relay(engine, [_Wrapped(sink, after=_crash_on(2))], workers=2)
+        relay(engine, [sink], workers=2)
+    # The relay's own commits skip the WAL flush wait; recording, which shares the pool, must not.
+    pooled = [engine.connect() for _ in range(engine.pool.checkedin())]
+    assert len(pooled) >= 2
+    assert [conn.exec_driver_sql("SHOW synchronous_commit").scalar() for conn in pooled] == ["on"] * len(pooled)
+    for conn in pooled:
+        conn.close()

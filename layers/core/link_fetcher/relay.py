@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from db import UNASSIGNED_SINK, DeliveryOutcome, DeliveryStatus, assign_unbound, claim_pending, mark_outcomes
 from db import count_by_status as db_count_by_status
@@ -65,6 +66,24 @@ def deliver_batch(sink: Sink, messages: Sequence[Message]) -> tuple[dict[str, st
     return refused, None
 
 
+@contextlib.contextmanager
+def relay_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection whose commits do not wait for the WAL flush. Marking a batch sent is the only write, and a
+    PostgreSQL crash losing the last fraction of a second of such commits only repeats those batches (consumers
+    dedupe on id); a relay crash or a lost connection still repeats at most the batch in flight. Recording
+    elsewhere keeps synchronous commits: the setting is reset before the connection goes back to the pool."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET synchronous_commit = off")
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            if not conn.invalidated:
+                conn.rollback()
+                conn.exec_driver_sql("RESET synchronous_commit")
+                conn.commit()
+
+
 def relay_sink(
     engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
 ) -> None:
@@ -77,9 +96,9 @@ def relay_sink(
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
 
-    def drain_batches() -> None:
+    def drain_batches(conn: Connection) -> None:
         while not stop.is_set():
-            with engine.begin() as conn:
+            with conn.begin():
                 with lock:
                     exclude = list(refused_this_run)
                 claimed = claim_pending(conn, sink.name, batch_size, exclude)
@@ -106,7 +125,8 @@ def relay_sink(
 
     def drain() -> None:
         try:
-            drain_batches()
+            with relay_connection(engine) as conn:
+                drain_batches(conn)
         except BaseException:
             stop.set()  # e.g. the database went away: the other workers stop too
             raise

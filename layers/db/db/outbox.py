@@ -14,7 +14,8 @@ from db.models import DeliveryStatus, Granule
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
 UNASSIGNED_SINK = "unassigned"
 
-_GRANULE_COLUMNS = ", ".join(f"g.{column.name}" for column in Granule.__table__.columns)
+# What a message is built from; not the full STAC `item` (kilobytes per row that no message carries).
+_GRANULE_COLUMNS = ", ".join(f"g.{column.name}" for column in Granule.__table__.columns if column.name != "item")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
