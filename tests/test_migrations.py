@@ -35,7 +35,7 @@ def test_upgrade_creates_tables_and_is_idempotent(scratch_url: str) -> None:
     assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
     head = current_revision(engine)
     upgrade_head(engine)
-    assert current_revision(engine) == head == "0003"
+    assert current_revision(engine) == head == "0004"
 
 
 def test_downgrade_base_then_upgrade_head(scratch_url: str) -> None:
@@ -64,5 +64,5 @@ def test_cli_migrate_twice_changes_nothing(scratch_url: str) -> None:
     )
     first, second = env_run(), env_run()
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    assert "0003" in second.stdout
+    assert "0004" in second.stdout
     assert set(inspect(get_engine(scratch_url)).get_table_names()) >= EXPECTED_TABLES

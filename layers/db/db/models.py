@@ -74,7 +74,11 @@ class Granule(Base):
     assets: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="selected band -> href")
     item: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="the full STAC item")
 
-    __table_args__ = (Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),)
+    __table_args__ = (
+        Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
+        # Reconcile maps stored keys back to rows (migration 0004).
+        Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),
+    )
 
 
 class GranuleCount(Base):
