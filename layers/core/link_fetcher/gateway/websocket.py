@@ -30,6 +30,7 @@ router = APIRouter()
 # Entries read from Redis per round trip, and how long one read waits before the loop checks again.
 READ_BATCH = 200
 READ_BLOCK_MS = 5_000
+ACK_DRAIN_SECONDS = 2.0
 
 
 def parse_ack_frame(text: str, max_ids: int) -> list[str]:
@@ -66,7 +67,12 @@ async def _send(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
 
 async def _receive(websocket: WebSocket, ack: Callable[[list[str]], Awaitable[int]] | None, max_ids: int) -> None:
     while True:
-        text = await websocket.receive_text()
+        # The raw receive, not receive_text(): that refuses to read once a send has failed, and the frames a
+        # client sent before leaving (its last acks) are still queued.
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text") or (message.get("bytes") or b"").decode(errors="replace")
         if ack is not None:  # a tail has nothing to acknowledge: its frames are ignored
             await ack(parse_ack_frame(text, max_ids))
 
@@ -94,25 +100,28 @@ async def serve_socket(
     max_ids: int,
 ) -> None:
     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
-    tasks = [
-        asyncio.create_task(_pump(feed, queue, drop_oldest)),
-        asyncio.create_task(_send(websocket, queue)),
-        asyncio.create_task(_receive(websocket, ack, max_ids)),
-    ]
+    pump = asyncio.create_task(_pump(feed, queue, drop_oldest))
+    sender = asyncio.create_task(_send(websocket, queue))
+    receiver = asyncio.create_task(_receive(websocket, ack, max_ids))
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((pump, sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+        pump.cancel()
+        sender.cancel()
+        error = next((task.exception() for task in done if not task.cancelled() and task.exception()), None)
+        close = _close_code(error) if error is not None else (1000, "")
+        if error is not None and close and close[0] == 1011:
+            log.warning("stream socket ended: %s", error)
+        if close and websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await websocket.close(code=close[0], reason=close[1])
+        if receiver not in done:
+            # Acks a client sent just before it left still count: let the receiver apply what it was sent.
+            await asyncio.wait({receiver}, timeout=ACK_DRAIN_SECONDS)
     finally:
-        for task in tasks:
+        for task in (pump, sender, receiver):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(pump, sender, receiver, return_exceptions=True)
         await feed.aclose()  # type: ignore[attr-defined]
-    error = next((task.exception() for task in done if not task.cancelled() and task.exception()), None)
-    close = _close_code(error) if error is not None else (1000, "")
-    if error is not None and close and close[0] == 1011:
-        log.warning("stream socket ended: %s", error)
-    if close and websocket.application_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await websocket.close(code=close[0], reason=close[1])
 
 
 @router.websocket("/streams/{stream}/ws")
