@@ -167,6 +167,21 @@ def test_download_usage_and_failures_exit_codes(engine, cdse, cli_env, monkeypat
     assert err.count("\n") == 1 and "cannot connect" in err and "Traceback" not in err
 
 
+def test_unreachable_queue_missing_bucket_and_plain_http_are_one_line(cli_env, monkeypatch, capsys) -> None:
+    with mock_aws():
+        monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/000000000000/missing")
+        assert main(["download", "--from-queue"]) == 1
+        assert "queue https://sqs" in capsys.readouterr().err
+        monkeypatch.setenv("UPLOAD_BUCKET", "missing-bucket")
+        monkeypatch.delenv("TO_DOWNLOAD_QUEUE_URL")
+        assert main(["reconcile"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "s3://missing-bucket" in err and "NoSuchBucket" in err
+    monkeypatch.setenv("CDSE_DOWNLOAD_URL", "http://download.example.com")
+    assert main(["download", "--id", "x"]) == 2
+    assert "https only" in capsys.readouterr().err
+
+
 def _load_handler(name: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(f"{name}_handler", ROOT / "lambdas" / name / "handler.py")
     module = importlib.util.module_from_spec(spec)

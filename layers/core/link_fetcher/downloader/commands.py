@@ -6,9 +6,19 @@ import collections
 import datetime as dt
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
-from link_fetcher.cli import CliContext, ConfigurationError, pass_context, report_delivery, run_relay, stderr, stdout
+from link_fetcher.cli import (
+    CliContext,
+    CliFailure,
+    ConfigurationError,
+    pass_context,
+    report_delivery,
+    run_relay,
+    stderr,
+    stdout,
+)
 from link_fetcher.downloader.queue import SqsQueue, consume
 from link_fetcher.downloader.reconcile import day_start
 from link_fetcher.downloader.reconcile import reconcile as run_reconcile
@@ -37,10 +47,16 @@ def download(obj: CliContext, ids: tuple[str, ...], from_queue: bool, max_messag
     settings = obj.settings
     if from_queue and not settings.to_download_queue_url:
         raise ConfigurationError("--from-queue needs TO_DOWNLOAD_QUEUE_URL")
-    downloader = build_downloader(settings, obj.engine())
+    try:
+        downloader = build_downloader(settings, obj.engine())
+    except ValueError as exc:  # e.g. a plain-http CDSE_DOWNLOAD_URL
+        raise ConfigurationError(str(exc)) from exc
     if from_queue:
         queue = SqsQueue(settings.to_download_queue_url)
-        outcomes = consume(downloader, queue, limit=max_messages, on_outcome=_print_outcome)
+        try:
+            outcomes = consume(downloader, queue, limit=max_messages, on_outcome=_print_outcome)
+        except (BotoCoreError, ClientError) as exc:
+            raise CliFailure(f"queue {settings.to_download_queue_url}: {exc}") from exc
     else:
         outcomes = downloader.download(list(ids), on_outcome=_print_outcome)
     counts = collections.Counter(outcome.result for outcome in outcomes)
@@ -70,13 +86,16 @@ def reconcile(obj: CliContext, since: dt.datetime | None) -> int:
     settings = obj.settings
     sinks = build_sinks(settings)
     storage = build_storage(settings)
-    report = run_reconcile(
-        obj.engine(),
-        storage,
-        sink_names=sink_names_for_recording(sinks),
-        requeue_after=dt.timedelta(hours=settings.reconcile_requeue_after_hours),
-        since=since,
-    )
+    try:
+        report = run_reconcile(
+            obj.engine(),
+            storage,
+            sink_names=sink_names_for_recording(sinks),
+            requeue_after=dt.timedelta(hours=settings.reconcile_requeue_after_hours),
+            since=since,
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise CliFailure(f"storage {storage.describe()}: {exc}") from exc
     table = Table(title=f"reconcile {storage.describe()}" + (f" since {since:%Y-%m-%d}" if since else ""))
     table.add_column("check")
     table.add_column("count", justify="right")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from link_fetcher.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # S3 parts: 8 MiB (the minimum is 5 MiB; 10,000 parts then allow 80 GB). One part uploads while the next fills.
 PART_SIZE = 8 * 1024 * 1024
@@ -159,7 +162,7 @@ class _MultipartWriter:
 
     def _upload(self, number: int, body: bytearray) -> dict[str, Any]:
         response = self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=bytes(body)
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
@@ -188,9 +191,15 @@ class _MultipartWriter:
         )
 
     def abort(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self._uploader.shutdown(wait=True, cancel_futures=True)
         self._buffer = bytearray()
-        self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        except (BotoCoreError, ClientError) as exc:
+            # The upload was never completed, so nothing is visible; the bucket's lifecycle rule removes its parts.
+            log.warning("could not abort the multipart upload of %s: %s", self._key, exc)
 
 
 class S3Storage:
