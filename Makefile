@@ -37,3 +37,26 @@ bench: install
 
 clean-db:
 	rm -rf .pgdata
+
+## AWS (cdk/, README "Deploy to AWS"): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
+## credentials needed; diff, deploy and destroy use your AWS credentials. Settings come from .env (DEPLOY_*, ...).
+.PHONY: synth diff deploy destroy
+CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
+# Synth asks nothing of AWS: no credential lookup through the EC2 metadata service.
+CDK_OFFLINE := AWS_EC2_METADATA_DISABLED=true
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+synth: install node_modules/.installed
+	cd cdk && $(CDK_OFFLINE) $(CDK) synth --quiet --no-notices
+
+diff: install node_modules/.installed
+	cd cdk && $(CDK) diff --no-notices
+
+deploy: install node_modules/.installed
+	cd cdk && $(CDK) deploy --no-notices --require-approval broadening
+
+destroy: install node_modules/.installed
+	cd cdk && $(CDK) destroy --no-notices

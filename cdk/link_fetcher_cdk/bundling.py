@@ -104,7 +104,7 @@ class PipLayerBundling:
     def __init__(self, spec: LayerSpec) -> None:
         self.spec = spec
 
-    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+    def try_bundle(self, output_dir: str, _options: object = None) -> bool:
         target = Path(output_dir) / "python"
         shutil.copytree(
             self.spec.package_dir, target / self.spec.package_dir.name, ignore=shutil.ignore_patterns(*IGNORED)
@@ -126,7 +126,7 @@ class CopyBundling:
         self.folder = folder
         self.extra_files = extra_files
 
-    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+    def try_bundle(self, output_dir: str, _options: object = None) -> bool:
         shutil.copytree(self.folder, output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*IGNORED))
         for name, source in self.extra_files.items():
             shutil.copyfile(source, Path(output_dir) / name)

@@ -1,0 +1,249 @@
+"""The CDK stack, synthesized in-process with layer bundling skipped (`make synth` bundles for real):
+resources, the polling state machine, least-privilege IAM, a private database and cdk-nag."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # imported after silencing the Node version banner
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from cdk.link_fetcher_cdk.config import PROJECT_ROOT, DeployConfig
+from cdk.link_fetcher_cdk.stack import LinkFetcherStack
+from link_fetcher.settings import Settings
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def synth(config: DeployConfig, project_root: Path = PROJECT_ROOT) -> LinkFetcherStack:
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    return LinkFetcherStack(
+        app, config.identifier, project_root=project_root, config=config, settings=Settings(_env_file=None)
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> LinkFetcherStack:
+    return synth(DeployConfig(_env_file=None, map_concurrency=3, alarm_email="ops@example.org"))
+
+
+@pytest.fixture(scope="module")
+def template(stack: LinkFetcherStack) -> Template:
+    return Template.from_stack(stack)
+
+
+def resources(template: Template, kind: str) -> dict[str, dict]:
+    return template.find_resources(kind)
+
+
+def logical_id(stack: LinkFetcherStack, construct) -> str:
+    return stack.get_logical_id(construct.node.default_child)
+
+
+def policy_statements(template: Template, role_id: str) -> list[dict]:
+    statements = []
+    for policy in [
+        *resources(template, "AWS::IAM::Policy").values(),
+        *resources(template, "AWS::IAM::ManagedPolicy").values(),
+    ]:
+        roles = policy["Properties"].get("Roles", [])
+        if {"Ref": role_id} in roles:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def actions_of(statements: list[dict]) -> set[str]:
+    found = set()
+    for statement in statements:
+        action = statement["Action"]
+        found.update([action] if isinstance(action, str) else action)
+    return found
+
+
+def test_the_python_functions_share_two_layers(template: Template) -> None:
+    functions = {
+        key: value
+        for key, value in resources(template, "AWS::Lambda::Function").items()
+        if value["Properties"].get("Runtime") == "python3.11"
+    }
+    assert len(functions) == 8
+    assert len(resources(template, "AWS::Lambda::LayerVersion")) == 2
+    for function in functions.values():
+        assert function["Properties"]["Handler"] == "handler.handler"
+        assert len(function["Properties"]["Layers"]) == 2
+        assert function["Properties"]["VpcConfig"]["SubnetIds"]
+
+
+def test_the_state_machine_maps_over_days_and_loops_until_completed(template: Template) -> None:
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    definition = json.loads("".join(part if isinstance(part, str) else "REF" for part in parts))
+    assert definition["StartAt"] == "GenerateDates"
+    generate = definition["States"]["GenerateDates"]
+    assert generate["Next"] == "FetchEachDayAndPlatform"
+    each_day = definition["States"]["FetchEachDayAndPlatform"]
+    assert each_day["Type"] == "Map"
+    assert each_day["MaxConcurrency"] == 3
+    assert each_day["ItemsPath"] == "$.query_dates_platforms"
+    assert each_day["ItemSelector"] == {"query_date.$": "$$.Map.Item.Value[0]", "platform.$": "$$.Map.Item.Value[1]"}
+    loop = each_day["ItemProcessor"]["States"]
+    assert loop["FetchLinks"]["Next"] == "Completed?"
+    assert loop["Completed?"]["Choices"] == [{"Variable": "$.completed", "BooleanEquals": True, "Next": "DayFetched"}]
+    assert loop["Completed?"]["Default"] == "FetchLinks"
+    for task in (generate, loop["FetchLinks"]):
+        (retry,) = task["Retry"]
+        assert retry["ErrorEquals"] == ["States.ALL"]
+        assert retry["BackoffRate"] == 2
+        assert retry["MaxAttempts"] >= 3
+        assert retry["JitterStrategy"] == "FULL"
+
+
+def test_the_daily_schedule_starts_the_state_machine_with_the_lookback(stack, template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "cron(0 3 * * ? *)",
+            "Targets": [Match.object_like({"Input": json.dumps({"lookback_days": 5}, separators=(",", ":"))})],
+        },
+    )
+
+
+def test_the_push_api_throttles_post_events(template: Template) -> None:
+    template.resource_count_is("AWS::ApiGateway::RestApi", 1)
+    template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "events"})
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method", {"HttpMethod": "POST", "Integration": Match.object_like({"Type": "AWS_PROXY"})}
+    )
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {"MethodSettings": [Match.object_like({"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40})]},
+    )
+
+
+def test_to_download_is_encrypted_with_a_dead_letter_queue(stack, template: Template) -> None:
+    queues = resources(template, "AWS::SQS::Queue")
+    assert len(queues) == 2
+    assert all(queue["Properties"]["SqsManagedSseEnabled"] for queue in queues.values())
+    (to_download,) = [queue for queue in queues.values() if "RedrivePolicy" in queue["Properties"]]
+    assert to_download["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    # Well above the downloader's 15-minute timeout.
+    assert to_download["Properties"]["VisibilityTimeout"] >= 6 * 900
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 4,
+            "ScalingConfig": {"MaximumConcurrency": 4},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    )
+
+
+def test_the_database_is_encrypted_private_and_admits_only_the_functions(stack, template: Template) -> None:
+    (cluster,) = resources(template, "AWS::RDS::DBCluster").values()
+    assert cluster["Properties"]["StorageEncrypted"] is True
+    assert cluster["Properties"]["MasterUserPassword"]["Fn::Join"][1][0].startswith("{{resolve:secretsmanager:")
+    for instance in resources(template, "AWS::RDS::DBInstance").values():
+        assert instance["Properties"]["PubliclyAccessible"] is False
+    (subnet_group,) = resources(template, "AWS::RDS::DBSubnetGroup").values()
+    isolated = {key for key, value in resources(template, "AWS::EC2::Subnet").items() if any(
+        tag == {"Key": "aws-cdk:subnet-type", "Value": "Isolated"} for tag in value["Properties"]["Tags"])}  # fmt: skip
+    assert {ref["Ref"] for ref in subnet_group["Properties"]["SubnetIds"]} == isolated
+    functions_group = logical_id(stack, stack.node.find_child("Network").functions_security_group)
+    database_group = logical_id(stack, stack.node.find_child("Database").security_group)
+    ingress = [
+        rule["Properties"]
+        for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [database_group, "GroupId"]}
+    ]
+    assert ingress
+    assert all(rule["SourceSecurityGroupId"] == {"Fn::GetAtt": [functions_group, "GroupId"]} for rule in ingress)
+    for group in resources(template, "AWS::EC2::SecurityGroup").values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            assert rule.get("CidrIp") != "0.0.0.0/0"
+
+
+def test_migrations_run_on_deploy_before_anything_records(stack, template: Template) -> None:
+    (migration_id, migration) = next(iter(resources(template, "Custom::LinkFetcherMigration").items()))
+    assert len(migration["Properties"]["MigrationsFingerprint"]) == 64
+    for rule in resources(template, "AWS::Events::Rule").values():
+        assert migration_id in rule["DependsOn"]
+
+
+def test_secrets_and_iam_are_scoped_to_each_function(stack, template: Template) -> None:
+    assert len(resources(template, "AWS::SecretsManager::Secret")) == 3
+    functions = stack.functions
+    role = {name: logical_id(stack, function.role) for name, function in functions.items()}
+    downloader = policy_statements(template, role["downloader"])
+    s3_actions = actions_of([s for s in downloader if any(a.startswith("s3:") for a in actions_of([s]))])
+    assert s3_actions == {"s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"}
+    assert "sqs:SendMessage" not in actions_of(downloader)
+    date_generator = policy_statements(template, role["date_generator"])
+    assert not any(action.startswith(("secretsmanager:", "sqs:", "s3:")) for action in actions_of(date_generator))
+    link_fetcher = policy_statements(template, role["link_fetcher"])
+    assert "sqs:SendMessage" in actions_of(link_fetcher)
+    assert not any(action.startswith("s3:") for action in actions_of(link_fetcher))
+    push_secret = logical_id(stack, stack.node.find_child("PushCredentials").secret)
+    readers = [name for name in role if any(
+        s.get("Resource") == {"Ref": push_secret} for s in policy_statements(template, role[name]))]  # fmt: skip
+    assert readers == ["link_subscription"]
+    for statements in map(lambda name: policy_statements(template, role[name]), role):
+        for statement in statements:
+            assert "*" not in actions_of([statement])
+
+
+def test_alarms_notify_the_encrypted_topic(template: Template) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 4
+    (topic_id, topic) = next(iter(resources(template, "AWS::SNS::Topic").items()))
+    assert "KmsMasterKeyId" in topic["Properties"]
+    assert all(alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for alarm in alarms.values())
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"})
+
+
+def test_cdk_nag_finds_nothing_unacknowledged(stack) -> None:
+    report = AwsSolutionsChecks().validate_scope(stack)
+    assert [violation.rule_name for violation in report.violations] == []
+    assert report.success
+
+
+def test_schedules_switch_off_and_stac_watches_get_one_rule_each(tmp_path: Path) -> None:
+    for entry in ("layers", "lambdas", "Pipfile.lock"):
+        (tmp_path / entry).symlink_to(PROJECT_ROOT / entry)
+    (tmp_path / "watches.toml").write_text("# the watches\n")
+    config = DeployConfig(
+        _env_file=None, poll_schedule="off", relay_schedule="off", reconcile_schedule="OFF", stac_watches="a,b"
+    )
+    template = Template.from_stack(synth(config, tmp_path))
+    rules = resources(template, "AWS::Events::Rule").values()
+    assert sorted(json.loads(rule["Properties"]["Targets"][0]["Input"])["watch"] for rule in rules) == ["a", "b"]
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"STAC_WATCHES_FILE": "/var/task/watches.toml"})}},
+    )
+
+
+def test_stac_watches_without_their_file_are_refused(tmp_path: Path) -> None:
+    for entry in ("layers", "lambdas", "Pipfile.lock"):
+        (tmp_path / entry).symlink_to(PROJECT_ROOT / entry)
+    with pytest.raises(ValueError, match="STAC_WATCHES_FILE"):
+        synth(DeployConfig(_env_file=None, stac_watches="a"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("poll_schedule", "every day", "not an EventBridge schedule"),
+        ("log_retention_days", 10, "CloudWatch Logs keeps logs"),
+        ("identifier", "bad name!", "identifier"),
+    ],
+)
+def test_bad_deploy_settings_are_refused(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DeployConfig(_env_file=None, **{field: value})
