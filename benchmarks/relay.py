@@ -15,7 +15,7 @@ import time
 import redis
 from sqlalchemy import Engine, text
 
-from benchmarks.common import scratch_database, sqs_client
+from benchmarks.common import scratch_database
 from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
 from link_fetcher.relay import relay
@@ -46,22 +46,23 @@ def main() -> None:
     stream = f"lf-bench-{secrets.token_hex(4)}"
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.deliveries)]
     with scratch_database() as engine, SqsEndpoint() as endpoint:
+        os.environ.update(AWS_ENDPOINT_URL=endpoint.url, AWS_DEFAULT_REGION="us-east-1")
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
         for start in range(0, len(records), 1_000):
             with engine.begin() as conn:
                 record_granules(conn, records[start : start + 1_000], ["redis", "sqs"])
         client = redis.Redis.from_url(redis_url)
         sinks = [
             RedisStreamSink(client, stream, maxlen=args.deliveries),
-            SqsSink(endpoint.queue_url("to-download"), client=sqs_client(endpoint.url)),
+            SqsSink(endpoint.queue_url("to-download")),  # the production client configuration
         ]
         try:
             for sink in sinks:
                 for workers in args.workers:
                     rate = measure(engine, sink, workers, args.deliveries)
                     label = "Redis Streams" if sink.name == "redis" else "SQS (fake endpoint)"
-                    print(
-                        f"relayed {args.deliveries} deliveries to {label}, {workers} worker(s): {rate:,.0f} deliveries/s"
-                    )
+                    print(f"relayed {args.deliveries} to {label}, {workers} worker(s): {rate:,.0f} deliveries/s")
         finally:
             client.delete(stream)
 
