@@ -153,6 +153,25 @@ def test_the_token_never_leaves_the_download_host(engine, identity, cdse, settin
         assert elsewhere.authorizations == [None]
 
 
+def test_a_redirect_to_a_host_that_wants_a_token_fails_clearly(engine, identity, cdse, settings) -> None:
+    with FakeCdseDownload(identity) as elsewhere:
+        guarded = elsewhere.add_product(4096)
+        product = cdse.add_product(4096, redirect_to=f"{elsewhere.url}/odata/v1/Products({guarded.id})/$value")
+        record(engine, [product])
+        (outcome,) = build_downloader(settings, engine).download([product.id])
+        assert outcome.result == Result.FAILED and "redirected to" in outcome.error
+        assert elsewhere.authorizations == [None]  # the token stayed behind; a refusal is not retried
+
+
+def test_a_size_contradicting_the_record_fails_before_any_byte_is_stored(engine, cdse, settings) -> None:
+    product = cdse.add_product(10_000)
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(0, id=product.id, size=10_001, checksum=product.md5)], ["sqs"])
+    (outcome,) = build_downloader(settings, engine).download([product.id])
+    assert outcome.result == Result.FAILED and "announces 10000 bytes, expected 10001" in outcome.error
+    assert not settings.download_dir.exists() or all_files(settings.download_dir) == []
+
+
 def test_plain_http_is_refused_for_remote_hosts(engine, make_settings, tmp_path) -> None:
     settings = make_settings(cdse_download_url="http://download.example.com", download_dir=tmp_path)
     with pytest.raises(ValueError, match="https only"):

@@ -39,6 +39,9 @@ def stream_verified(
         writer: ObjectWriter | None = None
         response = open_response()
         try:
+            announced = response.headers.get("Content-Length")
+            if expected.size is not None and announced is not None and int(announced) != expected.size:
+                raise ChecksumMismatch(f"{what}: the server announces {announced} bytes, expected {expected.size}")
             writer = storage.writer(key, content_type)
             with Digests(expected) as digests:
                 for chunk in response.iter_content(CHUNK_SIZE):
