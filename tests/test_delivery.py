@@ -313,7 +313,7 @@ def relay_lambda(monkeypatch):
         cached.cache_clear()
 
 
-def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda) -> None:
+def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda, capsys) -> None:
     ids = _record(engine, 12)
     context = types.SimpleNamespace(
         function_name="relay", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
@@ -322,9 +322,26 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
         monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", endpoint.queue_url("q"))
         result = relay_lambda.handler({}, context)
-        assert result == {"sent": {"sqs": 12}, "refused": {"sqs": 0}, "unavailable": {}, "pending": 0, "failed": 0}
+        assert result == {
+            "sent": {"sqs": 12},
+            "refused": {"sqs": 0},
+            "unavailable": {},
+            "pending": 0,
+            "failed": 0,
+            "oldest_pending_seconds": 0,
+        }
         assert sorted(body["id"] for body in _bodies(endpoint)) == sorted(ids)
         assert relay_lambda.handler({}, context)["sent"] == {"sqs": 0}
+    # The queue is gone: the deliveries wait, and the metric the stack alarms on says for how long.
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(100 + i) for i in range(3)], ["sqs"])
+        conn.execute(text("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE status = 'pending'"))
+    capsys.readouterr()
+    result = relay_lambda.handler({}, context)
+    assert result["pending"] == 3 and "sqs" in result["unavailable"] and 7200 <= result["oldest_pending_seconds"] < 7300
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LinkFetcher"
+    assert emf["service"] == "link-fetcher" and 7200 <= min(emf["OldestPendingDeliverySeconds"]) < 7300
 
 
 def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -> None:

@@ -12,6 +12,7 @@ from db.outbox import (
     count_by_status,
     list_deliveries,
     mark_outcomes,
+    oldest_pending_age,
     requeue,
     retry_failed,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "get_engine",
     "list_deliveries",
     "mark_outcomes",
+    "oldest_pending_age",
     "record_granules",
     "requeue",
     "reset_engines",

@@ -159,6 +159,14 @@ def count_by_status(conn: Connection) -> dict[tuple[str, str], int]:
     return {(sink, status): count for sink, status, count in rows}
 
 
+def oldest_pending_age(conn: Connection) -> float:
+    """Seconds since the oldest pending delivery was scheduled; 0 when nothing is pending."""
+    age = conn.execute(
+        text("SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM outbox WHERE status = 'pending'")
+    ).scalar_one()
+    return float(age or 0)
+
+
 def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Iterator[dict[str, Any]]:
     """Deliveries in the given states, oldest first, streamed (a backlog can be large)."""
     result = (
