@@ -12,7 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Connection, Engine
 
-from db import UNASSIGNED_SINK, DeliveryOutcome, DeliveryStatus, assign_unbound, claim_pending, mark_outcomes
+from db import (
+    UNASSIGNED_SINK,
+    ClaimedDelivery,
+    DeliveryOutcome,
+    DeliveryStatus,
+    assign_unbound,
+    claim_pending,
+    mark_outcomes,
+)
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
 from link_fetcher.messages import to_download_body
@@ -66,6 +74,16 @@ def deliver_batch(sink: Sink, messages: Sequence[Message]) -> tuple[dict[str, st
     return refused, None
 
 
+def send_claimed(
+    conn: Connection, sink: Sink, claimed: Sequence[ClaimedDelivery], max_attempts: int
+) -> tuple[dict[str, str], str | None, list[DeliveryOutcome]]:
+    """Send claimed deliveries and record the outcomes in the claiming transaction: (refused, outage, outcomes)."""
+    refused, outage = deliver_batch(sink, [to_message(delivery.granule) for delivery in claimed])
+    outcomes = [DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None) for d in claimed]
+    mark_outcomes(conn, outcomes, max_attempts)
+    return refused, outage, outcomes
+
+
 @contextlib.contextmanager
 def relay_connection(engine: Engine) -> Iterator[Connection]:
     """A connection whose commits do not wait for the WAL flush. Marking a batch sent is the only write, and a
@@ -104,12 +122,7 @@ def relay_sink(
                 claimed = claim_pending(conn, sink.name, batch_size, exclude)
                 if not claimed:
                     return
-                refused, outage = deliver_batch(sink, [to_message(delivery.granule) for delivery in claimed])
-                outcomes = [
-                    DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None)
-                    for d in claimed
-                ]
-                mark_outcomes(conn, outcomes, max_attempts)
+                refused, outage, outcomes = send_claimed(conn, sink, claimed, max_attempts)
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)
                 if outage is not None:
@@ -173,3 +186,31 @@ def delivery_backlog(engine: Engine) -> tuple[int, int]:
 def sink_names_for_recording(sinks: Sequence[Sink]) -> list[str]:
     """Sink names to schedule deliveries for at record time; UNASSIGNED_SINK when none is configured."""
     return [sink.name for sink in sinks] or [UNASSIGNED_SINK]
+
+
+def deliver_recorded(
+    engine: Engine, sinks: Sequence[Sink], granule_ids: Sequence[str], *, batch_size: int, max_attempts: int
+) -> RelayReport:
+    """Deliver granules just recorded (the push endpoint's request) to each sink now: only these, so a backlog
+    never lands on one request. Sent after the recording committed, while the deliveries are locked, as
+    `relay_sink` does; whatever is not delivered stays pending for the scheduled relay."""
+    report = RelayReport()
+    with engine.connect() as conn:
+        for sink in sinks:
+            report.sent.setdefault(sink.name, 0)
+            report.refused.setdefault(sink.name, 0)
+            for start in range(0, len(granule_ids), batch_size):
+                with conn.begin():
+                    # As in relay_connection: marking sent is the only write; an unflushed one only repeats a send.
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    chunk = granule_ids[start : start + batch_size]
+                    claimed = claim_pending(conn, sink.name, batch_size, granule_ids=chunk)
+                    if not claimed:  # a concurrent relay holds them: it delivers them
+                        continue
+                    refused, outage, _ = send_claimed(conn, sink, claimed, max_attempts)
+                report.sent[sink.name] += len(claimed) - len(refused)
+                if outage is not None:
+                    report.unavailable[sink.name] = outage
+                    break
+                report.refused[sink.name] += len(refused)
+    return report

@@ -55,9 +55,15 @@ def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
     return result.rowcount
 
 
-def claim_pending(conn: Connection, sink: str, limit: int, exclude: Sequence[int] = ()) -> list[ClaimedDelivery]:
+def claim_pending(
+    conn: Connection,
+    sink: str,
+    limit: int,
+    exclude: Sequence[int] = (),
+    granule_ids: Sequence[str] | None = None,
+) -> list[ClaimedDelivery]:
     """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds and the
-    outbox ids in `exclude` (those the sink refused earlier in this run).
+    outbox ids in `exclude` (those the sink refused earlier in this run); only those of `granule_ids` if given.
 
     The locks last until the caller's transaction ends, so the caller sends and records the outcome
     inside that transaction: concurrent relays never see the same delivery.
@@ -68,12 +74,18 @@ def claim_pending(conn: Connection, sink: str, limit: int, exclude: Sequence[int
             SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
             FROM outbox o JOIN granule g ON g.id = o.granule_id
             WHERE o.sink = :sink AND o.status = 'pending' AND o.id <> ALL(CAST(:exclude AS bigint[]))
+              AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
             ORDER BY o.id
             LIMIT :limit
             FOR UPDATE OF o SKIP LOCKED
             """
         ),
-        {"sink": sink, "limit": limit, "exclude": list(exclude)},
+        {
+            "sink": sink,
+            "limit": limit,
+            "exclude": list(exclude),
+            "granule_ids": list(granule_ids) if granule_ids is not None else None,
+        },
     ).mappings()
     claimed = []
     for row in rows:

@@ -21,7 +21,7 @@ from link_fetcher.products import Criteria
 from link_fetcher.push.auth import Credentials, CredentialsUnavailable, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, decide, push_criteria
 from link_fetcher.push.notifications import InvalidNotification, parse_notifications
-from link_fetcher.relay import RelayReport, relay_sink, sink_names_for_recording
+from link_fetcher.relay import deliver_recorded, sink_names_for_recording
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink, build_sinks
 
@@ -180,18 +180,14 @@ class PushEndpoint:
         for the scheduled relay, so failures are logged, not answered."""
         if not self._sinks:
             return
-        report = RelayReport()
         try:
-            engine = self._engine()
-            for sink in self._sinks:
-                relay_sink(
-                    engine,
-                    sink,
-                    batch_size=self._relay_batch_size,
-                    max_attempts=self._relay_max_attempts,
-                    workers=1,
-                    report=report,
-                )
+            report = deliver_recorded(
+                self._engine(),
+                self._sinks,
+                inserted,
+                batch_size=self._relay_batch_size,
+                max_attempts=self._relay_max_attempts,
+            )
         except Exception:  # see the docstring: the 204 stands, the delivery stays pending
             self.logger.exception("delivery failed; it stays pending", extra={"granules": list(inserted)})
             return
