@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
+from link_fetcher.cli import main
 from link_fetcher.products import CdseProduct, to_record
 from tests.factories import PUSH_FIXTURE
 from tests.push_support import (
@@ -251,3 +252,13 @@ def test_fuzzed_headers_are_refused(server: str, http, engine: Engine) -> None:
 
     post()
     assert granule_rows(engine) == []
+
+
+def test_serve_without_credentials_exits_2(monkeypatch, tmp_path, database_url: str, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for key in ("SUBSCRIPTION_USERNAME", "SUBSCRIPTION_PASSWORD", "SUBSCRIPTION_SECRET_ARN"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["serve", "--port", str(_free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SUBSCRIPTION_USERNAME" in err
