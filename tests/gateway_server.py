@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from link_fetcher.gateway.app import create_app
+from link_fetcher.gateway.server import server_config
 from link_fetcher.settings import Settings
 
 READ_KEY, WRITE_KEY, ADMIN_KEY = "test-read-key", "test-write-key", "test-admin-key"
@@ -19,9 +20,7 @@ API_KEYS = f"{READ_KEY}:read,{WRITE_KEY}:write,{ADMIN_KEY}:admin"
 @contextlib.contextmanager
 def running_gateway(settings: Settings) -> Iterator[str]:
     """Serve the gateway on a free port; yields its base URL (http://127.0.0.1:PORT)."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning", lifespan="on"
-    )
+    config = server_config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()

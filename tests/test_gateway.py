@@ -19,8 +19,8 @@ from sqlalchemy import Engine, text
 from db import record_granules
 from link_fetcher.cli import main
 from link_fetcher.gateway.auth import Role, parse_api_keys
-from link_fetcher.gateway.commands import redact_tokens
 from link_fetcher.gateway.console import chart_series
+from link_fetcher.gateway.server import redact_tokens
 from link_fetcher.settings import Settings
 from tests.factories import granule_record
 from tests.gateway_server import ADMIN_KEY, API_KEYS, READ_KEY, WRITE_KEY, running_gateway

@@ -19,18 +19,23 @@ router = APIRouter(tags=["streams"])
 _JSON_ESCAPE_FACTOR = 6
 
 
+# Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, a hop per request.
 def require(role: Role) -> Any:
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         return authorize(gateway_of(request).keys, presented_key(request.headers), role)
 
     return Depends(dependency)
 
 
-def visible_stream(request: Request, stream: str) -> str:
+async def visible_stream(request: Request, stream: str) -> str:
     return check_visible(stream, gateway_of(request).settings.gateway_streams)
 
 
-GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+async def current_gateway(request: Request) -> Gateway:
+    return gateway_of(request)
+
+
+GatewayDep = Annotated[Gateway, Depends(current_gateway)]
 Stream = Annotated[str, Depends(visible_stream)]
 
 

@@ -1,0 +1,64 @@
+"""The ops console rendered in headless Chromium (Debian's package, driven by Playwright): streams, deliveries
+and the granules-per-day chart drawn from a real gateway, Redis and Postgres. Saves a screenshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from playwright.sync_api import sync_playwright
+from sqlalchemy import Engine
+
+from db import record_granules
+from tests.factories import granule_record
+from tests.gateway_server import READ_KEY, running_gateway
+from tests.test_gateway import gateway_settings
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def stream(unique_name: str, redis_url: str) -> Iterator[str]:
+    yield unique_name
+    redis.Redis.from_url(redis_url).delete(unique_name)
+
+
+def test_console_shows_streams_deliveries_and_draws_the_chart(engine: Engine, database_url, redis_url, stream) -> None:
+    rds = redis.Redis.from_url(redis_url, decode_responses=True)
+    for n in range(7):
+        rds.xadd(stream, {"n": str(n)})
+    rds.xgroup_create(stream, "downloaders", id="0")
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(n, platform="S2A" if n % 2 else "S2B") for n in range(9)], ["redis"])
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "gateway-console.png"
+    with running_gateway(gateway_settings(redis_url, database_url)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(f"{url}/#token={READ_KEY}")
+            page.wait_for_selector("body[data-loaded=true]", timeout=10_000)
+            bars = page.locator("#chart svg rect.bar")
+            assert bars.count() == 2  # today: one bar segment per platform
+            counts = {bar.get_attribute("data-platform"): bar.get_attribute("data-count") for bar in bars.all()}
+            assert counts == {"S2A": "4", "S2B": "5"}
+            stream_row = page.locator("#streams tbody tr", has_text=stream)
+            assert "downloaders: 0 / 7" in stream_row.inner_text()
+            assert page.locator("#deliveries tbody tr").first.inner_text().split() == ["redis", "9", "0", "0"]
+            assert "#token" not in page.url  # the key left the address bar
+            page.screenshot(path=str(screenshot), full_page=True)
+
+            refreshed = browser.new_page()
+            refreshed.goto(f"{url}/#token=wrong")
+            refreshed.wait_for_selector("#key-form:not([hidden])", timeout=10_000)
+            assert refreshed.locator("#status").inner_text() == "unknown API key"
+        finally:
+            browser.close()
+    print(f"console screenshot: {screenshot}")
