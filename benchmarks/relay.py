@@ -1,28 +1,59 @@
 """Relay throughput: N pending deliveries per sink relayed to Redis Streams and to the SQS-compatible endpoint.
 
 Each sink is measured alone (the other one's deliveries stay pending), in batches of 10 as in production, for
-each worker count. Redis is the real server at REDIS_URL; SQS is benchmarks/sqs_endpoint.py, not moto.
+each worker count. Redis is the real server at REDIS_URL; SQS is benchmarks/sqs_endpoint.py (not moto) in a
+process of its own, so its CPU is not charged to the relay, as a real queue's would not be.
 Usage: python -m benchmarks.relay [--deliveries N] [--workers 1 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import redis
 from sqlalchemy import Engine, text
 
 from benchmarks.common import scratch_database
-from benchmarks.sqs_endpoint import SqsEndpoint
+from benchmarks.sqs_endpoint import ACCOUNT
 from db import record_granules
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
+
+
+@contextlib.contextmanager
+def sqs_endpoint_process() -> Iterator[str]:
+    """benchmarks/sqs_endpoint.py on a free port in a child process; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise RuntimeError("the SQS endpoint did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(10)
 
 
 def measure(engine: Engine, sink: Sink, workers: int, deliveries: int) -> float:
@@ -45,8 +76,8 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     stream = f"lf-bench-{secrets.token_hex(4)}"
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.deliveries)]
-    with scratch_database() as engine, SqsEndpoint() as endpoint:
-        os.environ.update(AWS_ENDPOINT_URL=endpoint.url, AWS_DEFAULT_REGION="us-east-1")
+    with scratch_database() as engine, sqs_endpoint_process() as sqs_url:
+        os.environ.update(AWS_ENDPOINT_URL=sqs_url, AWS_DEFAULT_REGION="us-east-1")
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
         for start in range(0, len(records), 1_000):
@@ -55,7 +86,7 @@ def main() -> None:
         client = redis.Redis.from_url(redis_url)
         sinks = [
             RedisStreamSink(client, stream, maxlen=args.deliveries),
-            SqsSink(endpoint.queue_url("to-download")),  # the production client configuration
+            SqsSink(f"{sqs_url}/{ACCOUNT}/to-download"),  # the production client configuration
         ]
         try:
             for sink in sinks:
