@@ -69,6 +69,7 @@ def invoke(monkeypatch, database_url: str, sqs: SqsEndpoint, unique_name: str, t
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     lambda_module.push_endpoint.cache_clear()
+    lambda_module.metrics.clear_metrics()  # powertools keeps metrics at class level: other tests' are there
     yield lambda event: lambda_module.handler(event, Context())
     get_settings.cache_clear()
     lambda_module.push_endpoint.cache_clear()
