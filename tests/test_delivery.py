@@ -14,6 +14,7 @@ import redis
 from botocore.config import Config
 from moto import mock_aws
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
@@ -357,3 +358,27 @@ def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -
     assert [conn.exec_driver_sql("SHOW synchronous_commit").scalar() for conn in pooled] == ["on"] * len(pooled)
     for conn in pooled:
         conn.close()
+
+
+def test_lost_database_connection_mid_batch_repeats_only_that_batch(engine, aws_env) -> None:
+    ids = _record(engine, 30)
+
+    def drop_relay_connection(batch: int) -> None:
+        if batch == 2:  # the sink accepted batch 2; its transaction is open, waiting to mark it sent
+            with engine.connect() as conn:
+                dropped = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            assert len(dropped) == 1
+
+    with SqsEndpoint() as endpoint:
+        sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
+        with pytest.raises(DBAPIError):
+            relay(engine, [_Wrapped(sink, after=drop_relay_connection)])
+        assert _outbox(engine) == {("sqs", "sent"): 10, ("sqs", "pending"): 20}
+        assert relay(engine, [sink]).sent == {"sqs": 20}
+        sent = [body["id"] for body in _bodies(endpoint)]
+    assert set(sent) == set(ids) and len(sent) == 40  # the batch in flight, and only it, went twice
