@@ -91,7 +91,7 @@ def status(obj: CliContext) -> int:
     from db import GranuleCount, count_by_status
 
     with obj.engine().connect() as conn:
-        counts = conn.execute(select(GranuleCount).order_by(GranuleCount.date, GranuleCount.platform)).scalars()
+        counts = conn.execute(select(GranuleCount.__table__).order_by(GranuleCount.date, GranuleCount.platform))
         table = Table(title="granule_count")
         for column in ("day", "platform", "available", "fetched", "completed", "last fetched (UTC)"):
             table.add_column(column, justify="right" if column in ("available", "fetched") else "left")
