@@ -222,9 +222,15 @@ def test_a_database_outage_mid_fetch_leaves_whole_pages_and_the_next_run_complet
     url = make_url(database_url)
     with TcpProxy(url.host, url.port or 5432) as proxy:
         proxied = create_engine(url.set(host="127.0.0.1", port=proxy.port))
-        catalogue.on_search = lambda searches: proxy.stop() if searches == 3 else None
+        pages = []
+
+        def database_goes_down_after_two_pages(outcome) -> None:
+            pages.append(outcome)
+            if len(pages) == 2:
+                proxy.stop()
+
         with pytest.raises(OperationalError):
-            make_fetcher(proxied, catalogue, page_size=10).fetch(DAY, "S2A")
+            make_fetcher(proxied, catalogue, page_size=10).fetch(DAY, "S2A", on_page=database_goes_down_after_two_pages)
         proxied.dispose()
     # Two pages (10 products, then 9 and the boundary one again) were committed with their cursor; the
     # third was not recorded at all.
@@ -235,7 +241,6 @@ def test_a_database_outage_mid_fetch_leaves_whole_pages_and_the_next_run_complet
     assert sorted(recorded(engine)) == sorted(allowed_ids(by_published[:19]))
     assert len(deliveries(engine)) == len(recorded(engine))
 
-    catalogue.on_search = lambda searches: None
     report = make_fetcher(engine, catalogue, page_size=10).fetch(DAY, "S2A")
     assert report.completed and granule_count(engine)["fetched_links"] == 60
     assert sorted(recorded(engine)) == sorted(allowed_ids(products))

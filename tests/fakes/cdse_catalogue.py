@@ -130,8 +130,6 @@ class FakeCatalogue(FakeHttpServer):
         super().__init__()
         self._products: dict[str, _Product] = {}
         self.faults: collections.deque[str] = collections.deque()
-        self.on_search: Callable[[int], None] = lambda searches: None  # called before each search is answered
-        self.searches = 0
 
     def add(self, products: Iterable[dict[str, Any]]) -> None:
         """Make products visible (a product added after a fetch plays one that became visible late)."""
@@ -172,10 +170,6 @@ class FakeCatalogue(FakeHttpServer):
             return json_reply(exc.status, {"detail": str(exc)})
         if fault == "drop":
             raise DropMidBody(reply)
-        with self.lock:
-            self.searches += 1
-            searches = self.searches
-        self.on_search(searches)
         return reply
 
     def search(self, params: dict[str, str], host: str) -> bytes:

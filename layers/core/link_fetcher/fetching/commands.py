@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import click
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,15 +31,14 @@ _DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _print_summary(reports: list[DayReport]) -> None:
-    table = Table(title="fetch")
-    for column in ("day", "platform", "available", "read", "new", "skipped", "requests", "completed"):
-        table.add_column(column, justify="left" if column in ("day", "platform", "completed") else "right")
+    table = Table(title="fetch", box=box.SIMPLE_HEAD)  # fits 80 columns (a log file, CI)
+    for column in ("day", "platform", "available", "new", "skipped", "requests", "done"):
+        table.add_column(column, justify="left" if column in ("day", "platform", "done") else "right", no_wrap=True)
     for report in reports:
         table.add_row(
             report.day.isoformat(),
             report.platform,
             str(report.available),
-            str(report.read),
             str(report.new),
             str(report.skipped),
             str(report.requests),
@@ -56,7 +56,7 @@ def _fetch_all(fetcher: DayFetcher, pairs: list[tuple[dt.date, str]]) -> list[Da
         TextColumn("read, {task.fields[new]} new, {task.fields[skipped]} skipped"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         for day, platform in pairs:
             task = progress.add_task(f"{day} {platform}", total=None, new=0, skipped=0)
 

@@ -13,13 +13,14 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
 from db import GranuleRecord, record_granules
-from link_fetcher.fetching.catalogue import CdseCatalogue
+from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
 from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
-from link_fetcher.fetching.query import DayQuery, PagingError, advance
+from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance
 from link_fetcher.products import CdseProduct, Criteria, load_allowed_tiles, rejection_reason, to_record
 from link_fetcher.settings import Settings
 
@@ -124,7 +125,8 @@ class DayFetcher:
         should_stop: Callable[[], bool] = lambda: False,
         on_page: Callable[[PageOutcome], None] = lambda outcome: None,
     ) -> DayReport:
-        """Read the day until done or `should_stop()` (asked before each page); `completed` says which."""
+        """Read the day until done or `should_stop()` (asked before requesting each page); `completed` says
+        which. Each page is recorded with the progress it makes in one transaction."""
         query = DayQuery(day, platform, self.product_type, self.max_acquisition_age_days)
         # Polling puts platform, type and recency in the query; these checks guard against a server ignoring them.
         criteria = Criteria(allowed_tiles=self.allowed_tiles, platforms=[platform], product_type=self.product_type)
@@ -147,33 +149,44 @@ class DayFetcher:
         # A pass that read from the day's start has seen everything visible when it began: it completes even
         # if products were withdrawn meanwhile (the count fell short), so this loop ends.
         from_day_start = progress.cursor.published is None
-        while not progress.completed and not should_stop():
-            top = progress.cursor.top(self.page_size)
-            page = self.catalogue.search(query.page_params(progress.cursor, top))
-            report.requests += 1
-            records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
-            cursor, counted = advance(progress.cursor, _published(page.products))
-            progress = dataclasses.replace(
-                progress,
-                cursor=cursor,
-                fetched=progress.fetched + counted,
-                # A request from the day's start counts the whole day.
-                available=page.count if progress.cursor.published is None else progress.available,
-            )
-            if len(page.products) < top or len(page.products) >= page.count:
-                if progress.fetched >= progress.available or from_day_start:
-                    progress = dataclasses.replace(progress, completed=True)
-                else:
-                    log.info("%s %s: fewer products after the cursor than the count: rereading the day", day, platform)
-                    progress = DayProgress(day, platform)
-                    from_day_start = True
-            with self.engine.begin() as conn:
-                new_ids = record_granules(conn, records, self.sink_names) if records else []
-                save_progress(conn, progress)
-            outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
-            report.add(outcome)
-            report.skipped_because.update(rejected)
-            on_page(outcome)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdse-search") as searcher:
+
+            def request_page(cursor: Cursor) -> tuple[int, Future[SearchPage]] | None:
+                if should_stop():
+                    return None
+                top = cursor.top(self.page_size)
+                return top, searcher.submit(self.catalogue.search, query.page_params(cursor, top))
+
+            pending = None if progress.completed else request_page(progress.cursor)
+            while pending is not None:
+                top, request = pending
+                page = request.result()
+                report.requests += 1
+                records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
+                cursor, counted = advance(progress.cursor, _published(page.products))
+                progress = dataclasses.replace(
+                    progress,
+                    cursor=cursor,
+                    fetched=progress.fetched + counted,
+                    # A request from the day's start counts the whole day.
+                    available=page.count if progress.cursor.published is None else progress.available,
+                )
+                if len(page.products) < top or len(page.products) >= page.count:
+                    if progress.fetched >= progress.available or from_day_start:
+                        progress = dataclasses.replace(progress, completed=True)
+                    else:
+                        log.info("%s %s: fewer products after the cursor than the count: rereading", day, platform)
+                        progress = DayProgress(day, platform)
+                        from_day_start = True
+                # The next page is asked for before this one is recorded: CDSE's latency overlaps the database's.
+                pending = None if progress.completed else request_page(progress.cursor)
+                with self.engine.begin() as conn:
+                    new_ids = record_granules(conn, records, self.sink_names) if records else []
+                    save_progress(conn, progress)
+                outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
+                report.add(outcome)
+                report.skipped_because.update(rejected)
+                on_page(outcome)
 
         report.available, report.fetched, report.completed = progress.available, progress.fetched, progress.completed
         return report
