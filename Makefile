@@ -17,8 +17,7 @@ install: .venv/.installed
 
 ## The main job: fetch yesterday's granules (embedded PostgreSQL unless DATABASE_URL is set).
 run: install
-	$(RUN) link-fetcher migrate
-	$(RUN) link-fetcher status
+	$(RUN) link-fetcher fetch --day $(YESTERDAY)
 
 ## The test suite against real PostgreSQL (see scripts/test.sh for how the server is chosen) and Redis.
 test: install

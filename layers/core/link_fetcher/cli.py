@@ -71,6 +71,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """Discover new Sentinel-2 granules, record each once, deliver it to the To Download sinks."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # urllib3 warns at every retry, with the whole URL: -v shows them; a run that fails still ends in one line.
+    logging.getLogger("urllib3").setLevel(logging.ERROR if verbose == 0 else level)
     ctx.ensure_object(CliContext)
 
 
