@@ -101,3 +101,19 @@ def redis_url() -> str:
 def unique_name() -> str:
     """A name no other test (or concurrently running session) uses: streams, queues, buckets."""
     return f"lf-test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(autouse=True)
+def messages_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message any test makes the relay send is checked against docs/to-download.schema.json."""
+    from link_fetcher import relay
+    from tests.schema import assert_valid_message
+
+    build = relay.to_message
+
+    def checked(granule: dict) -> relay.Message:
+        message = build(granule)
+        assert_valid_message(message.body)
+        return message
+
+    monkeypatch.setattr(relay, "to_message", checked)
