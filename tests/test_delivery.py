@@ -309,6 +309,7 @@ def relay_lambda(monkeypatch):
 
     for cached in (get_settings, handler.engine, handler.sinks):
         cached.cache_clear()
+    handler.metrics.clear_metrics()  # powertools keeps metrics at class level: other tests' may be there
     yield handler
     for cached in (get_settings, handler.engine, handler.sinks):
         cached.cache_clear()
