@@ -56,7 +56,7 @@ def test_models_and_migrations_agree(database_url: str) -> None:
 
 def test_cli_migrate_twice_changes_nothing(scratch_url: str) -> None:
     env_run = lambda: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "link_fetcher.cli", "migrate"],
+        [sys.executable, "-m", "link_fetcher", "migrate"],
         env={"DATABASE_URL": scratch_url, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -234,24 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-from link_fetcher.stac.commands import stac_fetch  # noqa: E402
-
-cli.add_command(stac_fetch)
-from link_fetcher.push.commands import serve  # noqa: E402
-
-cli.add_command(serve)
-from link_fetcher.gateway.commands import gateway  # noqa: E402
-
-cli.add_command(gateway)
+# Feature commands live beside their features; they import this module's helpers, so they register last.
 from link_fetcher.downloader.commands import download, reconcile  # noqa: E402
-
-cli.add_command(download)
-cli.add_command(reconcile)
 from link_fetcher.fetching.commands import fetch  # noqa: E402
-
-cli.add_command(fetch)
+from link_fetcher.gateway.commands import gateway  # noqa: E402
+from link_fetcher.push.commands import serve  # noqa: E402
+from link_fetcher.stac.commands import stac_fetch  # noqa: E402
 from link_fetcher.subscriptions.commands import subscriptions  # noqa: E402
 
-cli.add_command(subscriptions)
+for command in (fetch, serve, subscriptions, stac_fetch, download, reconcile, gateway):
+    cli.add_command(command)
