@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import requests
 
-from link_fetcher.http import HttpError, raise_for_status, with_retries
+from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
+
+if TYPE_CHECKING:
+    from link_fetcher.settings import Settings
 
 TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"  # noqa: S105 - a URL path
 CLIENT_ID = "cdse-public"
@@ -67,3 +71,28 @@ class TokenProvider:
         self._expires_at = now + max(float(payload.get("expires_in", 600)) - EXPIRY_MARGIN_SECONDS, 0)
         self._refresh_token = payload.get("refresh_token")
         self._refresh_expires_at = now + max(float(payload.get("refresh_expires_in", 0)) - EXPIRY_MARGIN_SECONDS, 0)
+
+
+def cdse_account(settings: Settings) -> tuple[str, str] | None:
+    """The CDSE account: the Secrets Manager secret named by CDSE_SECRET_ARN ({"username", "password"}, read
+    once per process), else CDSE_USERNAME / CDSE_PASSWORD; None when neither is configured."""
+    if arn := settings.cdse_secret_arn:
+        from aws_lambda_powertools.utilities import parameters  # only AWS deployments read the secret
+
+        try:
+            secret = parameters.get_secret(arn, transform="json", max_age=3600)
+            return str(secret["username"]), str(secret["password"])
+        except Exception as exc:  # any failure to read it leaves us without an account; say which secret
+            raise HttpError(f"cannot read the CDSE account secret {arn}: {type(exc).__name__}") from exc
+    if settings.cdse_username and settings.cdse_password:
+        return settings.cdse_username, settings.cdse_password.get_secret_value()
+    return None
+
+
+def token_provider(settings: Settings) -> TokenProvider | None:
+    """A token provider for the configured CDSE account, or None when no account is configured."""
+    account = cdse_account(settings)
+    if account is None:
+        return None
+    # The token request is safe to repeat, so POST is retried here.
+    return TokenProvider(settings.cdse_identity_url, *account, make_session(methods=("POST",)))

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     cdse_identity_url: str = "https://identity.dataspace.copernicus.eu"
     cdse_username: str | None = None
     cdse_password: SecretStr | None = None
+    cdse_secret_arn: str | None = None  # AWS: {"username", "password"} secret, used instead of the two above
     cdse_page_size: int = Field(1000, ge=1, le=1000)
 
     # What we want.

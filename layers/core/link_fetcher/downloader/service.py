@@ -14,7 +14,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
-from link_fetcher.cdse_identity import TokenProvider
+from link_fetcher.cdse_identity import token_provider
 from link_fetcher.downloader import objects, state
 from link_fetcher.downloader.storage import Storage, build_storage
 from link_fetcher.downloader.transfer import ZIP_TYPE, CdseProducts, public_opener, stream_verified
@@ -155,13 +155,6 @@ class Downloader:
 
 def build_downloader(settings: Settings, engine: Engine, storage: Storage | None = None) -> Downloader:
     session = make_session(pool_size=settings.download_concurrency)
-    tokens = None
-    if settings.cdse_username and settings.cdse_password:
-        tokens = TokenProvider(
-            settings.cdse_identity_url,
-            settings.cdse_username,
-            settings.cdse_password.get_secret_value(),
-            make_session(methods=("POST",)),
-        )
+    tokens = token_provider(settings)
     products = CdseProducts(session, tokens, settings.cdse_download_url)
     return Downloader(engine, storage or build_storage(settings), session, products, settings.download_concurrency)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import click
 
-from link_fetcher.cdse_identity import TokenProvider
+from link_fetcher.cdse_identity import token_provider
 from link_fetcher.cli import CliContext, CliFailure, ConfigurationError, pass_context, stdout
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.push.auth import CredentialsUnavailable, credentials_source
@@ -20,16 +20,11 @@ T = TypeVar("T")
 
 def _api(obj: CliContext) -> SubscriptionsApi:
     settings = obj.settings
-    if not (settings.cdse_username and settings.cdse_password):
+    tokens = token_provider(settings)
+    if tokens is None:
         raise ConfigurationError("set CDSE_USERNAME and CDSE_PASSWORD (the CDSE account that owns the subscription)")
     # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one.
     session = make_session(methods=("GET", "DELETE"))
-    tokens = TokenProvider(
-        settings.cdse_identity_url,
-        settings.cdse_username,
-        settings.cdse_password.get_secret_value(),
-        make_session(methods=("POST",)),  # the token request is safe to repeat
-    )
     return SubscriptionsApi(settings.cdse_catalogue_url, tokens, session)
 
 
