@@ -21,5 +21,6 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
   fi
 fi
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
-echo "tests use ${DATABASE_URL:+the server of DATABASE_URL}${DATABASE_URL:-an embedded PostgreSQL}; Redis ${REDIS_URL}" >&2
+if [[ -n "${DATABASE_URL:-}" ]]; then database="the server of DATABASE_URL"; else database="an embedded PostgreSQL"; fi
+echo "tests use ${database}; Redis ${REDIS_URL}" >&2
 exec python3 -m pipenv run pytest "$@"
