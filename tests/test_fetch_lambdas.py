@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
 from link_fetcher.settings import get_settings
+from link_fetcher.sinks import configured_sinks
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
 from tests.test_fetching import allowed_ids
 
@@ -53,10 +54,10 @@ def link_fetcher(lambda_env):
     from lambdas.link_fetcher import handler
 
     handler.fetcher.cache_clear()
-    handler.sinks.cache_clear()
+    configured_sinks.cache_clear()
     yield handler
     handler.fetcher.cache_clear()
-    handler.sinks.cache_clear()
+    configured_sinks.cache_clear()
 
 
 def test_date_generator_defaults_to_five_days_before_today_for_every_platform(date_generator) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from link_fetcher.cli import main
 from link_fetcher.settings import get_settings
+from link_fetcher.sinks import configured_sinks
 from tests.fakes.stac_api import DROP, FakeStacApi, stac_item
 from tests.schema import assert_valid_message
 
@@ -368,8 +369,7 @@ def test_lambda_runs_a_watch_and_a_rerun_records_nothing(
 
     monkeypatch.setenv("STAC_WATCHES_FILE", str(watches_file))
     get_settings.cache_clear()
-    stac_lambda.engine.cache_clear()
-    stac_lambda.sinks.cache_clear()
+    configured_sinks.cache_clear()
     context = types.SimpleNamespace(
         function_name="stac", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
     )
@@ -385,5 +385,5 @@ def test_lambda_runs_a_watch_and_a_rerun_records_nothing(
         with pytest.raises(ValueError, match="watch"):
             stac_lambda.handler({}, context)
     finally:
-        for cached in (get_settings, stac_lambda.engine, stac_lambda.sinks):
+        for cached in (get_settings, configured_sinks):
             cached.cache_clear()

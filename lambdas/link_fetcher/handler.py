@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict
 
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
-from link_fetcher.relay import relay, sink_names_for_recording
+from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
-from link_fetcher.sinks import Sink, build_sinks
+from link_fetcher.sinks import configured_sinks
 
 STOP_MARGIN_MS = 60_000
 
@@ -35,18 +35,13 @@ class FetchRequest(BaseModel):
 
 
 @functools.cache
-def sinks() -> tuple[Sink, ...]:
-    return tuple(build_sinks(get_settings()))
-
-
-@functools.cache
 def fetcher() -> DayFetcher:
     settings = get_settings()
     return DayFetcher.from_settings(
         settings,
         engine_for(settings),
         CdseCatalogue(settings.cdse_catalogue_url),
-        sink_names_for_recording(sinks()),
+        sink_names_for_recording(configured_sinks()),
     )
 
 
@@ -59,14 +54,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = fetcher().fetch(
         request.query_date, platform, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
     )
-    settings = get_settings()
-    delivery = relay(
-        fetcher().engine,
-        sinks(),
-        batch_size=settings.relay_batch_size,
-        max_attempts=settings.relay_max_attempts,
-        workers=settings.relay_workers,
-    )
+    delivery = relay_with_settings(fetcher().engine, get_settings(), configured_sinks())
     logger.info(
         "day fetched",
         extra={

@@ -6,29 +6,17 @@ watch's lookback up to now. The engine and the sink clients live as long as the 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sqlalchemy import Engine
 
 from link_fetcher.database import engine_for
 from link_fetcher.settings import get_settings
-from link_fetcher.sinks import Sink, build_sinks
+from link_fetcher.sinks import configured_sinks
 from link_fetcher.stac.watch_run import run_watch
 
 logger = Logger(service="link-fetcher-stac")
-
-
-@functools.cache
-def engine() -> Engine:
-    return engine_for(get_settings())
-
-
-@functools.cache
-def sinks() -> tuple[Sink, ...]:
-    return tuple(build_sinks(get_settings()))
 
 
 @logger.inject_lambda_context
@@ -36,6 +24,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     name = event.get("watch")
     if not isinstance(name, str) or not name:
         raise ValueError('the event needs {"watch": NAME} (and optionally "datetime": "START/END")')
-    result = run_watch(engine(), get_settings(), sinks(), name, datetime_text=event.get("datetime"))
+    result = run_watch(
+        engine_for(get_settings()), get_settings(), configured_sinks(), name, datetime_text=event.get("datetime")
+    )
     logger.info("watch done", extra=result)
     return result

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from db import DatabaseUnavailable, DeliveryStatus, describe_url, list_deliveries, upgrade_head
 from db.migrate import current_revision
 from link_fetcher.database import configured_url, engine_for
-from link_fetcher.relay import RelayReport, relay
+from link_fetcher.relay import RelayReport, relay_with_settings
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import build_sinks
 
@@ -142,15 +142,7 @@ def relay_command(obj: CliContext, retry_failed: bool) -> int:
 
 
 def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
-    settings = obj.settings
-    return relay(
-        obj.engine(),
-        build_sinks(settings),
-        batch_size=settings.relay_batch_size,
-        max_attempts=settings.relay_max_attempts,
-        retry_failed=retry_failed,
-        workers=settings.relay_workers,
-    )
+    return relay_with_settings(obj.engine(), obj.settings, build_sinks(obj.settings), retry_failed=retry_failed)
 
 
 def report_delivery(report: RelayReport, *, sinks_configured: bool = True) -> int:

@@ -24,6 +24,7 @@ from db import (
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
 from link_fetcher.messages import to_download_body
+from link_fetcher.settings import Settings
 from link_fetcher.sinks import Message, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,20 @@ def relay(
         relay_sink(engine, sink, batch_size=batch_size, max_attempts=max_attempts, workers=workers, report=report)
     report.pending, report.failed = delivery_backlog(engine)
     return report
+
+
+def relay_with_settings(
+    engine: Engine, settings: Settings, sinks: Sequence[Sink], *, retry_failed: bool = False
+) -> RelayReport:
+    """`relay` with the batch size, attempts and workers the settings give (CLI, Lambdas, watches)."""
+    return relay(
+        engine,
+        sinks,
+        batch_size=settings.relay_batch_size,
+        max_attempts=settings.relay_max_attempts,
+        retry_failed=retry_failed,
+        workers=settings.relay_workers,
+    )
 
 
 def delivery_backlog(engine: Engine) -> tuple[int, int]:

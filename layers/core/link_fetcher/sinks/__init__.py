@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,3 +46,11 @@ def build_sinks(settings: Settings) -> list[Sink]:
 
             sinks.append(RedisStreamSink.from_settings(settings))
     return sinks
+
+
+@functools.cache
+def configured_sinks() -> tuple[Sink, ...]:
+    """The sinks of the process's settings, built once (a Lambda container keeps its clients)."""
+    from link_fetcher.settings import get_settings
+
+    return tuple(build_sinks(get_settings()))

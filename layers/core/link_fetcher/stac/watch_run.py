@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from link_fetcher.relay import relay, sink_names_for_recording
+from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink
 from link_fetcher.stac.fetching import CollectionSummary, fetch_items, open_and_check
@@ -43,13 +43,7 @@ def run_watch(
     summaries = fetch_items(
         engine, checked.api, query, sink_names_for_recording(sinks), page_size=settings.stac_page_size
     )
-    report = relay(
-        engine,
-        sinks,
-        batch_size=settings.relay_batch_size,
-        max_attempts=settings.relay_max_attempts,
-        workers=settings.relay_workers,
-    )
+    report = relay_with_settings(engine, settings, sinks)
     return {
         "watch": watch.name,
         "datetime": str(query.time_range),
