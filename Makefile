@@ -32,7 +32,7 @@ format: install
 	$(RUN) ruff check --fix .
 
 bench: install
-	$(RUN) python -m benchmarks.record
+	for b in record relay fetch_day push stac_fetch download gateway; do $(RUN) python -m benchmarks.$$b || exit 1; done
 
 clean-db:
 	rm -rf .pgdata
