@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -55,3 +56,12 @@ def outbox_rows(engine: Engine) -> list[tuple[str, str, str]]:
 def queued_ids(sqs_endpoint: Any, queue: str) -> list[str]:
     """Granule ids of the messages in the fake SQS queue, in arrival order."""
     return [json.loads(message["Body"])["id"] for message in sqs_endpoint.fake.messages(queue)]
+
+
+def settled_queue(sqs_endpoint: Any, queue: str, engine: Engine, timeout: float = 10.0) -> list[str]:
+    """The queued ids once nothing is pending any more: `serve` delivers from a background relay, so a
+    message follows its 204 by a few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while any(status == "pending" for _, _, status in outbox_rows(engine)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return queued_ids(sqs_endpoint, queue)

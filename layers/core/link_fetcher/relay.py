@@ -189,6 +189,54 @@ def relay_with_settings(
     )
 
 
+class BackgroundRelay:
+    """Relays continuously from a thread of a long-running process (`serve`): woken when something was
+    recorded, and every `interval` seconds to catch up what a sink that was down left pending.
+
+    Under load one wake-up delivers everything recorded since the last, in batches of ≤ 10, so a busy
+    endpoint makes one sink call per ten granules instead of one per granule; the guarantees are the relay's.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, sinks: Sequence[Sink], *, interval: float = 30.0) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._sinks = list(sinks)
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="background-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Deliver what is pending one last time, then stop."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                report = relay_with_settings(self._engine, self._settings, self._sinks)
+            except Exception:  # the database may be away for a while: log and try again on the next wake-up
+                log.exception("background relay failed; deliveries stay pending")
+            else:
+                for sink, error in report.unavailable.items():
+                    log.warning("sink %s unavailable, %d deliveries pending: %s", sink, report.pending, error)
+            if self._stopping.is_set():
+                return
+
+
 def delivery_backlog(engine: Engine) -> tuple[int, int]:
     """(pending, failed) deliveries across sinks, unassigned ones included."""
     with engine.connect() as conn:

@@ -6,6 +6,8 @@ import click
 
 from link_fetcher.cli import CliContext, ConfigurationError, pass_context, stderr
 from link_fetcher.push.endpoint import PushEndpoint
+from link_fetcher.relay import BackgroundRelay
+from link_fetcher.sinks import build_sinks
 
 
 @click.command()
@@ -18,13 +20,24 @@ def serve(obj: CliContext, host: str, port: int) -> int:
 
     from link_fetcher.push.server import create_app
 
+    engine = obj.engine()  # start the embedded database (when used) before taking requests
+    sinks = build_sinks(obj.settings)
+    # A server delivers from one background relay: requests only record, and busy periods batch their sends.
+    background = BackgroundRelay(engine, obj.settings, sinks) if sinks else None
     try:
-        endpoint = PushEndpoint.from_settings(obj.settings, obj.engine)
+        endpoint = PushEndpoint.from_settings(
+            obj.settings, obj.engine, after_record=background.wake if background else None
+        )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
-    obj.engine()  # start the embedded database (when used) before taking requests
     stderr.print(
         f"push endpoint on http://{host}:{port}/events ({obj.database_description()})", highlight=False, soft_wrap=True
     )
-    uvicorn.run(create_app(endpoint), host=host, port=port, log_level="warning", access_log=False)
+    if background:
+        background.start()
+    try:
+        uvicorn.run(create_app(endpoint), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if background:
+            background.stop()
     return 0

@@ -71,7 +71,10 @@ class PushEndpoint:
         logger: Logger | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        after_record: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
+        """`after_record`: called with the ids a request inserted instead of delivering them in the request
+        (`serve` hands them to its background relay); None delivers in the request (the Lambda)."""
         self._engine = engine
         self._credentials = credentials
         self._criteria = criteria
@@ -84,6 +87,7 @@ class PushEndpoint:
         self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
         self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
         self._clock = clock
+        self._after_record = after_record
 
     @classmethod
     def from_settings(
@@ -143,7 +147,10 @@ class PushEndpoint:
             return DATABASE_UNAVAILABLE
         self._log_decisions(decisions, set(inserted))
         if inserted:
-            self._deliver(inserted)
+            if self._after_record is not None:
+                self._after_record(inserted)
+            else:
+                self._deliver(inserted)
         return NO_CONTENT
 
     def count(self, outcome: str, value: int = 1) -> None:

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+from sqlalchemy import Engine
+
+from benchmarks.sqs_endpoint import SqsEndpoint
+from db import record_granules
+from link_fetcher.relay import BackgroundRelay
+from link_fetcher.sinks.sqs import SqsSink
+from tests.factories import granule_record
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+def _record(engine: Engine, indexes: range) -> list[str]:
+    with engine.begin() as conn:
+        return record_granules(conn, [granule_record(i) for i in indexes], ["sqs"])
+
+
+def test_wakes_on_record_delivers_once_and_drains_on_stop(engine: Engine, make_settings, aws_env) -> None:
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        sink = SqsSink(endpoint.queue_url("q"), client=client)
+        background = BackgroundRelay(engine, make_settings(), [sink], interval=60)
+        background.start()
+        sent = lambda: [json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")]  # noqa: E731
+        try:
+            first = _record(engine, range(25))
+            background.wake(first)
+            assert _wait_for(lambda: len(sent()) == 25)  # long before the 60 s interval
+            second = _record(engine, range(25, 30))  # recorded without a wake-up: the final drain sends them
+        finally:
+            background.stop()
+        assert sorted(sent()) == sorted(first + second)
+        assert endpoint.fake.batch_calls == 4  # 25 + 5 in batches of 10: one sink call per ten granules
+
+
+def test_survives_a_database_outage(engine: Engine, make_settings, aws_env, caplog) -> None:
+    broken = make_settings(database_url="postgresql://postgres@127.0.0.1:1/none")
+    from link_fetcher.database import engine_for
+
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        background = BackgroundRelay(engine_for(broken), broken, [SqsSink(endpoint.queue_url("q"), client=client)])
+        background.start()
+        background.wake()
+        assert _wait_for(lambda: "background relay failed" in caplog.text, timeout=15)
+        assert background.running  # still serving: the next wake-up tries again
+        background.stop(timeout=15)
+        assert not background.running
