@@ -47,7 +47,7 @@ def _notifications(count: int) -> list[bytes]:
     ]
 
 
-def _start_server(database_url: str, sqs: SqsEndpoint | None) -> tuple[subprocess.Popen, str]:
+def _start_server(database_url: str, sqs: SqsEndpoint | None, workers: int) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUBSCRIPTION_", "REDIS_", "TO_DOWNLOAD"))},
@@ -65,7 +65,10 @@ def _start_server(database_url: str, sqs: SqsEndpoint | None) -> tuple[subproces
         }
     cli = str(Path(sys.executable).with_name("link-fetcher"))
     process = subprocess.Popen(
-        [cli, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [cli, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/events"
     deadline = time.monotonic() + 60
@@ -116,18 +119,20 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--warm-up", type=int, default=200, help="notifications sent first and not measured")
     parser.add_argument("--no-sink", action="store_true", help="record only (deliveries stay pending)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (server processes)")
     args = parser.parse_args()
 
     bodies = _notifications(args.warm_up + args.notifications)
     with scratch_database() as engine, SqsEndpoint() as sqs:
         database_url = engine.url.render_as_string(hide_password=False)
-        process, url = _start_server(database_url, None if args.no_sink else sqs)
+        process, url = _start_server(database_url, None if args.no_sink else sqs, args.workers)
         try:
             _send(url, bodies[: args.warm_up], args.senders)
             server = psutil.Process(process.pid)
-            cpu_before = sum(server.cpu_times()[:2])
+            processes = [server, *server.children(recursive=True)]  # uvicorn workers, when there are some
+            cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
             latencies, statuses, seconds = _send(url, bodies[args.warm_up :], args.senders)
-            server_cpu = sum(server.cpu_times()[:2]) - cpu_before
+            server_cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -139,7 +144,10 @@ def main() -> None:
     by_status = {status: len(list(group)) for status, group in itertools.groupby(sorted(statuses))}
     cuts = statistics.quantiles(latencies, n=100)
     sink = "no sink" if args.no_sink else "SQS (fake endpoint)"
-    print(f"push      {len(latencies)} distinct notifications, {args.senders} concurrent senders, delivery to {sink}")
+    print(
+        f"push      {len(latencies)} distinct notifications, {args.senders} concurrent senders, "
+        f"{args.workers} server worker(s), delivery to {sink}"
+    )
     print(f"          {len(latencies) / seconds:,.0f} notifications/s; answers {by_status}")
     print(f"latency   p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
     print(f"server    {server_cpu / len(latencies) * 1000:.2f} ms CPU per notification (user + system)")

@@ -3,7 +3,9 @@ and hypothesis fuzzing of bodies and headers (never a 5xx, nothing recorded)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import socket
 import subprocess
@@ -56,6 +58,12 @@ def sqs() -> Iterator[SqsEndpoint]:
 @pytest.fixture(scope="module")
 def server(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[str]:
     """`link-fetcher serve` on a free port, delivering to the fake SQS queue; yields the /events URL."""
+    with _serve(database_url, sqs, tmp_path_factory.mktemp("serve")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serve(database_url: str, sqs: SqsEndpoint, cwd: Path, *options: str) -> Iterator[str]:
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUBSCRIPTION_", "REDIS_"))},
@@ -69,9 +77,12 @@ def server(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[st
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    cwd = tmp_path_factory.mktemp("serve")  # no developer .env
-    process = subprocess.Popen(
-        [CLI, "serve", "--port", str(port)], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    process = subprocess.Popen(  # cwd: a fresh folder, so no developer .env
+        [CLI, "serve", "--port", str(port), *options],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/events"
     deadline = time.monotonic() + 30
@@ -85,9 +96,11 @@ def server(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[st
             process.kill()
             pytest.fail(f"serve did not start: {process.stderr.read().decode()}")
         time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -182,6 +195,17 @@ def test_sixteen_simultaneous_deliveries_and_the_poller_give_one_row_one_message
         time.sleep(0.5)
         assert queued_ids(sqs, QUEUE) == []
         assert outbox_rows(engine) == [(product.id, "sqs", "pending")]
+
+
+def test_several_worker_processes_record_and_deliver_once(
+    database_url: str, sqs: SqsEndpoint, engine: Engine, tmp_path
+) -> None:
+    sqs.fake.queues.pop(QUEUE, None)
+    bodies = [encode(notification()) for _ in range(20)]
+    with _serve(database_url, sqs, tmp_path, "--workers", "2") as url, requests.Session() as http:
+        assert [_post(http, url, body, basic()).status_code for body in bodies + bodies] == [204] * 40
+        queued = settled_queue(sqs, QUEUE, engine)
+    assert sorted(queued) == sorted(json.loads(body)["value"]["Id"] for body in bodies)
 
 
 # --- fuzzing ------------------------------------------------------------------------------------------------

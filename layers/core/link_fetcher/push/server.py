@@ -7,15 +7,41 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from link_fetcher.database import engine_for
 from link_fetcher.push.endpoint import MAX_BODY_BYTES, PushEndpoint, Reply
+from link_fetcher.relay import BackgroundRelay
+from link_fetcher.settings import Settings, get_settings
+from link_fetcher.sinks import build_sinks
 
 
-def create_app(endpoint: PushEndpoint) -> FastAPI:
+def serving_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The endpoint with a background relay for the configured sinks: requests only record, the relay
+    delivers (batching busy periods). ValueError when the endpoint's credentials are not configured."""
+    sinks = build_sinks(settings)
+    background = BackgroundRelay(engine, settings, sinks) if sinks else None
+    endpoint = PushEndpoint.from_settings(
+        settings, lambda: engine, after_record=background.wake if background else None
+    )
+    return create_app(endpoint, background)
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for uvicorn worker processes (`serve --workers N`): settings and database from the environment."""
+    settings = get_settings()
+    return serving_app(settings, engine_for(settings))
+
+
+def create_app(endpoint: PushEndpoint, background: BackgroundRelay | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background is not None:
+            background.start()
         yield
+        if background is not None:
+            await run_in_threadpool(background.stop)  # one last delivery of what is pending
         if endpoint.metrics.metric_set:
             endpoint.metrics.flush_metrics()  # what has not reached powertools' 100-value auto-flush
 
