@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -57,3 +61,28 @@ def sqs_client(endpoint_url: str):
     return boto3.client(
         "sqs", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
+
+
+@contextlib.contextmanager
+def sqs_endpoint_process() -> Iterator[str]:
+    """benchmarks/sqs_endpoint.py on a free port in a child process; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise RuntimeError("the SQS endpoint did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(10)

@@ -12,14 +12,15 @@ import argparse
 import contextlib
 import datetime as dt
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 from sqlalchemy import create_engine
 
-from benchmarks.common import StatementCounter, scratch_database, sqs_client
-from benchmarks.sqs_endpoint import SqsEndpoint
+from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
+from benchmarks.sqs_endpoint import ACCOUNT
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
 from link_fetcher.products import load_allowed_tiles
 from link_fetcher.relay import relay
@@ -63,9 +64,13 @@ def main() -> None:
     with (
         catalogue_process(args.products, args.allowed_share) as catalogue_url,
         scratch_database() as engine,
-        SqsEndpoint() as endpoint,
+        sqs_endpoint_process() as sqs_url,
     ):
-        sink = SqsSink(endpoint.queue_url("to-download"), client=sqs_client(endpoint.url))
+        os.environ.update(AWS_ENDPOINT_URL=sqs_url, AWS_DEFAULT_REGION="us-east-1")
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
+        sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download")  # the production client configuration
+        client = sqs_client(sqs_url)
         # The fetcher gets an engine of its own, so its statements are counted apart from the relay's.
         fetch_engine = create_engine(engine.url)
         fetcher = DayFetcher(
@@ -91,7 +96,8 @@ def main() -> None:
         again_started = time.perf_counter()
         again = fetcher.fetch(DAY, "S2A")
         again_seconds = time.perf_counter() - again_started
-        messages = len(endpoint.fake.messages("to-download"))
+        attributes = client.get_queue_attributes(QueueUrl=sink.queue_url, AttributeNames=["All"])["Attributes"]
+        messages = int(attributes["ApproximateNumberOfMessages"])
 
     assert report.completed and again.unchanged and messages == report.new == delivery.total_sent
     fetch_engine.dispose()

@@ -9,19 +9,14 @@ Usage: python -m benchmarks.relay [--deliveries N] [--workers 1 4]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import redis
 from sqlalchemy import Engine, text
 
-from benchmarks.common import scratch_database
+from benchmarks.common import scratch_database, sqs_endpoint_process
 from benchmarks.sqs_endpoint import ACCOUNT
 from db import record_granules
 from link_fetcher.relay import relay
@@ -29,31 +24,6 @@ from link_fetcher.sinks import Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
-
-
-@contextlib.contextmanager
-def sqs_endpoint_process() -> Iterator[str]:
-    """benchmarks/sqs_endpoint.py on a free port in a child process; yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or child.poll() is not None:
-                    raise RuntimeError("the SQS endpoint did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.terminate()
-        child.wait(10)
 
 
 def measure(engine: Engine, sink: Sink, workers: int, deliveries: int) -> float:
