@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -28,11 +29,14 @@ def embedded_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in `data_dir`; it stops when the process exits."""
     data_dir = data_dir.resolve()
     if data_dir not in _embedded_servers:
-        import pgserver  # only the local CLI without DATABASE_URL needs it
-
         data_dir.mkdir(parents=True, exist_ok=True)
         log.info("no DATABASE_URL: using the embedded PostgreSQL in %s", data_dir)
-        _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); the fallback it takes is fine.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import pgserver  # only the local CLI without DATABASE_URL needs it
+
+            _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
     return normalise_url(_embedded_servers[data_dir].get_uri())
 
 
