@@ -158,3 +158,19 @@ def test_unassigned_deliveries_are_bound_to_sinks_at_relay(engine: Engine, aws_e
         assert sorted(json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")) == sorted(ids)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT DISTINCT sink FROM outbox")).scalars().all() == ["sqs"]
+
+
+def test_backlog_of_a_sink_no_longer_configured_does_not_count(engine: Engine, aws_env) -> None:
+    _record(engine, 3, sinks=("redis",))  # recorded while Redis was configured; Redis since removed
+    ids = _record_more(engine, 2)
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        report = relay(engine, [SqsSink(endpoint.queue_url("q"), client=client)])
+        assert report.sent == {"sqs": 2} and report.pending == 0 and report.failed == 0
+        assert sorted(json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")) == sorted(ids)
+    assert _outbox(engine) == {"pending": 3, "sent": 2}
+
+
+def _record_more(engine: Engine, count: int) -> list[str]:
+    with engine.begin() as conn:
+        return record_granules(conn, [granule_record(100 + i) for i in range(count)], ["sqs"])

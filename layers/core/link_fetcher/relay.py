@@ -171,7 +171,7 @@ def relay(
             db_retry_failed(conn, sink_names)
     for sink in sinks:
         relay_sink(engine, sink, batch_size=batch_size, max_attempts=max_attempts, workers=workers, report=report)
-    report.pending, report.failed = delivery_backlog(engine)
+    report.pending, report.failed = delivery_backlog(engine, sink_names)
     return report
 
 
@@ -237,12 +237,14 @@ class BackgroundRelay:
                 return
 
 
-def delivery_backlog(engine: Engine) -> tuple[int, int]:
-    """(pending, failed) deliveries across sinks, unassigned ones included."""
+def delivery_backlog(engine: Engine, sink_names: Sequence[str]) -> tuple[int, int]:
+    """(pending, failed) deliveries of the given sinks (those a sink no longer configured still holds do not
+    count: `status` and `pending` show them); with no sink, the unassigned ones."""
+    counted = set(sink_names) or {UNASSIGNED_SINK}
     with engine.connect() as conn:
         counts = db_count_by_status(conn)
-    pending = sum(n for (_, status), n in counts.items() if status == DeliveryStatus.PENDING)
-    failed = sum(n for (_, status), n in counts.items() if status == DeliveryStatus.FAILED)
+    pending = sum(n for (sink, status), n in counts.items() if sink in counted and status == DeliveryStatus.PENDING)
+    failed = sum(n for (sink, status), n in counts.items() if sink in counted and status == DeliveryStatus.FAILED)
     return pending, failed
 
 
