@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from db import get_engine, upgrade_head
 from db.engine import normalise_url
+from link_fetcher.sinks.sqs import SQS_CLIENT_CONFIG
 
 SERVER_URL = normalise_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
 
@@ -58,8 +59,14 @@ class StatementCounter:
 
 
 def sqs_client(endpoint_url: str):
+    """A client configured as the SQS sink's own, for the benchmark endpoint."""
     return boto3.client(
-        "sqs", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        "sqs",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=SQS_CLIENT_CONFIG,
     )
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from sqlalchemy import text
-
-from benchmarks.common import StatementCounter, scratch_database, sqs_client
-from benchmarks.sqs_endpoint import SqsEndpoint
+from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
+from benchmarks.relay import measure
+from benchmarks.sqs_endpoint import ACCOUNT
 from db import record_granules
-from link_fetcher.relay import relay
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 
@@ -28,7 +26,7 @@ def main() -> None:
 
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.granules)]
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
-    with scratch_database() as engine, SqsEndpoint() as endpoint:
+    with scratch_database() as engine, sqs_endpoint_process() as sqs_url:
         counter = StatementCounter(engine)
         started = time.perf_counter()
         for batch in batches:
@@ -38,22 +36,14 @@ def main() -> None:
         round_trips = counter.count() / len(batches)
         inserts = counter.count("WITH") / len(batches)  # the recording statement is one WITH … INSERT
 
-        sink = SqsSink(endpoint.queue_url("to-download"), client=sqs_client(endpoint.url))
-        relayed = []
-        for workers in args.workers:
-            with engine.begin() as conn:  # the same deliveries again, for each worker count
-                conn.execute(text("UPDATE outbox SET status = 'pending', attempts = 0"))
-            started = time.perf_counter()
-            report = relay(engine, [sink], workers=workers)
-            relayed.append((workers, report.total_sent, time.perf_counter() - started))
+        sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download", client=sqs_client(sqs_url))
+        relayed = [(workers, measure(engine, sink, workers, args.granules)) for workers in args.workers]
 
     rate = args.granules / recorded_seconds
     print(f"recorded  {args.granules} granules in {len(batches)} batches: {rate:,.0f} granules/s")
     print(f"          {round_trips:.1f} database statements per batch, {inserts:.0f} INSERT statement per batch")
-    for workers, sent, seconds in relayed:
-        print(
-            f"relayed   {sent} messages to SQS (fake endpoint), {workers} worker(s): {sent / seconds:,.0f} messages/s"
-        )
+    for workers, rate in relayed:
+        print(f"relayed   {args.granules} messages to SQS (fake endpoint), {workers} worker(s): {rate:,.0f} messages/s")
 
 
 if __name__ == "__main__":

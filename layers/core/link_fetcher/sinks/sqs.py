@@ -13,7 +13,7 @@ from link_fetcher.sinks import Message, SinkUnavailable
 
 # Fail fast when the queue is unreachable: the delivery stays pending and a later relay retries it. No
 # client-side parameter validation: the entries are built here, SQS checks them anyway, and it costs ~25% of a call.
-_CLIENT_CONFIG = Config(
+SQS_CLIENT_CONFIG = Config(
     connect_timeout=5,
     read_timeout=20,
     retries={"max_attempts": 3, "mode": "standard"},
@@ -27,7 +27,7 @@ class SqsSink:
     def __init__(self, queue_url: str, client: object | None = None) -> None:
         self.queue_url = queue_url
         self.fifo = queue_url.endswith(".fifo")
-        self._client = client or boto3.client("sqs", config=_CLIENT_CONFIG)
+        self._client = client or boto3.client("sqs", config=SQS_CLIENT_CONFIG)
 
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
         entries = []
