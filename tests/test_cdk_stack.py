@@ -145,6 +145,24 @@ def test_to_download_is_encrypted_with_a_dead_letter_queue(stack, template: Temp
     )
 
 
+def test_the_products_bucket_is_private_tls_only_and_drops_abandoned_uploads(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": Match.any_value(),
+            "LifecycleConfiguration": {
+                "Rules": [Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}})]
+            },
+        },
+    )
+
+
 def test_the_database_is_encrypted_private_and_admits_only_the_functions(stack, template: Template) -> None:
     (cluster,) = resources(template, "AWS::RDS::DBCluster").values()
     assert cluster["Properties"]["StorageEncrypted"] is True

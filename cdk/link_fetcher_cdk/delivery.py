@@ -51,6 +51,8 @@ class Delivery(Construct):
             enforce_ssl=True,
             removal_policy=REMOVAL_POLICIES["destroy" if destroy else "retain"],
             auto_delete_objects=destroy,
+            # A downloader killed mid-product leaves its multipart upload behind: its parts are not free.
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
         acknowledge(
             self.bucket,
