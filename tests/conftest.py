@@ -117,3 +117,14 @@ def messages_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
         return message
 
     monkeypatch.setattr(relay, "to_message", checked)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, aws_env, tmp_path: Path) -> pytest.MonkeyPatch:
+    """The CLI as a user runs it: the session database, no sink and default platforms unless a test sets them,
+    and a fresh working directory, so no developer `.env` is read."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for key in ("TO_DOWNLOAD_QUEUE_URL", "REDIS_URL", "PLATFORMS"):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch

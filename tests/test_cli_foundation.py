@@ -2,20 +2,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlalchemy import Engine
 
 from db import record_granules
 from link_fetcher.cli import main
 from tests.factories import granule_record
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path) -> None:
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    for key in ("TO_DOWNLOAD_QUEUE_URL", "REDIS_URL"):
-        monkeypatch.delenv(key, raising=False)
 
 
 def test_unreachable_database_is_one_line_without_password(monkeypatch, capsys, tmp_path) -> None:

@@ -259,11 +259,9 @@ def test_sqs_consumer_leaves_a_failed_message_for_later(engine, aws_env) -> None
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, aws_env, tmp_path) -> None:
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("RELAY_MAX_ATTEMPTS", "2")
-    monkeypatch.delenv("REDIS_URL", raising=False)
+def cli_env(cli_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    cli_env.setenv("RELAY_MAX_ATTEMPTS", "2")
+    return cli_env
 
 
 def test_cli_sqs_down_pending_relay_retry_failed(cli_env, engine, monkeypatch, capsys) -> None:

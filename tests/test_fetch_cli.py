@@ -17,15 +17,6 @@ DAY = dt.date(2024, 9, 12)
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, aws_env, tmp_path) -> pytest.MonkeyPatch:
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    for key in ("TO_DOWNLOAD_QUEUE_URL", "REDIS_URL", "PLATFORMS"):
-        monkeypatch.delenv(key, raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
 def catalogue(cli_env):
     with FakeCatalogue() as fake:
         cli_env.setenv("CDSE_CATALOGUE_URL", fake.url)
