@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, text
 
+from db import record_granules
+from link_fetcher.products import to_record
 from tests.factories import PUSH_FIXTURE, cdse_product
 
 USERNAME = "cdse-push"
@@ -65,3 +69,23 @@ def settled_queue(sqs_endpoint: Any, queue: str, engine: Engine, timeout: float 
     while any(status == "pending" for _, _, status in outbox_rows(engine)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return queued_ids(sqs_endpoint, queue)
+
+
+def race_pushes_and_poller(push: Callable[[threading.Barrier], int], product: Any, engine: Engine) -> list[int]:
+    """16 threads push (each calls `push(start)`, waits on the barrier itself, returns the status) while the
+    poller records the same product; all released at once. Returns the 16 statuses."""
+    start = threading.Barrier(17)
+    statuses: list[int] = []
+
+    def poll() -> None:
+        start.wait()
+        with engine.begin() as conn:
+            record_granules(conn, [to_record(product, source="search", download_base_url="https://d")], ["sqs"])
+
+    threads = [threading.Thread(target=lambda: statuses.append(push(start))) for _ in range(16)]
+    threads.append(threading.Thread(target=poll))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses

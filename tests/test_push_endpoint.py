@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from benchmarks.sqs_endpoint import SqsEndpoint
 from db import get_engine, record_granules
-from link_fetcher.products import CdseProduct, to_record
+from link_fetcher.products import CdseProduct
 from link_fetcher.push import PushEndpoint
 from link_fetcher.settings import Settings
 from tests.factories import granule_record
@@ -28,6 +28,7 @@ from tests.push_support import (
     notification,
     outbox_rows,
     queued_ids,
+    race_pushes_and_poller,
     recent_fixture,
 )
 
@@ -149,24 +150,12 @@ def test_simultaneous_deliveries_and_the_poller_record_one_row_and_send_one_mess
     for _ in range(3):  # a few rounds, for different interleavings
         body = notification()
         product = CdseProduct.model_validate(body["value"])
-        start = threading.Barrier(17)
-        statuses: list[int] = []
 
-        def push(body=body, start=start, statuses=statuses) -> None:
+        def push(start: threading.Barrier, body=body) -> int:
             start.wait()
-            statuses.append(endpoint.handle(AUTH, encode(body)).status)
+            return endpoint.handle(AUTH, encode(body)).status
 
-        def poll(product=product, start=start) -> None:
-            start.wait()
-            with engine.begin() as conn:
-                record_granules(conn, [to_record(product, source="search", download_base_url="https://d")], ["sqs"])
-
-        threads = [threading.Thread(target=push) for _ in range(16)] + [threading.Thread(target=poll)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert statuses == [204] * 16
+        assert race_pushes_and_poller(push, product, engine) == [204] * 16
         assert [row[0] for row in granule_rows(engine)].count(product.id) == 1
         assert [row[0] for row in outbox_rows(engine)].count(product.id) == 1
     # The poller's rows are delivered by the scheduled relay, not by the endpoint: count what is queued or pending.

@@ -22,9 +22,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from benchmarks.sqs_endpoint import SqsEndpoint
-from db import record_granules
 from link_fetcher.cli import main
-from link_fetcher.products import CdseProduct, to_record
+from link_fetcher.products import CdseProduct
 from tests.factories import PUSH_FIXTURE
 from tests.push_support import (
     PASSWORD,
@@ -35,6 +34,7 @@ from tests.push_support import (
     notification,
     outbox_rows,
     queued_ids,
+    race_pushes_and_poller,
     recent_fixture,
     settled_queue,
 )
@@ -167,26 +167,14 @@ def test_sixteen_simultaneous_deliveries_and_the_poller_give_one_row_one_message
     sqs.fake.queues.pop(QUEUE, None)
     body = notification()
     product = CdseProduct.model_validate(body["value"])
-    start = threading.Barrier(17)
-    statuses: list[int] = []
 
-    def push() -> None:
+    def push(start: threading.Barrier) -> int:
         with requests.Session() as session:
             session.post(server, timeout=10)  # connect first, so the 16 requests really overlap
             start.wait()
-            statuses.append(_post(session, server, encode(body), basic()).status_code)
+            return _post(session, server, encode(body), basic()).status_code
 
-    def poll() -> None:
-        start.wait()
-        with engine.begin() as conn:
-            record_granules(conn, [to_record(product, source="search", download_base_url="https://d")], ["sqs"])
-
-    threads = [threading.Thread(target=push) for _ in range(16)] + [threading.Thread(target=poll)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert statuses == [204] * 16
+    assert race_pushes_and_poller(push, product, engine) == [204] * 16
     [(_, source)] = granule_rows(engine)
     if source == "subscription":  # the endpoint won: serve's background relay sends it, once
         assert settled_queue(sqs, QUEUE, engine) == [product.id]
