@@ -116,13 +116,17 @@ def relay_sink(
     report.refused.setdefault(sink.name, 0)
 
     def drain_batches(conn: Connection) -> None:
+        # Deliveries committed behind the cursor while this run passed (or held by another relay that then
+        # failed) stay pending for the next run.
+        cursor = 0
         while not stop.is_set():
             with conn.begin():
                 with lock:
                     exclude = list(refused_this_run)
-                claimed = claim_pending(conn, sink.name, batch_size, exclude)
+                claimed = claim_pending(conn, sink.name, batch_size, exclude, after_id=cursor)
                 if not claimed:
                     return
+                cursor = claimed[-1].outbox_id
                 refused, outage, outcomes = send_claimed(conn, sink, claimed, max_attempts)
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)

@@ -61,9 +61,14 @@ def claim_pending(
     limit: int,
     exclude: Sequence[int] = (),
     granule_ids: Sequence[str] | None = None,
+    after_id: int = 0,
 ) -> list[ClaimedDelivery]:
     """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds and the
     outbox ids in `exclude` (those the sink refused earlier in this run); only those of `granule_ids` if given.
+
+    `after_id`: a relay draining a backlog passes the last id it claimed, so each claim starts where the last
+    ended whatever index the planner picks. Without it, a plan that walks the primary key (chosen when the
+    statistics still see most rows pending) re-reads every row sent so far at each claim: quadratic.
 
     The locks last until the caller's transaction ends, so the caller sends and records the outcome
     inside that transaction: concurrent relays never see the same delivery.
@@ -73,7 +78,8 @@ def claim_pending(
             f"""
             SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
             FROM outbox o JOIN granule g ON g.id = o.granule_id
-            WHERE o.sink = :sink AND o.status = 'pending' AND o.id <> ALL(CAST(:exclude AS bigint[]))
+            WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
+              AND o.id <> ALL(CAST(:exclude AS bigint[]))
               AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
             ORDER BY o.id
             LIMIT :limit
@@ -83,6 +89,7 @@ def claim_pending(
         {
             "sink": sink,
             "limit": limit,
+            "after_id": after_id,
             "exclude": list(exclude),
             "granule_ids": list(granule_ids) if granule_ids is not None else None,
         },
