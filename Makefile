@@ -6,7 +6,7 @@ PIPENV := python3 -m pipenv
 RUN := $(PIPENV) run
 YESTERDAY := $(shell date -u -d yesterday +%F 2>/dev/null || python3 -c 'import datetime as d; print(d.date.today()-d.timedelta(1))')
 
-.PHONY: install run test lint format bench clean-db
+.PHONY: install run test browser lint format bench clean-db
 
 install: .venv/.installed
 
@@ -20,8 +20,12 @@ run: install
 	$(RUN) link-fetcher fetch --day $(YESTERDAY)
 
 ## The test suite against real PostgreSQL (see scripts/test.sh for how the server is chosen) and Redis.
-test: install
+test: install browser
 	@scripts/test.sh $(PYTEST_ARGS)
+
+## Headless Chromium for the ops console test: Debian's package (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 lint: install
 	$(RUN) ruff check .
