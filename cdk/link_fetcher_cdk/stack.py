@@ -122,26 +122,15 @@ class LinkFetcherStack(Stack):
         polling = Polling(self, "Polling", config=config, date_generator=date_generator, link_fetcher=link_fetcher)
         push = PushApi(self, "Push", config=config, handler=link_subscription)
         schedules = [polling.schedule] if polling.schedule else []
-        if config.relay_schedule:
-            schedules.append(
-                delivery.schedule(
-                    "RelaySchedule",
-                    expression=config.relay_schedule,
-                    function=relay,
-                    event={},
-                    description="Deliver pending granules",
-                )
-            )
-        if config.reconcile_schedule:
-            schedules.append(
-                delivery.schedule(
-                    "ReconcileSchedule",
-                    expression=config.reconcile_schedule,
-                    function=reconcile,
-                    event={},
-                    description="Requeue granules recorded but not downloaded",
-                )
-            )
+        periodic = (
+            ("RelaySchedule", config.relay_schedule, relay, "Deliver pending granules"),
+            ("ReconcileSchedule", config.reconcile_schedule, reconcile, "Requeue granules recorded but not downloaded"),
+        )
+        schedules.extend(
+            delivery.schedule(construct_id, expression=expression, function=function, event={}, description=text)
+            for construct_id, expression, function, text in periodic
+            if expression
+        )
         if config.stac_schedule:
             schedules.extend(
                 delivery.schedule(
