@@ -209,6 +209,18 @@ def test_a_server_that_stays_down_is_one_clear_error(engine: Engine, catalogue: 
     assert recorded(engine) == []
 
 
+def test_a_malformed_answer_is_one_clear_error_naming_the_member(engine: Engine, catalogue: FakeCatalogue) -> None:
+    products = day_products(DAY, "S2A", 5)
+    products[3]["Name"] = None
+    catalogue.add(products)
+    with pytest.raises(
+        HttpError, match=r"CDSE search: unexpected answer: Expected `str`, got `null` - at `\$\.value\[3\]\.Name`"
+    ):
+        make_fetcher(engine, catalogue, page_size=10).fetch(DAY, "S2A")
+    assert len(catalogue.requests) == 1  # not retried: asking again gets the same answer
+    assert recorded(engine) == []
+
+
 def test_a_refused_query_is_not_retried(engine: Engine, catalogue: FakeCatalogue) -> None:
     catalogue.add(day_products(DAY, "S2A", 5))
     with pytest.raises(HttpError, match="HTTP 422"):

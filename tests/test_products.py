@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
 
-from link_fetcher.products import CdseProduct, Criteria, rejection_reason, to_record
+import msgspec
+import pytest
+
+from link_fetcher.products import CdseProduct, Criteria, ListedProduct, Product, rejection_reason, to_record
 from tests.factories import PUSH_FIXTURE, cdse_product
 
 NOW = dt.datetime(2024, 9, 13, tzinfo=dt.UTC)
@@ -13,10 +19,18 @@ CRITERIA = Criteria(
     max_acquisition_age=dt.timedelta(days=30),
 )
 
+# The push model (pydantic) and the search-page model (msgspec) must read a product the same way.
+MODELS: dict[str, Callable[[dict[str, Any]], Product]] = {
+    "pydantic": CdseProduct.model_validate,
+    "msgspec": lambda raw: msgspec.json.decode(json.dumps(raw), type=ListedProduct),
+}
+parse_with = pytest.mark.parametrize("parse", MODELS.values(), ids=MODELS.keys())
 
-def test_fixture_product_becomes_a_record() -> None:
+
+@parse_with
+def test_fixture_product_becomes_a_record(parse: Callable[[dict[str, Any]], Product]) -> None:
     record = to_record(
-        CdseProduct.model_validate(PUSH_FIXTURE["value"]),
+        parse(PUSH_FIXTURE["value"]),
         source="subscription",
         download_base_url="https://download.dataspace.copernicus.eu",
     )
@@ -33,19 +47,21 @@ def test_fixture_product_becomes_a_record() -> None:
     assert rejection_reason(record, CRITERIA, NOW) is None
 
 
-def test_tile_from_name_when_attribute_missing_and_empty_checksums() -> None:
+@parse_with
+def test_tile_from_name_when_attribute_missing_and_empty_checksums(parse: Callable[[dict[str, Any]], Product]) -> None:
     raw = cdse_product(tile="31UFS")
     raw["Attributes"] = [a for a in raw["Attributes"] if a["Name"] not in ("tileId", "productType")]
     raw["Checksum"] = []
-    record = to_record(CdseProduct.model_validate(raw), source="search", download_base_url="https://x")
+    record = to_record(parse(raw), source="search", download_base_url="https://x")
     assert record.tile_id == "31UFS"
     assert record.product_type == "S2MSI1C"
     assert record.checksum is None and record.blake3 is None
 
 
-def test_rejection_reasons() -> None:
+@parse_with
+def test_rejection_reasons(parse: Callable[[dict[str, Any]], Product]) -> None:
     def reason(**kwargs: object) -> str | None:
-        record = to_record(CdseProduct.model_validate(cdse_product(**kwargs)), source="s", download_base_url="x")
+        record = to_record(parse(cdse_product(**kwargs)), source="s", download_base_url="x")
         return rejection_reason(record, CRITERIA, NOW)
 
     assert reason(tile="01FBE") == "tile_not_allowed"

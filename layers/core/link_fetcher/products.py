@@ -1,4 +1,4 @@
-"""CDSE products (SPEC §2): the pydantic model of one OData product and its translation to a granule record.
+"""CDSE products (SPEC §2): models of one OData product and its translation to a granule record.
 
 Pure: no I/O. Used by the polling source (search pages) and the push source (notification `value`).
 """
@@ -11,8 +11,9 @@ import functools
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import GranuleRecord
@@ -22,6 +23,18 @@ _NAME_PATTERN = re.compile(
     r"^(?P<platform>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<sensing>\d{8}T\d{6})_N\d{4}_R\d{3}_T(?P<tile>\d{2}[A-Z]{3})_"
 )
 _PRODUCT_TYPE_BY_LEVEL = {"L1C": "S2MSI1C", "L2A": "S2MSI2A"}
+
+
+class ProductLookups:
+    """Attribute and checksum lookups, shared by the two product models below."""
+
+    __slots__ = ()
+
+    def attribute(self, name: str) -> Any:
+        return next((attribute.value for attribute in self.attributes if attribute.name == name), None)
+
+    def checksum(self, algorithm: str) -> str | None:
+        return next((c.value for c in self.checksums if c.algorithm.upper() == algorithm and c.value), None)
 
 
 class Checksum(BaseModel):
@@ -45,8 +58,9 @@ class Attribute(BaseModel):
     value: Any = Field(None, alias="Value")
 
 
-class CdseProduct(BaseModel):
-    """One product as CDSE's OData API and push notifications describe it (fields we use; others ignored)."""
+class CdseProduct(ProductLookups, BaseModel):
+    """One product as CDSE describes it (fields we use; others ignored), validated with pydantic: the model
+    for untrusted input (push notifications), whose errors name the field."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -58,14 +72,40 @@ class CdseProduct(BaseModel):
     checksums: list[Checksum] = Field(default_factory=list, alias="Checksum")
     attributes: list[Attribute] = Field(default_factory=list, alias="Attributes")
 
-    def attribute(self, name: str) -> Any:
-        return next((attribute.value for attribute in self.attributes if attribute.name == name), None)
 
-    def checksum(self, algorithm: str) -> str | None:
-        return next((c.value for c in self.checksums if c.algorithm.upper() == algorithm and c.value), None)
+# The same product decoded with msgspec, for search pages: a page holds 1,000 products of ~20 attributes each
+# (~6 MB of JSON), which msgspec decodes in ~6 ms where the pydantic model takes ~90 ms.
+class ListedChecksum(msgspec.Struct, rename="pascal"):
+    algorithm: str
+    value: str
 
 
-def tile_of(product: CdseProduct) -> str | None:
+class ListedContentDate(msgspec.Struct, rename="pascal"):
+    start: dt.datetime
+    end: dt.datetime | None = None
+
+
+class ListedAttribute(msgspec.Struct, rename="pascal"):
+    name: str
+    value: Any = None
+
+
+class ListedProduct(msgspec.Struct, ProductLookups, rename="pascal"):
+    """One product of a search page (SPEC §2)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    content_date: ListedContentDate
+    content_length: int | None = None
+    publication_date: dt.datetime | None = None
+    checksums: list[ListedChecksum] = msgspec.field(default_factory=list, name="Checksum")
+    attributes: list[ListedAttribute] = msgspec.field(default_factory=list)
+
+
+Product = CdseProduct | ListedProduct
+
+
+def tile_of(product: Product) -> str | None:
     """MGRS tile: the `tileId` attribute, else the `_T28PHQ_` part of the name."""
     if tile := product.attribute("tileId"):
         return str(tile).removeprefix("T")
@@ -73,7 +113,7 @@ def tile_of(product: CdseProduct) -> str | None:
     return match["tile"] if match else None
 
 
-def platform_of(product: CdseProduct) -> str | None:
+def platform_of(product: Product) -> str | None:
     """`S2A`…: the name's prefix, else `platformSerialIdentifier` (`A`)."""
     if match := _NAME_PATTERN.match(product.name):
         return match["platform"]
@@ -81,7 +121,7 @@ def platform_of(product: CdseProduct) -> str | None:
     return f"S2{serial}" if serial else None
 
 
-def product_type_of(product: CdseProduct) -> str | None:
+def product_type_of(product: Product) -> str | None:
     if product_type := product.attribute("productType"):
         return str(product_type)
     match = _NAME_PATTERN.match(product.name)
@@ -92,7 +132,7 @@ def download_url(download_base_url: str, product_id: str) -> str:
     return f"{download_base_url.rstrip('/')}/odata/v1/Products({product_id})/$value"
 
 
-def to_record(product: CdseProduct, *, source: str, download_base_url: str) -> GranuleRecord:
+def to_record(product: Product, *, source: str, download_base_url: str) -> GranuleRecord:
     return GranuleRecord(
         id=product.id,
         filename=product.name,

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import msgspec
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
-from link_fetcher.products import CdseProduct
+from link_fetcher.products import ListedProduct
 
 PRODUCTS_PATH = "/odata/v1/Products"
 
 
-class SearchPage(BaseModel):
-    """One answer of `GET /odata/v1/Products`."""
+class SearchPage(msgspec.Struct):
+    """One answer of `GET /odata/v1/Products` (other members ignored)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    count: int = msgspec.field(name="@odata.count")  # every request asks for it ($count=True)
+    products: list[ListedProduct] = msgspec.field(name="value")
 
-    count: int = Field(alias="@odata.count")  # every request asks for it ($count=True)
-    products: list[CdseProduct] = Field(alias="value")
+
+_decode_page = msgspec.json.Decoder(SearchPage).decode
 
 
 class CdseCatalogue:
@@ -36,8 +37,8 @@ class CdseCatalogue:
             response = self.session.get(self.url, params=params)
             raise_for_status(response, "CDSE search")
             try:
-                return SearchPage.model_validate_json(response.content)
-            except ValidationError as exc:
-                raise HttpError(f"CDSE search: unexpected answer: {exc.errors()[0]['msg']}") from exc
+                return _decode_page(response.content)
+            except msgspec.DecodeError as exc:  # also a ValidationError: the message names the member
+                raise HttpError(f"CDSE search: unexpected answer: {exc}") from exc
 
         return with_retries(call, what="CDSE search")

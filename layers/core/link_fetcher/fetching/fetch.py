@@ -21,7 +21,7 @@ from db import GranuleRecord, record_granules
 from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
 from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
 from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance
-from link_fetcher.products import CdseProduct, Criteria, load_allowed_tiles, rejection_reason, to_record
+from link_fetcher.products import Criteria, ListedProduct, load_allowed_tiles, rejection_reason, to_record
 from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class DayReport:
 
 
 def select_records(
-    products: Sequence[CdseProduct], criteria: Criteria, download_url: str, now: dt.datetime
+    products: Sequence[ListedProduct], criteria: Criteria, download_url: str, now: dt.datetime
 ) -> tuple[list[GranuleRecord], collections.Counter[str]]:
     """The records worth keeping, and why the others were not."""
     records, rejected = [], collections.Counter()
@@ -71,7 +71,7 @@ def select_records(
     return records, rejected
 
 
-def _published(products: Sequence[CdseProduct]) -> list[dt.datetime]:
+def _published(products: Sequence[ListedProduct]) -> list[dt.datetime]:
     dates = [product.publication_date for product in products]
     if any(date is None for date in dates):
         raise PagingError("CDSE returned a product without PublicationDate")
