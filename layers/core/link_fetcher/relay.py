@@ -8,9 +8,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction
 
 from db import (
     UNASSIGNED_SINK,
@@ -96,38 +97,47 @@ def relay_connection(engine: Engine) -> Iterator[Connection]:
         conn.commit()
         try:
             yield conn
-        finally:
-            if not conn.invalidated:
-                conn.rollback()
-                conn.exec_driver_sql("RESET synchronous_commit")
-                conn.commit()
+        except BaseException:
+            # Its state is unknown (the database may have dropped it): discarded, not reset, so that the error
+            # raised is the one that stopped the relay, not a failed cleanup.
+            conn.invalidate()
+            raise
+        conn.rollback()
+        conn.exec_driver_sql("RESET synchronous_commit")
+        conn.commit()
 
 
 def relay_sink(
     engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
 ) -> None:
-    """Drain `sink`'s pending deliveries with `workers` threads. Each batch is sent while its rows are locked
+    """Drain `sink`'s pending deliveries with `workers` workers. Each batch is sent while its rows are locked
     (FOR UPDATE SKIP LOCKED), so workers and concurrent relays never share a delivery, and a crash before
-    COMMIT repeats at most the batches in flight."""
+    COMMIT repeats at most the batch each worker has in flight."""
     stop = threading.Event()
     lock = threading.Lock()
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being claimed again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
 
-    def drain_batches(conn: Connection) -> None:
+    def claim_after(conn: Connection, cursor: int) -> tuple[RootTransaction, list[ClaimedDelivery]]:
         # Deliveries committed behind the cursor while this run passed (or held by another relay that then
         # failed) stay pending for the next run.
-        cursor = 0
-        while not stop.is_set():
-            with conn.begin():
-                with lock:
-                    exclude = list(refused_this_run)
-                claimed = claim_pending(conn, sink.name, batch_size, exclude, after_id=cursor)
-                if not claimed:
-                    return
-                cursor = claimed[-1].outbox_id
-                refused, outage, outcomes = send_claimed(conn, sink, claimed, max_attempts)
+        transaction = conn.begin()
+        with lock:
+            exclude = list(refused_this_run)
+        return transaction, claim_pending(conn, sink.name, batch_size, exclude, after_id=cursor)
+
+    def drain_batches(sending: Connection, claiming: Connection, claimer: ThreadPoolExecutor) -> None:
+        """While one batch is sent and marked on one connection, the next is claimed (locked, not yet sent) on
+        the other: the database's latency hides behind the sink's, and only the batch sent is ever at risk."""
+        transaction, claimed = claim_after(sending, 0)
+        while claimed and not stop.is_set():
+            next_claim = claimer.submit(claim_after, claiming, claimed[-1].outbox_id)
+            try:
+                refused, outage, outcomes = send_claimed(sending, sink, claimed, max_attempts)
+                transaction.commit()
+            finally:
+                futures.wait([next_claim])  # its connection is idle again before anything else happens
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)
                 if outage is not None:
@@ -140,11 +150,18 @@ def relay_sink(
                 log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
             elif refused:
                 log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
+            transaction, claimed = next_claim.result()
+            sending, claiming = claiming, sending
+        transaction.rollback()  # releases a batch claimed ahead when stopping
 
     def drain() -> None:
         try:
-            with relay_connection(engine) as conn:
-                drain_batches(conn)
+            with (
+                relay_connection(engine) as sending,
+                relay_connection(engine) as claiming,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"claim-{sink.name}") as claimer,
+            ):
+                drain_batches(sending, claiming, claimer)
         except BaseException:
             stop.set()  # e.g. the database went away: the other workers stop too
             raise

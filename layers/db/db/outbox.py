@@ -18,6 +18,37 @@ UNASSIGNED_SINK = "unassigned"
 _GRANULE_COLUMNS = ", ".join(f"g.{column.name}" for column in Granule.__table__.columns if column.name != "item")
 
 
+# Statements run once per relay batch are built once: text() parses its bind parameters on construction.
+_CLAIM_SQL = text(
+    f"""
+    SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
+    FROM outbox o JOIN granule g ON g.id = o.granule_id
+    WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
+      AND o.id <> ALL(CAST(:exclude AS bigint[]))
+      AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
+    ORDER BY o.id
+    LIMIT :limit
+    FOR UPDATE OF o SKIP LOCKED
+    """
+)
+_MARK_SQL = text(
+    """
+    UPDATE outbox o SET
+        status = CASE
+            WHEN r.error IS NULL THEN 'sent'
+            WHEN r.attempted AND o.attempts + 1 >= :max_attempts THEN 'failed'
+            ELSE 'pending' END,
+        attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
+        last_error = r.error,
+        sent_at = CASE WHEN r.error IS NULL THEN now() END,
+        updated_at = now()
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]))
+        AS r(id, error, attempted)
+    WHERE o.id = r.id
+    """
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     outbox_id: int
@@ -74,18 +105,7 @@ def claim_pending(
     inside that transaction: concurrent relays never see the same delivery.
     """
     rows = conn.execute(
-        text(
-            f"""
-            SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
-            FROM outbox o JOIN granule g ON g.id = o.granule_id
-            WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
-              AND o.id <> ALL(CAST(:exclude AS bigint[]))
-              AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
-            ORDER BY o.id
-            LIMIT :limit
-            FOR UPDATE OF o SKIP LOCKED
-            """
-        ),
+        _CLAIM_SQL,
         {
             "sink": sink,
             "limit": limit,
@@ -114,22 +134,7 @@ def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_att
     if not outcomes:
         return
     conn.execute(
-        text(
-            """
-            UPDATE outbox o SET
-                status = CASE
-                    WHEN r.error IS NULL THEN 'sent'
-                    WHEN r.attempted AND o.attempts + 1 >= :max_attempts THEN 'failed'
-                    ELSE 'pending' END,
-                attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
-                last_error = r.error,
-                sent_at = CASE WHEN r.error IS NULL THEN now() END,
-                updated_at = now()
-            FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]))
-                AS r(id, error, attempted)
-            WHERE o.id = r.id
-            """
-        ),
+        _MARK_SQL,
         {
             "ids": [outcome.outbox_id for outcome in outcomes],
             "errors": [outcome.error for outcome in outcomes],
