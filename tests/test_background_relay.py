@@ -56,3 +56,23 @@ def test_survives_a_database_outage(engine: Engine, make_settings, aws_env, capl
         assert background.running  # still serving: the next wake-up tries again
         background.stop(timeout=15)
         assert not background.running
+
+
+def test_a_burst_of_single_recordings_is_sent_in_full_batches(engine: Engine, make_settings, aws_env) -> None:
+    """A busy endpoint records one granule per request and wakes the relay each time: the wake-up lingers, so
+    the burst goes out ten to a sink call instead of one."""
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        background = BackgroundRelay(
+            engine, make_settings(), [SqsSink(endpoint.queue_url("q"), client=client)], interval=60, linger=0.5
+        )
+        background.start()
+        try:
+            recorded = []
+            for index in range(30):
+                recorded += _record(engine, range(index, index + 1))
+                background.wake(recorded[-1:])
+            assert _wait_for(lambda: len(endpoint.fake.messages("q")) == 30)
+        finally:
+            background.stop()
+        assert endpoint.fake.batch_calls <= 4  # 3 when the burst fits in the linger; never one call per granule

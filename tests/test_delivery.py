@@ -128,6 +128,24 @@ def test_sqs_down_mid_run_then_relay_delivers_the_rest_once(engine, aws_env) -> 
         assert len(second.fake.messages("q")) == 30
 
 
+def test_a_relay_ends_once_caught_up_and_leaves_later_recordings_to_the_next(engine, aws_env) -> None:
+    """A short batch means the backlog is drained: the relay returns instead of spinning on whatever trickles
+    in meanwhile (one granule per batch under a busy push endpoint); the next relay sends it."""
+    _record(engine, 15)
+
+    def record_one_more(batch: int) -> None:
+        if batch == 2:  # the short batch (5 of 15): a granule recorded while it is being sent
+            with engine.begin() as conn:
+                record_granules(conn, [granule_record(99)], ["sqs"])
+
+    with SqsEndpoint() as endpoint:
+        sink = _Wrapped(_sqs_sink(endpoint.url, endpoint.queue_url("q")), before=record_one_more)
+        report = relay(engine, [sink])
+        assert report.sent == {"sqs": 15} and report.pending == 1 and sink.calls == 2
+        assert relay(engine, [sink]).sent == {"sqs": 1}
+        assert len(_bodies(endpoint)) == 16
+
+
 def test_partial_batch_failure_resends_only_the_refused_entries(engine, aws_env) -> None:
     ids = _record(engine, 10)
     seen: list[str] = []

@@ -127,17 +127,26 @@ def relay_sink(
             exclude = list(refused_this_run)
         return transaction, claim_pending(conn, sink.name, batch_size, exclude, after_id=cursor)
 
-    def drain_batches(sending: Connection, claiming: Connection, claimer: ThreadPoolExecutor) -> None:
+    def drain_batches(stack: contextlib.ExitStack) -> None:
         """While one batch is sent and marked on one connection, the next is claimed (locked, not yet sent) on
-        the other: the database's latency hides behind the sink's, and only the batch sent is ever at risk."""
+        another: the database's latency hides behind the sink's, and only the batch sent is ever at risk."""
+        sending = stack.enter_context(relay_connection(engine))
+        claiming: Connection | None = None  # opened once a second batch is needed
+        claimer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"claim-{sink.name}"))
         transaction, claimed = claim_after(sending, 0)
         while claimed and not stop.is_set():
-            next_claim = claimer.submit(claim_after, claiming, claimed[-1].outbox_id)
+            # A short batch means the backlog is drained: what is recorded from now on waits for the next relay,
+            # so a background relay that keeps up sends full batches instead of spinning on batches of one.
+            next_claim = None
+            if len(claimed) == batch_size:
+                claiming = claiming or stack.enter_context(relay_connection(engine))
+                next_claim = claimer.submit(claim_after, claiming, claimed[-1].outbox_id)
             try:
                 refused, outage, outcomes = send_claimed(sending, sink, claimed, max_attempts)
                 transaction.commit()
             finally:
-                futures.wait([next_claim])  # its connection is idle again before anything else happens
+                if next_claim is not None:
+                    futures.wait([next_claim])  # its connection is idle again before anything else happens
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)
                 if outage is not None:
@@ -150,18 +159,16 @@ def relay_sink(
                 log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
             elif refused:
                 log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
+            if next_claim is None:
+                return
             transaction, claimed = next_claim.result()
             sending, claiming = claiming, sending
         transaction.rollback()  # releases a batch claimed ahead when stopping
 
     def drain() -> None:
         try:
-            with (
-                relay_connection(engine) as sending,
-                relay_connection(engine) as claiming,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"claim-{sink.name}") as claimer,
-            ):
-                drain_batches(sending, claiming, claimer)
+            with contextlib.ExitStack() as stack:
+                drain_batches(stack)
         except BaseException:
             stop.set()  # e.g. the database went away: the other workers stop too
             raise
@@ -214,15 +221,25 @@ class BackgroundRelay:
     """Relays continuously from a thread of a long-running process (`serve`): woken when something was
     recorded, and every `interval` seconds to catch up what a sink that was down left pending.
 
-    Under load one wake-up delivers everything recorded since the last, in batches of ≤ 10, so a busy
-    endpoint makes one sink call per ten granules instead of one per granule; the guarantees are the relay's.
+    A wake-up lingers `linger` seconds before relaying, so that under load it finds full batches of 10: a busy
+    endpoint makes one sink call per ten granules instead of one per granule, for a delay no consumer notices.
+    The guarantees are the relay's.
     """
 
-    def __init__(self, engine: Engine, settings: Settings, sinks: Sequence[Sink], *, interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        sinks: Sequence[Sink],
+        *,
+        interval: float = 30.0,
+        linger: float = 0.05,
+    ) -> None:
         self._engine = engine
         self._settings = settings
         self._sinks = list(sinks)
         self._interval = interval
+        self._linger = linger
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="background-relay", daemon=True)
@@ -245,7 +262,8 @@ class BackgroundRelay:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            if self._wake.wait(self._interval):
+                self._stopping.wait(self._linger)
             self._wake.clear()
             try:
                 report = relay_with_settings(self._engine, self._settings, self._sinks)
@@ -263,7 +281,7 @@ def delivery_backlog(engine: Engine, sink_names: Sequence[str]) -> tuple[int, in
     count: `status` and `pending` show them); with no sink, the unassigned ones."""
     counted = set(sink_names) or {UNASSIGNED_SINK}
     with engine.connect() as conn:
-        counts = db_count_by_status(conn)
+        counts = db_count_by_status(conn, [DeliveryStatus.PENDING, DeliveryStatus.FAILED])
     pending = sum(n for (sink, status), n in counts.items() if sink in counted and status == DeliveryStatus.PENDING)
     failed = sum(n for (sink, status), n in counts.items() if sink in counted and status == DeliveryStatus.FAILED)
     return pending, failed

@@ -177,9 +177,19 @@ def requeue(conn: Connection, granule_ids: Sequence[str], sinks: Sequence[str]) 
     return result.rowcount
 
 
-def count_by_status(conn: Connection) -> dict[tuple[str, str], int]:
-    """{(sink, status): deliveries}."""
-    rows = conn.execute(text("SELECT sink, status, count(*) FROM outbox GROUP BY sink, status"))
+_COUNT_ALL_SQL = text("SELECT sink, status, count(*) FROM outbox GROUP BY sink, status")
+# Through ix_outbox_status_created: the rows of those states only, not the sent history (which only grows).
+_COUNT_IN_SQL = text(
+    "SELECT sink, status, count(*) FROM outbox WHERE status = ANY(CAST(:statuses AS text[])) GROUP BY sink, status"
+)
+
+
+def count_by_status(conn: Connection, statuses: Sequence[DeliveryStatus] | None = None) -> dict[tuple[str, str], int]:
+    """{(sink, status): deliveries}, in every state or only in `statuses`."""
+    if statuses is None:
+        rows = conn.execute(_COUNT_ALL_SQL)
+    else:
+        rows = conn.execute(_COUNT_IN_SQL, {"statuses": [str(status) for status in statuses]})
     return {(sink, status): count for sink, status, count in rows}
 
 

@@ -161,7 +161,8 @@ class PushEndpoint:
         records = [decision.record for decision in decisions if decision.kept]
         if not records:
             return []
-        with self._engine().begin() as conn:
+        # record_granules is one statement, atomic on its own: autocommit spares the BEGIN and COMMIT round trips.
+        with self._engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return record_granules(conn, records, self._sink_names)
 
     def _log_decisions(self, decisions: Sequence[Decision], inserted: set[str]) -> None:
