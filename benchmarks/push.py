@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from benchmarks.common import scratch_database
 from benchmarks.sqs_endpoint import SqsEndpoint
+from link_fetcher.push.commands import default_workers
 from tests.factories import PUSH_FIXTURE, cdse_product
 from tests.push_support import PASSWORD, USERNAME, basic
 
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--warm-up", type=int, default=200, help="notifications sent first and not measured")
     parser.add_argument("--no-sink", action="store_true", help="record only (deliveries stay pending)")
-    parser.add_argument("--workers", type=int, default=1, help="serve --workers (server processes)")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="serve --workers (default: serve's)")
     args = parser.parse_args()
 
     bodies = _notifications(args.warm_up + args.notifications)

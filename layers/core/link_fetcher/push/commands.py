@@ -14,14 +14,19 @@ from link_fetcher.database import configured_url
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option(
-    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes (one per core)."
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Server processes, each with its own background relay [default: one per core].",
 )
 @pass_context
-def serve(obj: CliContext, host: str, port: int, workers: int) -> int:
+def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     """The CDSE push endpoint: POST /events with HTTP Basic auth (SUBSCRIPTION_USERNAME / _PASSWORD).
 
     Requests record; a background relay in each process delivers to the configured sinks."""
     import uvicorn
+
+    # One process is bound by its GIL (HTTP parsing, validation and the relay share it): use every core.
+    workers = workers or default_workers()
 
     from link_fetcher.push.server import serving_app
 
@@ -44,3 +49,7 @@ def serve(obj: CliContext, host: str, port: int, workers: int) -> int:
         os.environ["DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
     uvicorn.run("link_fetcher.push.server:app_from_environment", factory=True, workers=workers, **options)
     return 0
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
