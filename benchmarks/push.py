@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from benchmarks.common import scratch_database
 from benchmarks.sqs_endpoint import SqsEndpoint
-from link_fetcher.push.commands import default_workers
+from link_fetcher.push.server import default_workers
 from tests.factories import PUSH_FIXTURE, cdse_product
 from tests.push_support import PASSWORD, USERNAME, basic
 

@@ -25,10 +25,9 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     Requests record; a background relay in each process delivers to the configured sinks."""
     import uvicorn
 
-    # One process is bound by its GIL (HTTP parsing, validation and the relay share it): use every core.
-    workers = workers or default_workers()
+    from link_fetcher.push.server import default_workers, serving_app
 
-    from link_fetcher.push.server import serving_app
+    workers = workers or default_workers()
 
     engine = obj.engine()  # start the embedded database (when used) before taking requests
     try:
@@ -49,7 +48,3 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
         os.environ["DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
     uvicorn.run("link_fetcher.push.server:app_from_environment", factory=True, workers=workers, **options)
     return 0
-
-
-def default_workers() -> int:
-    return os.cpu_count() or 1

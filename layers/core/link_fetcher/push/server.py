@@ -4,6 +4,7 @@ concurrently: the blocking work (database, sinks) runs in the server's thread po
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
@@ -26,6 +27,12 @@ def serving_app(settings: Settings, engine: Engine) -> FastAPI:
         settings, lambda: engine, after_record=background.wake if background else None
     )
     return create_app(endpoint, background)
+
+
+def default_workers() -> int:
+    """`serve`'s processes: one per core, since one process is bound by its GIL (HTTP parsing, validation and
+    its relay share it)."""
+    return os.cpu_count() or 1
 
 
 def app_from_environment() -> FastAPI:
