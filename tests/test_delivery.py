@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import types
 from collections.abc import Iterator, Sequence
 
@@ -380,16 +381,23 @@ def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -
 def test_lost_database_connection_mid_batch_repeats_only_that_batch(engine, aws_env) -> None:
     ids = _record(engine, 30)
 
+    def in_transaction(verb: str) -> list:
+        with engine.connect() as conn:  # a new transaction each time: pg_stat_activity is read once per transaction
+            return conn.execute(
+                text(
+                    f"SELECT {verb} FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+
     def drop_relay_connection(batch: int) -> None:
-        if batch == 2:  # the sink accepted batch 2; its transaction is open, waiting to mark it sent
-            with engine.connect() as conn:
-                dropped = conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
-                    )
-                ).all()
-            assert len(dropped) == 2  # the relay's connection sending batch 2, and the one claiming batch 3
+        # The sink accepted batch 2: its transaction is open, waiting to mark it sent, while the relay's other
+        # connection claims batch 3 ahead. The database goes away once both are idle in their transactions.
+        if batch == 2:
+            deadline = time.monotonic() + 10
+            while len(in_transaction("pid")) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(in_transaction("pg_terminate_backend(pid)")) == 2
 
     with SqsEndpoint() as endpoint:
         sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
