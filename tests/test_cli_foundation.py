@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -46,3 +49,14 @@ def test_status_and_pending(cli_env, engine: Engine, capsys) -> None:
 def test_relay_without_sink_is_a_configuration_error(cli_env, engine: Engine, capsys) -> None:
     assert main(["relay"]) == 2
     assert "no sink configured" in capsys.readouterr().err
+
+
+def test_pending_into_a_pipe_closed_early_ends_without_a_traceback(cli_env, engine: Engine) -> None:
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(i) for i in range(3000)], ["unassigned"])
+    cli = str(Path(sys.executable).with_name("link-fetcher"))
+    reader = subprocess.Popen([cli, "pending"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(reader.stdout.readline())["sink"] == "unassigned"
+    reader.stdout.close()  # what `| head -1` does
+    assert reader.wait(timeout=60) == 1
+    assert b"Traceback" not in reader.stderr.read()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -223,6 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except DBAPIError as exc:
         print(f"error: {_database_error(ctx_obj, exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`pending | head`): stop quietly. Python flushes stdout again at exit, and that
+        # flush would fail too, so stdout now points at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
