@@ -8,8 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
@@ -146,7 +145,7 @@ def relay_sink(
                 transaction.commit()
             finally:
                 if next_claim is not None:
-                    futures.wait([next_claim])  # its connection is idle again before anything else happens
+                    wait([next_claim])  # its connection is idle again before anything else happens
             with lock:
                 report.sent[sink.name] += len(claimed) - len(refused)
                 if outage is not None:
