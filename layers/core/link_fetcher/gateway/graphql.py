@@ -90,7 +90,7 @@ class Subscription:
     )
     async def entries(
         self, info: Info, stream: str, group: str | None = None, consumer: str | None = None, after: str = "$"
-    ) -> AsyncGenerator[Entry, None]:
+    ) -> AsyncGenerator[Entry]:
         gateway = _gateway(info)
         _visible(info, stream)
         if (group is None) != (consumer is None):

@@ -28,7 +28,7 @@ def _api(obj: CliContext) -> SubscriptionsApi:
     return SubscriptionsApi(settings.cdse_catalogue_url, tokens, session)
 
 
-def _run(call: Callable[[], T]) -> T:
+def _run[T](call: Callable[[], T]) -> T:
     """API errors become the CLI's one-line failures (exit 1)."""
     try:
         return call()
