@@ -22,7 +22,7 @@ from tests.fakes.cdse_download import FakeCdseDownload
 from tests.fakes.cdse_identity import FakeIdentity
 from tests.process_memory import wait_with_peak_rss
 
-CLI_PROCESS = [sys.executable, "-c", "import sys; from link_fetcher.cli import main; sys.exit(main())"]
+CLI_PROCESS = [sys.executable, "-m", "link_fetcher"]
 
 
 def main() -> None:

@@ -25,8 +25,7 @@ from tests.fakes.cdse_identity import FakeIdentity
 from tests.process_memory import wait_with_peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python -m link_fetcher.cli` would run a second copy of the module, without the appended commands.
-CLI_PROCESS = [sys.executable, "-c", "import sys; from link_fetcher.cli import main; sys.exit(main())"]
+CLI_PROCESS = [sys.executable, "-m", "link_fetcher"]
 
 
 @pytest.fixture

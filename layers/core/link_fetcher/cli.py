@@ -1,71 +1,96 @@
 """`link-fetcher` command line (SPEC §6). Exit 0 on success, 2 on bad usage or configuration, 1 on a failed run;
-errors are one line on stderr. Commands call the same core functions as the Lambdas."""
+errors are one line on stderr. Commands call the same core functions as the Lambdas.
+
+Each command lives beside its feature and is imported when it runs: `--help` lists the summaries below without
+importing any feature (a test checks they match the commands' own help)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from db import DatabaseUnavailable, DeliveryStatus, describe_url, list_deliveries, upgrade_head
-from db.migrate import current_revision
-from link_fetcher.database import configured_url, engine_for
-from link_fetcher.relay import RelayReport, relay_with_settings
-from link_fetcher.settings import Settings
-from link_fetcher.sinks import build_sinks
+from link_fetcher.cli_support import CliContext, CliFailure, stderr
 
-log = logging.getLogger("link_fetcher")
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+
+# name → (module:attribute, the summary `--help` lists)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "download": (
+        "link_fetcher.downloader.commands:download",
+        "Download granules into UPLOAD_BUCKET (or DOWNLOAD_DIR), verified against CDSE's checksums.",
+    ),
+    "fetch": (
+        "link_fetcher.fetching.commands:fetch",
+        "Record every product published on the days, for each platform, then deliver the new ones once.",
+    ),
+    "gateway": (
+        "link_fetcher.gateway.commands:gateway",
+        "Serve the Redis delivery streams over REST, WebSocket and GraphQL, with the ops console at /.",
+    ),
+    "migrate": (
+        "link_fetcher.core_commands:migrate",
+        "Create or upgrade the schema (Alembic); running it again changes nothing.",
+    ),
+    "pending": (
+        "link_fetcher.core_commands:pending",
+        "Pending deliveries as JSON lines (id, sink, status, attempts, last_error, …).",
+    ),
+    "reconcile": (
+        "link_fetcher.downloader.commands:reconcile",
+        "Compare the bucket (or folder) with the database; requeue what is missing.",
+    ),
+    "relay": ("link_fetcher.core_commands:relay_command", "Deliver what is pending to the configured sinks."),
+    "serve": (
+        "link_fetcher.push.commands:serve",
+        "The CDSE push endpoint: POST /events with HTTP Basic auth (SUBSCRIPTION_USERNAME / _PASSWORD).",
+    ),
+    "stac-fetch": (
+        "link_fetcher.stac.commands:stac_fetch",
+        "Record each new item of an area on a STAC API (by time windows, every page), then deliver it once.",
+    ),
+    "status": (
+        "link_fetcher.core_commands:status",
+        "Granules found per publication day and platform, and the delivery backlog.",
+    ),
+    "subscriptions": (
+        "link_fetcher.subscriptions.commands:subscriptions",
+        "Manage the CDSE push subscription (CDSE allows one running subscription per account).",
+    ),
+}
 
 
-class CliFailure(Exception):
-    """A run that failed for a reason the user can act on: printed as one line, exit 1."""
-
-    exit_code = 1
-
-
-class ConfigurationError(CliFailure):
-    exit_code = 2
+def load_command(name: str) -> click.Command:
+    module_name, attribute = COMMANDS[name][0].split(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    assert isinstance(command, click.Command)
+    return command
 
 
-@dataclasses.dataclass
-class CliContext:
-    """Settings and engine, created on first use so `--help` needs neither."""
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or its own help is asked for)."""
 
-    _settings: Settings | None = None
-    _engine: Engine | None = None
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings()
-        return self._settings
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
 
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = engine_for(self.settings, allow_embedded=True)
-        return self._engine
-
-    def database_description(self) -> str:
-        url = configured_url(self.settings)
-        return describe_url(url) if url else f"embedded database in {self.settings.embedded_db_dir}"
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(summary, limit)) for name, (_, summary) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
 
 
-pass_context = click.make_pass_decorator(CliContext)
-stdout = Console()
-stderr = Console(stderr=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="-v for progress logs, -vv for debug.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
@@ -77,107 +102,15 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(CliContext)
 
 
-@cli.command()
-@pass_context
-def migrate(obj: CliContext) -> int:
-    """Create or upgrade the schema (Alembic); running it again changes nothing."""
-    engine = obj.engine()
-    upgrade_head(engine)
-    stdout.print(f"{obj.database_description()} is at schema revision {current_revision(engine)}")
-    return 0
-
-
-@cli.command()
-@pass_context
-def status(obj: CliContext) -> int:
-    """Granules found per publication day and platform, and the delivery backlog."""
-    from db import GranuleCount, count_by_status
-
-    with obj.engine().connect() as conn:
-        counts = conn.execute(select(GranuleCount.__table__).order_by(GranuleCount.date, GranuleCount.platform))
-        table = Table(title="granule_count")
-        for column in ("day", "platform", "available", "fetched", "completed", "last fetched (UTC)"):
-            table.add_column(column, justify="right" if column in ("available", "fetched") else "left")
-        for row in counts:
-            table.add_row(
-                row.date.isoformat(),
-                row.platform,
-                str(row.available_links),
-                str(row.fetched_links),
-                "yes" if row.completed else "no",
-                row.last_fetched_time.strftime("%Y-%m-%d %H:%M:%S") if row.last_fetched_time else "",
-            )
-        deliveries = count_by_status(conn)
-    stdout.print(table)
-    delivery_table = Table(title="deliveries")
-    for column in ("sink", "pending", "sent", "failed"):
-        delivery_table.add_column(column, justify="left" if column == "sink" else "right")
-    for sink in sorted({sink for sink, _ in deliveries}):
-        delivery_table.add_row(sink, *(str(deliveries.get((sink, s), 0)) for s in DeliveryStatus))
-    stdout.print(delivery_table)
-    return 0
-
-
-@cli.command()
-@click.option("--include-failed", is_flag=True, help="Also list deliveries that ran out of attempts.")
-@pass_context
-def pending(obj: CliContext, include_failed: bool) -> int:
-    """Pending deliveries as JSON lines (id, sink, status, attempts, last_error, …)."""
-    statuses = [DeliveryStatus.PENDING] + ([DeliveryStatus.FAILED] if include_failed else [])
-    with obj.engine().connect() as conn:
-        for delivery in list_deliveries(conn, statuses):
-            sys.stdout.write(json.dumps(delivery) + "\n")
-    return 0
-
-
-@cli.command("relay")
-@click.option("--retry-failed", is_flag=True, help="Give failed deliveries a fresh set of attempts first.")
-@pass_context
-def relay_command(obj: CliContext, retry_failed: bool) -> int:
-    """Deliver what is pending to the configured sinks."""
-    sinks = build_sinks(obj.settings)
-    if not sinks:
-        raise ConfigurationError("no sink configured: set TO_DOWNLOAD_QUEUE_URL and/or REDIS_URL")
-    report = run_relay(obj, retry_failed=retry_failed)
-    return report_delivery(report)
-
-
-def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
-    return relay_with_settings(obj.engine(), obj.settings, build_sinks(obj.settings), retry_failed=retry_failed)
-
-
-def report_delivery(report: RelayReport, *, sinks_configured: bool = True) -> int:
-    """Print what the relay did as one line on stderr; exit 1 while configured sinks leave deliveries pending or
-    failed. Plain print: rich would wrap a long line at the console width."""
-    delivered = "delivered: " + ", ".join(f"{sink} {sent}" for sink, sent in report.sent.items())
-    if not sinks_configured:
-        if report.pending:
-            print(
-                f"{report.pending} deliveries pending (no sink configured; `link-fetcher pending` lists them)",
-                file=sys.stderr,
-            )
-        return 0
-    if not (report.pending or report.failed):
-        print(delivered, file=sys.stderr)
-        return 0
-    problems = [f"{sink} unavailable: {error}" for sink, error in report.unavailable.items()]
-    problems += [f"{sink} refused {refused}" for sink, refused in report.refused.items() if refused]
-    backlog = f"{report.pending} deliveries pending" + (f", {report.failed} failed" if report.failed else "")
-    if problems:
-        backlog += f" ({'; '.join(problems)})"
-    hint = "run `link-fetcher relay` when the sink is back" + (
-        " (`--retry-failed` retries the failed)" if report.failed else ""
-    )
-    print(f"{delivered}; {backlog}: {hint}", file=sys.stderr)
-    return 1
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 def _database_error(obj: CliContext, exc: DBAPIError) -> str:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     try:
         where = obj.database_description()
     except ValidationError:
@@ -199,6 +132,25 @@ def _settings_error(exc: ValidationError) -> str:
     return "configuration error: " + "; ".join(problems)
 
 
+def _failure(obj: CliContext, exc: Exception) -> tuple[int, str] | None:
+    """(exit code, one line) for the errors a user can act on; None for a bug (the traceback is shown).
+    The libraries are imported here, once something failed, so `--help` does not pay for them."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+
+    from db import DatabaseUnavailable
+
+    if isinstance(exc, ValidationError):
+        return 2, _settings_error(exc)
+    if isinstance(exc, CliFailure):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        return 1, str(exc)
+    if isinstance(exc, DBAPIError):
+        return 1, _database_error(obj, exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ctx_obj = CliContext()
     try:
@@ -213,32 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         stderr.print("aborted")
         return 1
-    except ValidationError as exc:
-        print(f"error: {_settings_error(exc)}", file=sys.stderr)
-        return 2
-    except CliFailure as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except DatabaseUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except DBAPIError as exc:
-        print(f"error: {_database_error(ctx_obj, exc)}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         # The reader went away (`pending | head`): stop quietly. Python flushes stdout again at exit, and that
         # flush would fail too, so stdout now points at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-
-
-# Feature commands live beside their features; they import this module's helpers, so they register last.
-from link_fetcher.downloader.commands import download, reconcile  # noqa: E402
-from link_fetcher.fetching.commands import fetch  # noqa: E402
-from link_fetcher.gateway.commands import gateway  # noqa: E402
-from link_fetcher.push.commands import serve  # noqa: E402
-from link_fetcher.stac.commands import stac_fetch  # noqa: E402
-from link_fetcher.subscriptions.commands import subscriptions  # noqa: E402
-
-for command in (fetch, serve, subscriptions, stac_fetch, download, reconcile, gateway):
-    cli.add_command(command)
+    except Exception as exc:
+        failure = _failure(ctx_obj, exc)
+        if failure is None:
+            raise
+        exit_code, message = failure
+        print(f"error: {message}", file=sys.stderr)
+        return exit_code

@@ -9,7 +9,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
-from link_fetcher.cli import (
+from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,

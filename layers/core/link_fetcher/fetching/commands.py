@@ -9,7 +9,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from link_fetcher.cli import (
+from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from link_fetcher.cli import CliContext, ConfigurationError, pass_context
+from link_fetcher.cli_support import CliContext, ConfigurationError, pass_context
 
 
 @click.command()

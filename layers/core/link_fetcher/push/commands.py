@@ -6,7 +6,7 @@ import os
 
 import click
 
-from link_fetcher.cli import CliContext, ConfigurationError, pass_context, stderr
+from link_fetcher.cli_support import CliContext, ConfigurationError, pass_context, stderr
 from link_fetcher.database import configured_url
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from link_fetcher.cli import (
+from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,
@@ -18,7 +18,7 @@ from link_fetcher.cli import (
     run_relay,
     stderr,
 )
-from link_fetcher.cli import stdout as console
+from link_fetcher.cli_support import stdout as console
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.sinks import build_sinks
 from link_fetcher.stac.area import Area, AreaError, load_geojson, parse_bbox

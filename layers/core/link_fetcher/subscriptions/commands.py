@@ -10,7 +10,7 @@ from typing import TypeVar
 import click
 
 from link_fetcher.cdse_identity import token_provider
-from link_fetcher.cli import CliContext, CliFailure, ConfigurationError, pass_context, stdout
+from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.push.auth import CredentialsUnavailable, credentials_source
 from link_fetcher.subscriptions.api import SHOWN_FIELDS, SubscriptionError, SubscriptionsApi, push_subscription
