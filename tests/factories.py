@@ -9,7 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, text
+
 from db import GranuleRecord
+from db.models import TIMESTAMP_RANGE_CHECKS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PUSH_FIXTURE = json.loads((FIXTURES / "push-granule-created.json").read_text())
@@ -70,3 +73,14 @@ def cdse_product(
         elif attribute["Name"] in ("beginningDateTime", "endingDateTime"):
             attribute["Value"] = iso(sensing)
     return product
+
+
+def poison_granule(conn: Connection, granule_id: str, column: str = "sensing_start") -> None:
+    """Give a recorded granule a timestamp psycopg cannot read back (year 1 BC), as rows written before the
+    range checks of migration 0005 may hold: the check is lifted for the write and put back NOT VALID, as the
+    migration leaves it on a database that already held such rows."""
+    constraint = f"ck_granule_{column}_in_range"
+    conn.execute(text(f"ALTER TABLE granule DROP CONSTRAINT {constraint}"))
+    conn.execute(text(f"UPDATE granule SET {column} = '0001-01-01T00:00:00+14:00' WHERE id = :id"), {"id": granule_id})
+    check = TIMESTAMP_RANGE_CHECKS[f"{column}_in_range"]
+    conn.execute(text(f"ALTER TABLE granule ADD CONSTRAINT {constraint} CHECK ({check}) NOT VALID"))

@@ -75,12 +75,36 @@ def deliver_batch(sink: Sink, messages: Sequence[Message]) -> tuple[dict[str, st
     return refused, None
 
 
+def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message], dict[int, str]]:
+    """The messages of the claimed deliveries, and {outbox id: error} for those whose granule cannot be read or
+    turned into a message: they fail alone, so one bad row never holds up the batch (or every later relay)."""
+    messages, unusable = [], {}
+    for delivery in claimed:
+        if delivery.unreadable is not None:
+            unusable[delivery.outbox_id] = delivery.unreadable
+            continue
+        try:
+            messages.append(to_message(delivery.granule))
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:  # what a bad row can cause
+            unusable[delivery.outbox_id] = f"cannot build the message: {type(exc).__name__}: {exc}"
+    for outbox_id, error in unusable.items():
+        log.error("delivery %d failed for good: %s", outbox_id, error)
+    return messages, unusable
+
+
 def send_claimed(
     conn: Connection, sink: Sink, claimed: Sequence[ClaimedDelivery], max_attempts: int
 ) -> tuple[dict[str, str], str | None, list[DeliveryOutcome]]:
-    """Send claimed deliveries and record the outcomes in the claiming transaction: (refused, outage, outcomes)."""
-    refused, outage = deliver_batch(sink, [to_message(delivery.granule) for delivery in claimed])
-    outcomes = [DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None) for d in claimed]
+    """Send claimed deliveries and record the outcomes in the claiming transaction: (refused, outage, outcomes).
+    The outcomes also hold the deliveries that failed for good (see `prepare_messages`)."""
+    messages, unusable = prepare_messages(claimed)
+    refused, outage = deliver_batch(sink, messages) if messages else ({}, None)
+    outcomes = []
+    for d in claimed:
+        if d.outbox_id in unusable:
+            outcomes.append(DeliveryOutcome(d.outbox_id, unusable[d.outbox_id], final=True))
+        else:
+            outcomes.append(DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None))
     mark_outcomes(conn, outcomes, max_attempts)
     return refused, outage, outcomes
 
@@ -147,7 +171,7 @@ def relay_sink(
                 if next_claim is not None:
                     wait([next_claim])  # its connection is idle again before anything else happens
             with lock:
-                report.sent[sink.name] += len(claimed) - len(refused)
+                report.sent[sink.name] += sum(outcome.error is None for outcome in outcomes)
                 if outage is not None:
                     report.unavailable[sink.name] = outage
                 else:
@@ -310,8 +334,8 @@ def deliver_recorded(
                     claimed = claim_pending(conn, sink.name, batch_size, granule_ids=chunk)
                     if not claimed:  # a concurrent relay holds them: it delivers them
                         continue
-                    refused, outage, _ = send_claimed(conn, sink, claimed, max_attempts)
-                report.sent[sink.name] += len(claimed) - len(refused)
+                    refused, outage, outcomes = send_claimed(conn, sink, claimed, max_attempts)
+                report.sent[sink.name] += sum(outcome.error is None for outcome in outcomes)
                 if outage is not None:
                     report.unavailable[sink.name] = outage
                     break

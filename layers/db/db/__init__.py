@@ -16,6 +16,7 @@ from db.outbox import (
     requeue,
     retry_failed,
 )
+from db.reading import load_granules
 from db.recording import GranuleRecord, record_granules
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "downgrade_base",
     "get_engine",
     "list_deliveries",
+    "load_granules",
     "mark_outcomes",
     "oldest_pending_age",
     "record_granules",

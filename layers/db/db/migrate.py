@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None = None) -> Config:
     config = Config(str(PACKAGE_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(PACKAGE_DIR / "migrations"))
     config.attributes["engine"] = engine
@@ -31,3 +31,10 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision the packaged migrations define."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -35,6 +36,16 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Stored timestamps stay within what every reader can read back (psycopg: years 1..9999), one day wider than
+# the edges accept (years 1900..2200 in the product's own offset, at most ±14:00 from UTC).
+TIMESTAMP_RANGE_CHECKS = {
+    f"{column}_in_range": (
+        f"{column} IS NULL OR ({column} >= '1899-12-31 00:00:00+00' AND {column} < '2201-01-02 00:00:00+00')"
+    )
+    for column in ("sensing_start", "sensing_end", "published")
+}
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -75,6 +86,7 @@ class Granule(Base):
     item: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="the full STAC item")
 
     __table_args__ = (
+        *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),
         Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
         # Reconcile maps stored keys back to rows (migration 0004).
         Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),

@@ -8,20 +8,18 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DataError
 
 from db.models import DeliveryStatus, Granule
+from db.reading import load_granules
 
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
 UNASSIGNED_SINK = "unassigned"
 
 # What a message is built from; not the full STAC `item` (kilobytes per row that no message carries).
-_GRANULE_COLUMNS = ", ".join(f"g.{column.name}" for column in Granule.__table__.columns if column.name != "item")
+MESSAGE_COLUMNS = tuple(column.name for column in Granule.__table__.columns if column.name != "item")
 
-
-# Statements run once per relay batch are built once: text() parses its bind parameters on construction.
-_CLAIM_SQL = text(
-    f"""
-    SELECT o.id AS outbox_id, o.sink, o.attempts, {_GRANULE_COLUMNS}
+_CLAIMABLE = """
     FROM outbox o JOIN granule g ON g.id = o.granule_id
     WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
       AND o.id <> ALL(CAST(:exclude AS bigint[]))
@@ -29,21 +27,27 @@ _CLAIM_SQL = text(
     ORDER BY o.id
     LIMIT :limit
     FOR UPDATE OF o SKIP LOCKED
-    """
+"""
+# Statements run once per relay batch are built once: text() parses its bind parameters on construction.
+_CLAIM_SQL = text(
+    f"SELECT o.id AS outbox_id, o.sink, o.attempts, {', '.join(f'g.{name}' for name in MESSAGE_COLUMNS)} {_CLAIMABLE}"
 )
+# The same claim without the granules' columns: used when a granule of the batch cannot be read back.
+_CLAIM_IDS_SQL = text(f"SELECT o.id AS outbox_id, o.sink, o.attempts, o.granule_id {_CLAIMABLE}")
 _MARK_SQL = text(
     """
     UPDATE outbox o SET
         status = CASE
             WHEN r.error IS NULL THEN 'sent'
-            WHEN r.attempted AND o.attempts + 1 >= :max_attempts THEN 'failed'
+            WHEN r.final OR (r.attempted AND o.attempts + 1 >= :max_attempts) THEN 'failed'
             ELSE 'pending' END,
         attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
         last_error = r.error,
         sent_at = CASE WHEN r.error IS NULL THEN now() END,
         updated_at = now()
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]))
-        AS r(id, error, attempted)
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]), CAST(:final AS boolean[])
+    ) AS r(id, error, attempted, final)
     WHERE o.id = r.id
     """
 )
@@ -54,7 +58,10 @@ class ClaimedDelivery:
     outbox_id: int
     sink: str
     attempts: int
-    granule: dict[str, Any]
+    granule: dict[str, Any]  # only {"id": …} when unreadable
+    # Why the granule row cannot be read back (a value written before the range checks existed): retrying
+    # cannot help, so the delivery fails at once instead of stopping every relay.
+    unreadable: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,6 +70,8 @@ class DeliveryOutcome:
     error: str | None  # None: the sink accepted the message
     # False when the sink was down as a whole: that is not the message's fault, so it costs no attempt.
     attempted: bool = True
+    # True when no retry can succeed (the granule cannot be read or turned into a message): failed at once.
+    final: bool = False
 
 
 def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
@@ -103,20 +112,24 @@ def claim_pending(
 
     The locks last until the caller's transaction ends, so the caller sends and records the outcome
     inside that transaction: concurrent relays never see the same delivery.
+
+    A granule psycopg cannot read back does not fail the claim: the batch is claimed again without the
+    granules' columns (the locks taken are this transaction's, so the same rows come back), each granule is
+    read on its own and the unreadable ones come with `unreadable` set.
     """
-    rows = conn.execute(
-        _CLAIM_SQL,
-        {
-            "sink": sink,
-            "limit": limit,
-            "after_id": after_id,
-            "exclude": list(exclude),
-            "granule_ids": list(granule_ids) if granule_ids is not None else None,
-        },
-    ).mappings()
+    params = {
+        "sink": sink,
+        "limit": limit,
+        "after_id": after_id,
+        "exclude": list(exclude),
+        "granule_ids": list(granule_ids) if granule_ids is not None else None,
+    }
+    try:
+        rows = [dict(row) for row in conn.execute(_CLAIM_SQL, params).mappings()]
+    except DataError:
+        return _claim_reading_each(conn, params)
     claimed = []
-    for row in rows:
-        granule = dict(row)
+    for granule in rows:
         claimed.append(
             ClaimedDelivery(
                 outbox_id=granule.pop("outbox_id"),
@@ -128,9 +141,24 @@ def claim_pending(
     return claimed
 
 
+def _claim_reading_each(conn: Connection, params: dict[str, Any]) -> list[ClaimedDelivery]:
+    deliveries = conn.execute(_CLAIM_IDS_SQL, params).all()
+    granules, unreadable = load_granules(conn, [d.granule_id for d in deliveries], MESSAGE_COLUMNS)
+    return [
+        ClaimedDelivery(
+            outbox_id=d.outbox_id,
+            sink=d.sink,
+            attempts=d.attempts,
+            granule=granules.get(d.granule_id) or {"id": d.granule_id},
+            unreadable=unreadable.get(d.granule_id),
+        )
+        for d in deliveries
+    ]
+
+
 def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
     """Record a batch's outcomes in one statement: accepted → sent; refused → attempts+1, failed at the limit;
-    not attempted (sink down) → stays pending with its error."""
+    not attempted (sink down) → stays pending with its error; final → failed now."""
     if not outcomes:
         return
     conn.execute(
@@ -139,6 +167,7 @@ def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_att
             "ids": [outcome.outbox_id for outcome in outcomes],
             "errors": [outcome.error for outcome in outcomes],
             "attempted": [outcome.attempted for outcome in outcomes],
+            "final": [outcome.final for outcome in outcomes],
             "max_attempts": max_attempts,
         },
     )

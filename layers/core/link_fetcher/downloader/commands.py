@@ -106,9 +106,12 @@ def reconcile(obj: CliContext, since: dt.datetime | None) -> int:
     table.add_row("object of the wrong size", str(len(report.wrong_size)), "reset, requeued")
     table.add_row("not downloaded after the requeue age", str(len(report.stale)), "requeued")
     table.add_row("orphan objects (no granule)", str(len(report.orphans)), "listed below")
+    table.add_row("unreadable granule rows", str(len(report.unreadable)), "listed below")
     stdout.print(table)
     for key in report.orphans:
         stdout.print(f"orphan: {key}", markup=False, highlight=False)
+    for granule_id, error in report.unreadable.items():
+        stdout.print(f"unreadable: {granule_id}: {error}", markup=False, highlight=False)
     if sinks and (report.missing or report.wrong_size or report.stale):
         report_delivery(run_relay(obj))
     return 0 if report.consistent else 1

@@ -25,11 +25,12 @@ class ReconcileReport:
     wrong_size: list[str] = dataclasses.field(default_factory=list)  # granule ids, reset and requeued
     stale: list[str] = dataclasses.field(default_factory=list)  # granule ids, requeued
     orphans: list[str] = dataclasses.field(default_factory=list)  # object keys, listed only
+    unreadable: dict[str, str] = dataclasses.field(default_factory=dict)  # granule id: why its row cannot be read
     objects_seen: int = 0
 
     @property
     def consistent(self) -> bool:
-        return not (self.missing or self.wrong_size or self.stale or self.orphans)
+        return not (self.missing or self.wrong_size or self.stale or self.orphans or self.unreadable)
 
     def as_dict(self) -> dict[str, object]:
         return {**dataclasses.asdict(self), "consistent": self.consistent}
@@ -53,7 +54,8 @@ def reconcile(
     report = ReconcileReport()
     now = now or dt.datetime.now(dt.UTC)
     with engine.connect() as reader:
-        for rows in state.downloaded_since(reader, since):
+        for rows, unreadable in state.downloaded_since(reader, since):
+            report.unreadable.update(unreadable)
             _check_downloaded(engine, storage, rows, sink_names, report)
     with engine.begin() as conn:
         report.stale = state.stale_undownloaded(conn, now - requeue_after, since)

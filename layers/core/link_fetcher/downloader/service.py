@@ -82,11 +82,17 @@ class Downloader:
         """Download the granules, at most `concurrency` at a time; outcomes in the order of `ids`."""
         ids = list(dict.fromkeys(ids))
         with self.engine.connect() as conn:
-            rows = state.load_granules(conn, ids)
+            rows, unreadable = state.load_granules(conn, ids)
 
         def one(granule_id: str) -> Outcome:
-            row = rows.get(granule_id)
-            outcome = self._download_row(row) if row else Outcome(granule_id, Result.UNKNOWN, error="not recorded")
+            if row := rows.get(granule_id):
+                outcome = self._download_row(row)
+            elif granule_id in unreadable:
+                # Its row cannot be written either (it breaks the range checks): the outcome carries the error.
+                log.error("%s failed: %s", granule_id, unreadable[granule_id])
+                outcome = Outcome(granule_id, Result.FAILED, error=unreadable[granule_id])
+            else:
+                outcome = Outcome(granule_id, Result.UNKNOWN, error="not recorded")
             if on_outcome:
                 on_outcome(outcome)
             return outcome

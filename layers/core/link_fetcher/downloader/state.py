@@ -8,15 +8,18 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
+import db
 from db import Granule
 
 LAST_DOWNLOAD_KEY = "last_file_downloaded_time"
 
 
-def load_granules(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{id: row as a dict} for the ids that are recorded."""
-    rows = conn.execute(select(Granule.__table__).where(Granule.id.in_(list(ids)))).mappings()
-    return {row["id"]: dict(row) for row in rows}
+_ALL_COLUMNS = tuple(column.name for column in Granule.__table__.columns)
+
+
+def load_granules(conn: Connection, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """({id: row as a dict} for the ids that are recorded and readable, {id: why not} for unreadable rows)."""
+    return db.load_granules(conn, ids, _ALL_COLUMNS)
 
 
 def mark_downloaded(conn: Connection, granule_id: str, key: str) -> None:
@@ -52,14 +55,18 @@ def mark_failed(conn: Connection, granule_id: str, error: str) -> None:
     )
 
 
-def downloaded_since(conn: Connection, since: dt.datetime | None, batch: int = 500) -> Iterator[list[dict[str, Any]]]:
-    """Rows marked downloaded (first seen at or after `since`), streamed in batches."""
-    query = select(Granule.__table__).where(Granule.downloaded).order_by(Granule.id)
+def downloaded_since(
+    conn: Connection, since: dt.datetime | None, batch: int = 500
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, str]]]:
+    """Rows marked downloaded (first seen at or after `since`), in batches: (readable rows, {id: why not} for
+    the rows that cannot be read back)."""
+    query = select(Granule.id).where(Granule.downloaded).order_by(Granule.id)
     if since is not None:
         query = query.where(Granule.first_seen >= since)
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(query).mappings()
-    for partition in result.partitions(batch):
-        yield [dict(row) for row in partition]
+    ids = conn.execution_options(stream_results=True, yield_per=batch).execute(query).scalars()
+    for partition in ids.partitions(batch):
+        rows, unreadable = load_granules(conn, partition)
+        yield list(rows.values()), unreadable
 
 
 def reset_downloads(conn: Connection, ids: Sequence[str], reason: str) -> None:
