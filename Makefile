@@ -1,6 +1,12 @@
 # link-fetcher: `make run` runs the main job locally, `make test` runs the test suite. Both install first.
 SHELL := /bin/bash
 export PIPENV_VENV_IN_PROJECT := 1
+# Inside an activated virtualenv (`source .venv/bin/activate`) `python3` would be the venv's, which has no pipenv:
+# take the venv back off PATH so make runs the same everywhere (pipenv still uses .venv, PIPENV_VENV_IN_PROJECT).
+ifdef VIRTUAL_ENV
+export PATH := $(subst $(VIRTUAL_ENV)/bin:,,$(PATH))
+unexport VIRTUAL_ENV
+endif
 export PIPENV_VERBOSITY := -1
 PIPENV := python3 -m pipenv
 RUN := $(PIPENV) run
@@ -43,7 +49,7 @@ clean-db:
 
 ## AWS (cdk/, README "Deploy to AWS"): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
 ## credentials needed; diff, deploy and destroy use your AWS credentials. Settings come from .env (DEPLOY_*, ...).
-.PHONY: synth diff deploy destroy
+.PHONY: synth cfn-lint diff deploy destroy
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
 # Synth asks nothing of AWS: no credential lookup through the EC2 metadata service.
 CDK_OFFLINE := AWS_EC2_METADATA_DISABLED=true
@@ -54,6 +60,12 @@ node_modules/.installed: package.json package-lock.json
 
 synth: install node_modules/.installed
 	cd cdk && $(CDK_OFFLINE) $(CDK) synth --quiet --no-notices
+	@$(MAKE) --no-print-directory cfn-lint
+
+## AWS's CloudFormation linter over every template in cdk.out/ (.cfnlintrc.yaml): any error or warning fails, e.g. an
+## engine version or runtime AWS no longer creates.
+cfn-lint: install
+	$(RUN) cfn-lint
 
 diff: install node_modules/.installed
 	cd cdk && $(CDK) diff --no-notices

@@ -64,5 +64,5 @@ def test_bundling_installs_linux_wheels_next_to_the_package(tmp_path: Path) -> N
     layer = out / "python"
     assert (layer / "pkg" / "__init__.py").read_text() == "VALUE = 1\n"
     (extension,) = (layer / "pydantic_core").glob("_pydantic_core.*.so")
-    assert "x86_64-linux-gnu" in extension.name and "cpython-311" in extension.name
+    assert "x86_64-linux-gnu" in extension.name and "cpython-313" in extension.name
     assert (layer / "pydantic_core-2.50.5.dist-info").is_dir()

@@ -16,8 +16,12 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT, DeployConfig
+from cdk.link_fetcher_cdk.monitoring import relay_period
 from cdk.link_fetcher_cdk.stack import LinkFetcherStack
+from link_fetcher.observability import FUNCTION_SERVICES, NAMESPACE, Metric, Service
 from link_fetcher.settings import Settings
+
+LAMBDAS = PROJECT_ROOT / "lambdas"
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -71,9 +75,12 @@ def test_the_python_functions_share_two_layers(template: Template) -> None:
     functions = {
         key: value
         for key, value in resources(template, "AWS::Lambda::Function").items()
-        if value["Properties"].get("Runtime") == "python3.11"
+        if value["Properties"].get("Runtime", "").startswith("python")
     }
     assert len(functions) == 8
+    assert {function["Properties"]["Runtime"] for function in functions.values()} == {"python3.13"}
+    for layer in resources(template, "AWS::Lambda::LayerVersion").values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert len(resources(template, "AWS::Lambda::LayerVersion")) == 2
     for function in functions.values():
         assert function["Properties"]["Handler"] == "handler.handler"
@@ -218,11 +225,72 @@ def test_secrets_and_iam_are_scoped_to_each_function(stack, template: Template) 
 
 def test_alarms_notify_the_encrypted_topic(template: Template) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4
+    # One Errors alarm per function, polling failures, push 5xx, dead letters, the backlog and failed deliveries.
+    assert len(alarms) == 8 + 5
     (topic_id, topic) = next(iter(resources(template, "AWS::SNS::Topic").items()))
     assert "KmsMasterKeyId" in topic["Properties"]
-    assert all(alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for alarm in alarms.values())
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["Properties"]["OKActions"] == [{"Ref": topic_id}]
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"})
+
+
+def test_every_function_has_an_errors_alarm_and_its_own_service_name(stack, template: Template) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    errors = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in alarms
+        if alarm["Properties"].get("MetricName") == "Errors"
+        and alarm["Properties"]["Namespace"] == "AWS/Lambda"
+        and alarm["Properties"]["Threshold"] == 1
+    }
+    assert errors == {logical_id(stack, function) for function in stack.functions.values()}
+    assert set(stack.functions) == set(FUNCTION_SERVICES) == {path.parent.name for path in LAMBDAS.glob("*/handler.py")}
+    for name, function in stack.functions.items():
+        variables = resources(template, "AWS::Lambda::Function")[logical_id(stack, function)]["Properties"][
+            "Environment"
+        ]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == FUNCTION_SERVICES[name]
+    assert len(set(FUNCTION_SERVICES.values())) == len(FUNCTION_SERVICES)
+
+
+def relay_alarm(template: Template, metric: Metric) -> dict:
+    (alarm,) = [
+        alarm["Properties"]
+        for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == metric
+    ]
+    assert alarm["Namespace"] == NAMESPACE
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": Service.RELAY}]
+    return alarm
+
+
+def test_a_silent_relay_or_a_failed_delivery_raises_an_alarm(template: Template) -> None:
+    backlog = relay_alarm(template, Metric.OLDEST_PENDING_DELIVERY)
+    # The relay runs every 5 minutes: two 5-minute periods without its metric (it crashed, or never ran) alarm.
+    assert backlog["TreatMissingData"] == "breaching"
+    assert (backlog["Period"], backlog["EvaluationPeriods"], backlog["Threshold"]) == (300, 2, 3600)
+    failed = relay_alarm(template, Metric.FAILED_DELIVERIES)
+    assert (failed["Threshold"], failed["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "period"),
+    [("rate(5 minutes)", 300), ("rate(1 minute)", 300), ("rate(20 minutes)", 1200), ("rate(2 hours)", 7200),
+     ("rate(1 day)", 6 * 3600), ("cron(0/10 * * * ? *)", 3600)],
+)  # fmt: skip
+def test_the_relay_alarms_span_a_scheduled_run(schedule: str, period: int) -> None:
+    assert relay_period(schedule).to_seconds() == period
+
+
+def test_without_a_relay_schedule_a_silent_relay_is_not_an_alarm() -> None:
+    template = Template.from_stack(synth(DeployConfig(_env_file=None, relay_schedule="off")))
+    assert relay_alarm(template, Metric.OLDEST_PENDING_DELIVERY)["TreatMissingData"] == "missing"
+
+
+def test_the_database_is_aurora_postgresql_17_on_the_default_minor(template: Template) -> None:
+    (cluster,) = resources(template, "AWS::RDS::DBCluster").values()
+    assert (cluster["Properties"]["Engine"], cluster["Properties"]["EngineVersion"]) == ("aurora-postgresql", "17")
 
 
 def test_cdk_nag_finds_nothing_unacknowledged(stack) -> None:

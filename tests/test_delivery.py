@@ -21,6 +21,7 @@ from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
 from examples import consume_redis, consume_sqs
 from link_fetcher.cli import main
+from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import RESENDS, relay
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import Message, Sink, configured_sinks
@@ -355,12 +356,18 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
     with engine.begin() as conn:
         record_granules(conn, [granule_record(100 + i) for i in range(3)], ["sqs"])
         conn.execute(text("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE status = 'pending'"))
+        # One delivery that ran out of attempts earlier: the other metric the stack alarms on counts it.
+        record_granules(conn, [granule_record(200)], ["sqs"])
+        conn.execute(text("UPDATE outbox SET status = 'failed' WHERE granule_id = :id"), {"id": granule_record(200).id})
     capsys.readouterr()
     result = relay_lambda.handler({}, context)
     assert result["pending"] == 3 and "sqs" in result["unavailable"] and 7200 <= result["oldest_pending_seconds"] < 7300
+    assert result["failed"] == 1
     (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LinkFetcher"
-    assert emf["service"] == "link-fetcher" and 7200 <= min(emf["OldestPendingDeliverySeconds"]) < 7300
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE == "LinkFetcher"
+    assert emf["service"] == Service.RELAY == "link-fetcher-relay"
+    assert 7200 <= min(emf[Metric.OLDEST_PENDING_DELIVERY]) < 7300
+    assert emf[Metric.FAILED_DELIVERIES] == [1]
 
 
 def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -> None:

@@ -19,10 +19,11 @@ from aws_cdk import aws_lambda as lambda_
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-PYTHON_VERSION = "3.11"
-RUNTIME = lambda_.Runtime.PYTHON_3_11
-# The Python 3.11 runtime runs on Amazon Linux 2 (glibc 2.26): manylinux2014 (glibc 2.17) wheels load there.
-WHEEL_PLATFORM = "manylinux2014_x86_64"
+PYTHON_VERSION = "3.13"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+# The Python 3.13 runtime runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 and manylinux2014 (glibc 2.17)
+# wheels load there; pip prefers the first platform a package has a wheel for.
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 # The Lambda runtime ships boto3; a second copy would only grow the layer. Our own packages are copied as source.
 PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "link-fetcher-db", "link-fetcher-core"})
 IGNORED = ("__pycache__", "*.pyc", "*.egg-info")
@@ -48,7 +49,7 @@ class LayerSpec:
             ):
                 digest.update(str(relative).encode())
                 digest.update(path.read_bytes())
-        digest.update(json.dumps([self.requirements, self.constraints, WHEEL_PLATFORM, PYTHON_VERSION]).encode())
+        digest.update(json.dumps([self.requirements, self.constraints, WHEEL_PLATFORMS, PYTHON_VERSION]).encode())
         return digest.hexdigest()
 
 
@@ -91,7 +92,8 @@ def layer_spec(
 def pip_install_command(target: Path, requirements: tuple[str, ...], constraints_file: Path) -> list[str]:
     return [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--target", str(target), "--only-binary=:all:", "--platform", WHEEL_PLATFORM,
+        "--target", str(target), "--only-binary=:all:",
+        *(option for platform in WHEEL_PLATFORMS for option in ("--platform", platform)),
         "--implementation", "cp", "--python-version", PYTHON_VERSION,
         "--constraint", str(constraints_file), *requirements,
     ]  # fmt: skip

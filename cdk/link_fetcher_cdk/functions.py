@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from link_fetcher.observability import FUNCTION_SERVICES
 from link_fetcher.settings import Settings
 
 from .bundling import RUNTIME, function_code, layer_code, layer_spec
@@ -33,7 +34,6 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
         "CDSE_PAGE_SIZE": str(settings.cdse_page_size),
         "RELAY_BATCH_SIZE": str(settings.relay_batch_size),
         "RELAY_MAX_ATTEMPTS": str(settings.relay_max_attempts),
-        "POWERTOOLS_SERVICE_NAME": "link-fetcher",
     }
 
 
@@ -131,7 +131,11 @@ class Functions(Construct):
             layers=[self.db_layer, self.core_layer],
             timeout=timeout,
             memory_size=memory_mb,
-            environment={**self._environment, **(environment or {})},
+            environment={
+                **self._environment,
+                "POWERTOOLS_SERVICE_NAME": FUNCTION_SERVICES[name],
+                **(environment or {}),
+            },
             vpc=self._network.vpc,
             vpc_subnets=self._network.function_subnets,
             security_groups=[self._network.functions_security_group],
@@ -147,6 +151,7 @@ class Functions(Construct):
         acknowledge(
             function,
             "AwsSolutions-L1",
-            "Python 3.11 is the project's runtime (Pipfile); the layers are built for it",
+            "Python 3.13 (supported by Lambda into 2029) is the project's Python (.python-version, Pipfile); the "
+            "layers' wheels are built for it",
         )
         return function

@@ -146,12 +146,6 @@ class LinkFetcherStack(Stack):
         for dependant in (*schedules, push.api.deployment_stage):
             dependant.node.add_dependency(migration)
 
-        monitoring = Monitoring(self, "Monitoring", config=config)
-        monitoring.watch_polling(polling.state_machine)
-        monitoring.watch_push(push.api)
-        monitoring.watch_dead_letters(delivery.dead_letter_queue)
-        monitoring.watch_pending_deliveries("link-fetcher")
-
         self.functions: dict[str, lambda_.Function] = {
             "migrate": migrate,
             "date_generator": date_generator,
@@ -162,6 +156,12 @@ class LinkFetcherStack(Stack):
             "reconcile": reconcile,
             "stac_fetcher": stac_fetcher,
         }
+        monitoring = Monitoring(self, "Monitoring", config=config)
+        monitoring.watch_functions({function.node.id: function for function in self.functions.values()})
+        monitoring.watch_polling(polling.state_machine)
+        monitoring.watch_push(push.api)
+        monitoring.watch_dead_letters(delivery.dead_letter_queue)
+        monitoring.watch_deliveries(config.relay_schedule)
         for name, value, description in (
             ("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription"),
             ("PushCredentialsSecretArn", push_credentials.secret.secret_arn, "NotificationEpUsername/Password"),

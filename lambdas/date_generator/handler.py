@@ -14,11 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from link_fetcher.fetching import query_days
+from link_fetcher.observability import Service
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
 
 DEFAULT_LOOKBACK_DAYS = 5
 
-logger = Logger(service="link-fetcher-date-generator")
+logger = Logger(service=Service.DATE_GENERATOR)
 
 
 class DateRequest(BaseModel):

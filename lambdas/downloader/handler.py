@@ -16,9 +16,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from link_fetcher.database import engine_for
 from link_fetcher.downloader.queue import download_messages
 from link_fetcher.downloader.service import Downloader, build_downloader
+from link_fetcher.observability import Service
 from link_fetcher.settings import get_settings
 
-logger = Logger(service="downloader")
+logger = Logger(service=Service.DOWNLOADER)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

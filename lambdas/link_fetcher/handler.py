@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict
 
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.observability import Service
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
 from link_fetcher.sinks import configured_sinks
 
 STOP_MARGIN_MS = 60_000
 
-logger = Logger(service="link-fetcher-fetch")
+logger = Logger(service=Service.FETCH)
 
 
 class FetchRequest(BaseModel):

@@ -15,12 +15,12 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from link_fetcher.database import engine_for
+from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.push import PushEndpoint, Reply
-from link_fetcher.push.endpoint import METRICS_NAMESPACE, SERVICE
 from link_fetcher.settings import get_settings
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+logger = Logger(service=Service.PUSH)
+metrics = Metrics(namespace=NAMESPACE, service=Service.PUSH)
 app = APIGatewayRestResolver()
 
 

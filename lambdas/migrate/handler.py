@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import database_url_from_env, get_engine, upgrade_head
 from db.migrate import current_revision
+from link_fetcher.observability import Service
 
-logger = Logger(service="link-fetcher-migrate")
+logger = Logger(service=Service.MIGRATE)
 PHYSICAL_RESOURCE_ID = "link-fetcher-schema"
 
 

@@ -15,15 +15,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import oldest_pending_age
 from link_fetcher.database import engine_for
+from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import relay_with_settings
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 
-SERVICE = "link-fetcher"
-# The stack alarms on this metric (cdk/link_fetcher_cdk/monitoring.py): a delivery pending for long = a sink is down.
-OLDEST_PENDING_METRIC = "OldestPendingDeliverySeconds"
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="LinkFetcher", service=SERVICE)
+logger = Logger(service=Service.RELAY)
+# The stack alarms on both metrics (cdk/link_fetcher_cdk/monitoring.py): a delivery pending for long means a sink
+# is down; a failed one needs an operator (`relay` with retry_failed once the cause is fixed).
+metrics = Metrics(namespace=NAMESPACE, service=Service.RELAY)
 
 
 @logger.inject_lambda_context
@@ -34,7 +34,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = relay_with_settings(engine, settings, configured_sinks(), retry_failed=bool(event.get("retry_failed")))
     with engine.connect() as conn:
         oldest = oldest_pending_age(conn)
-    metrics.add_metric(name=OLDEST_PENDING_METRIC, unit=MetricUnit.Seconds, value=oldest)
+    metrics.add_metric(name=Metric.OLDEST_PENDING_DELIVERY, unit=MetricUnit.Seconds, value=oldest)
+    metrics.add_metric(name=Metric.FAILED_DELIVERIES, unit=MetricUnit.Count, value=report.failed)
     result = {**dataclasses.asdict(report), "oldest_pending_seconds": round(oldest)}
     if report.unavailable or report.failed:
         logger.warning("deliveries left behind", extra=result)

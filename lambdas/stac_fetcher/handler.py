@@ -12,11 +12,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from link_fetcher.database import engine_for
+from link_fetcher.observability import Service
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 from link_fetcher.stac.watch_run import run_watch
 
-logger = Logger(service="link-fetcher-stac")
+logger = Logger(service=Service.STAC)
 
 
 @logger.inject_lambda_context

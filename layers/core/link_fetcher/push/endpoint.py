@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, record_granules
+from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import Criteria
 from link_fetcher.push.auth import Credentials, CredentialsUnavailable, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, decide, push_criteria
@@ -26,8 +27,6 @@ from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink, build_sinks
 
 MAX_BODY_BYTES = 1024 * 1024
-SERVICE = "link-subscription"
-METRICS_NAMESPACE = "LinkFetcher"
 # Errors meaning "the database cannot be reached right now": 503, so CDSE retries the notification.
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, DatabaseUnavailable)
 
@@ -83,8 +82,8 @@ class PushEndpoint:
         self._download_base_url = download_base_url
         self._relay_batch_size = relay_batch_size
         self._relay_max_attempts = relay_max_attempts
-        self.logger = logger or Logger(service=SERVICE)
-        self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+        self.logger = logger or Logger(service=Service.PUSH)
+        self.metrics = metrics or Metrics(namespace=NAMESPACE, service=Service.PUSH)
         self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
         self._clock = clock
         self._after_record = after_record

@@ -1,0 +1,47 @@
+"""The names operations see: the CloudWatch namespace, each function's service name and the metrics the stack alarms
+on. Imported by the handlers (which publish) and by the CDK app (which alarms), so the two cannot drift apart.
+
+Kept free of imports beyond the standard library: the CDK app and every handler load it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# CloudWatch namespace of every metric the functions publish (Powertools embedded metric format).
+NAMESPACE = "LinkFetcher"
+
+
+class Service(StrEnum):
+    """A function's POWERTOOLS_SERVICE_NAME: its loggers' `service` key and its metrics' `service` dimension."""
+
+    MIGRATE = "link-fetcher-migrate"
+    DATE_GENERATOR = "link-fetcher-date-generator"
+    FETCH = "link-fetcher-fetch"
+    PUSH = "link-fetcher-push"
+    RELAY = "link-fetcher-relay"
+    DOWNLOADER = "link-fetcher-downloader"
+    RECONCILE = "link-fetcher-reconcile"
+    STAC = "link-fetcher-stac"
+
+
+# The service of each function, by its folder under lambdas/ (the stack sets POWERTOOLS_SERVICE_NAME from it).
+FUNCTION_SERVICES: dict[str, Service] = {
+    "migrate": Service.MIGRATE,
+    "date_generator": Service.DATE_GENERATOR,
+    "link_fetcher": Service.FETCH,
+    "link_subscription": Service.PUSH,
+    "relay": Service.RELAY,
+    "downloader": Service.DOWNLOADER,
+    "reconcile": Service.RECONCILE,
+    "stac_fetcher": Service.STAC,
+}
+
+
+class Metric(StrEnum):
+    """Metric names the stack alarms on (with dimension `service`)."""
+
+    # Published by the relay after each run: age of the oldest delivery still pending (0 when none is).
+    OLDEST_PENDING_DELIVERY = "OldestPendingDeliverySeconds"
+    # Published by the relay after each run: deliveries of the configured sinks that ended `failed`.
+    FAILED_DELIVERIES = "FailedDeliveries"
