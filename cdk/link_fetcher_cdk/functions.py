@@ -15,26 +15,12 @@ from link_fetcher.settings import Settings
 
 from .bundling import RUNTIME, function_code, layer_code, layer_spec
 from .config import DeployConfig
+from .environment import function_environment
 from .nag import acknowledge
 from .network import Network
 
 # Imported by the core at run time in Lambda but not declared by layers/core (the CLI-only ones stay out).
 CORE_LAMBDA_REQUIREMENTS = ("aws-lambda-powertools", "redis", "cloudevents", "blake3", "pystac-client")
-
-
-def runtime_environment(settings: Settings) -> dict[str, str]:
-    """The run-time settings (SPEC §6) every function gets from the deploy-time `.env`."""
-    return {
-        "PLATFORMS": ",".join(settings.platforms),
-        "PRODUCT_TYPE": settings.product_type,
-        "MAX_ACQUISITION_AGE_DAYS": str(settings.max_acquisition_age_days),
-        "CDSE_CATALOGUE_URL": settings.cdse_catalogue_url,
-        "CDSE_DOWNLOAD_URL": settings.cdse_download_url,
-        "CDSE_IDENTITY_URL": settings.cdse_identity_url,
-        "CDSE_PAGE_SIZE": str(settings.cdse_page_size),
-        "RELAY_BATCH_SIZE": str(settings.relay_batch_size),
-        "RELAY_MAX_ATTEMPTS": str(settings.relay_max_attempts),
-    }
 
 
 class Functions(Construct):
@@ -54,7 +40,7 @@ class Functions(Construct):
         self._lambdas_dir = project_root / "lambdas"
         self._config = config
         self._network = network
-        self._environment = runtime_environment(settings)
+        self._settings = settings
         lock = project_root / "Pipfile.lock"
         self.db_layer = lambda_.LayerVersion(
             self,
@@ -132,7 +118,7 @@ class Functions(Construct):
             timeout=timeout,
             memory_size=memory_mb,
             environment={
-                **self._environment,
+                **function_environment(name, self._settings),
                 "POWERTOOLS_SERVICE_NAME": FUNCTION_SERVICES[name],
                 **(environment or {}),
             },

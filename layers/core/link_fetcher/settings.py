@@ -22,6 +22,9 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
+    """Run-time settings. Each field is also classified for AWS in cdk/link_fetcher_cdk/environment.py: deployed to
+    the functions that read it, set by the stack, or local-only (tests/test_cdk_environment.py fails until it is)."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore")
 
     # Database: DATABASE_URL, else (AWS) the RDS secret named by DATABASE_SECRET_ARN, else (CLI) embedded.
