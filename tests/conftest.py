@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,6 +102,33 @@ def redis_url() -> str:
 def unique_name() -> str:
     """A name no other test (or concurrently running session) uses: streams, queues, buckets."""
     return f"lf-test-{secrets.token_hex(4)}"
+
+
+def _forget_process_caches() -> None:
+    from link_fetcher.settings import get_settings
+    from link_fetcher.sinks import configured_sinks
+
+    get_settings.cache_clear()
+    configured_sinks.cache_clear()
+    # The Lambdas' cached clients (a handler module caches what a warm container keeps).
+    for name, module in list(sys.modules.items()):
+        if name.startswith("lambdas."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                    value.cache_clear()
+    if "aws_lambda_powertools.utilities.parameters" in sys.modules:  # loaded only by tests that read secrets
+        from link_fetcher.secrets import clear_cache
+
+        clear_cache()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_caches() -> Iterator[None]:
+    """Each test starts as a new process (a cold Lambda container) would: settings, sinks, the handlers' cached
+    clients and secrets are read again, from the environment the test sets."""
+    _forget_process_caches()
+    yield
+    _forget_process_caches()
 
 
 @pytest.fixture(autouse=True)

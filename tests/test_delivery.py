@@ -23,8 +23,7 @@ from examples import consume_redis, consume_sqs
 from link_fetcher.cli import main
 from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import RESENDS, relay
-from link_fetcher.settings import get_settings
-from link_fetcher.sinks import Message, Sink, configured_sinks
+from link_fetcher.sinks import Message, Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
@@ -325,12 +324,8 @@ def test_cli_sqs_down_pending_relay_retry_failed(cli_env, engine, monkeypatch, c
 def relay_lambda(monkeypatch):
     from lambdas.relay import handler
 
-    for cached in (get_settings, configured_sinks):
-        cached.cache_clear()
     handler.metrics.clear_metrics()  # powertools keeps metrics at class level: other tests' may be there
-    yield handler
-    for cached in (get_settings, configured_sinks):
-        cached.cache_clear()
+    return handler
 
 
 def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda, capsys) -> None:

@@ -18,7 +18,6 @@ from sqlalchemy import Engine, text
 
 from db import record_granules
 from link_fetcher.cli import main
-from link_fetcher.settings import get_settings
 from tests.factories import granule_record
 from tests.fakes.cdse_download import FakeCdseDownload, FakeProduct
 from tests.fakes.cdse_identity import FakeIdentity
@@ -212,7 +211,6 @@ def _sqs_record(message_id: str, body: str) -> dict:
 def test_downloader_lambda_reports_only_the_failed_records(engine, cdse, cli_env) -> None:
     good, corrupt = cdse.add_product(5000), cdse.add_product(6000, corrupt=True)
     record(engine, [good, corrupt])
-    get_settings.cache_clear()
     handler = _load_handler("downloader")
     event = {
         "Records": [
@@ -222,10 +220,7 @@ def test_downloader_lambda_reports_only_the_failed_records(engine, cdse, cli_env
             _sqs_record("m4", json.dumps({"id": good.id})),  # a duplicate delivery: acked, not downloaded
         ]
     }
-    try:
-        response = handler.handler(event, LAMBDA_CONTEXT)
-    finally:
-        get_settings.cache_clear()
+    response = handler.handler(event, LAMBDA_CONTEXT)
     assert response == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
     assert good.transfers == 1
     assert len(list(Path(cli_env["DOWNLOAD_DIR"]).rglob("*.zip"))) == 1
@@ -235,15 +230,11 @@ def test_reconcile_lambda_returns_counts(engine, cdse, cli_env) -> None:
     product = cdse.add_product(1000)
     record(engine, [product])
     assert main(["download", "--id", product.id]) == 0
-    get_settings.cache_clear()
-    try:
-        handler = _load_handler("reconcile")
-        assert handler.handler({}, LAMBDA_CONTEXT)["consistent"] is True
-        for path in Path(cli_env["DOWNLOAD_DIR"]).rglob("*.zip"):
-            path.unlink()
-        result = handler.handler({"since": "2020-01-01"}, LAMBDA_CONTEXT)
-    finally:
-        get_settings.cache_clear()
+    handler = _load_handler("reconcile")
+    assert handler.handler({}, LAMBDA_CONTEXT)["consistent"] is True
+    for path in Path(cli_env["DOWNLOAD_DIR"]).rglob("*.zip"):
+        path.unlink()
+    result = handler.handler({"since": "2020-01-01"}, LAMBDA_CONTEXT)
     assert result["consistent"] is False and result["missing"] == 1 and result["checked"] == 1
 
 

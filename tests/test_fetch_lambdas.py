@@ -9,8 +9,6 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
-from link_fetcher.settings import get_settings
-from link_fetcher.sinks import configured_sinks
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
 from tests.test_fetching import allowed_ids
 
@@ -37,9 +35,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path) -> 
     monkeypatch.setenv("DATABASE_URL", database_url)
     for key in ("TO_DOWNLOAD_QUEUE_URL", "REDIS_URL", "PLATFORMS"):
         monkeypatch.delenv(key, raising=False)
-    get_settings.cache_clear()
-    yield monkeypatch
-    get_settings.cache_clear()
+    return monkeypatch
 
 
 @pytest.fixture
@@ -53,11 +49,7 @@ def date_generator(lambda_env):
 def link_fetcher(lambda_env):
     from lambdas.link_fetcher import handler
 
-    handler.fetcher.cache_clear()
-    configured_sinks.cache_clear()
-    yield handler
-    handler.fetcher.cache_clear()
-    configured_sinks.cache_clear()
+    return handler
 
 
 def test_date_generator_defaults_to_five_days_before_today_for_every_platform(date_generator) -> None:

@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 
 from benchmarks.sqs_endpoint import SqsEndpoint
 from lambdas.link_subscription import handler as lambda_module
-from link_fetcher.settings import get_settings
 from tests.push_support import PASSWORD, USERNAME, basic, encode, granule_rows, notification, queued_ids
 
 
@@ -67,12 +66,8 @@ def invoke(monkeypatch, database_url: str, sqs: SqsEndpoint, unique_name: str, t
         "AWS_ENDPOINT_URL": sqs.url,
     }.items():
         monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    lambda_module.push_endpoint.cache_clear()
     lambda_module.metrics.clear_metrics()  # powertools keeps metrics at class level: other tests' are there
-    yield lambda event: lambda_module.handler(event, Context())
-    get_settings.cache_clear()
-    lambda_module.push_endpoint.cache_clear()
+    return lambda event: lambda_module.handler(event, Context())
 
 
 def test_records_delivers_and_counts(invoke, engine: Engine, sqs, unique_name, capsys) -> None:

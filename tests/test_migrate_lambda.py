@@ -59,7 +59,6 @@ def rds_secret(empty_database: str, aws_env: None, monkeypatch: pytest.MonkeyPat
         )["ARN"]
         monkeypatch.delenv("DATABASE_URL", raising=False)
         monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
-        monkeypatch.setattr(db_engine, "_secret_urls", {})
         yield arn
 
 
@@ -104,10 +103,9 @@ def test_delete_leaves_the_schema_alone(rds_secret: str, empty_database: str) ->
 
 def test_an_unreadable_secret_fails_the_deployment(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setattr(db_engine, "_secret_urls", {})
     with mock_aws():
         monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing")
-        with pytest.raises(db_engine.DatabaseUnavailable, match="cannot read database secret"):
+        with pytest.raises(db_engine.DatabaseUnavailable, match="cannot read the database secret"):
             migrate.handler(event("Create"), CONTEXT)
 
 

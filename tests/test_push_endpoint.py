@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from sqlalchemy import Engine
 
@@ -17,6 +16,7 @@ from benchmarks.sqs_endpoint import SqsEndpoint
 from db import get_engine, record_granules
 from link_fetcher.products import CdseProduct
 from link_fetcher.push import PushEndpoint
+from link_fetcher.secrets import clear_cache
 from link_fetcher.settings import Settings
 from tests.factories import granule_record
 from tests.push_support import (
@@ -166,10 +166,8 @@ def test_simultaneous_deliveries_and_the_poller_record_one_row_and_send_one_mess
 
 @pytest.fixture
 def secrets_manager(aws_env) -> Iterator[object]:
-    parameters.clear_caches()
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
-    parameters.clear_caches()
 
 
 def test_credentials_from_secrets_manager_are_cached(engine, make_settings, make_endpoint, secrets_manager) -> None:
@@ -185,7 +183,7 @@ def test_credentials_from_secrets_manager_are_cached(engine, make_settings, make
     # Still the cached value: the secret is not read on every request.
     assert endpoint.handle({"Authorization": basic("from-secret", "v1")}, body).status == 204
     assert endpoint.handle({"Authorization": basic("from-secret", "v2")}, body).status == 401
-    parameters.clear_caches()  # what the TTL's expiry does
+    clear_cache()  # what the expiry of SECRET_MAX_AGE_SECONDS does
     assert endpoint.handle({"Authorization": basic("from-secret", "v2")}, body).status == 204
 
 

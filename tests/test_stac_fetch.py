@@ -15,8 +15,6 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 
 from link_fetcher.cli import main
-from link_fetcher.settings import get_settings
-from link_fetcher.sinks import configured_sinks
 from tests.fakes.stac_api import DROP, FakeStacApi, stac_item
 from tests.schema import assert_valid_message
 
@@ -368,22 +366,16 @@ def test_lambda_runs_a_watch_and_a_rerun_records_nothing(
     from lambdas.stac_fetcher import handler as stac_lambda
 
     monkeypatch.setenv("STAC_WATCHES_FILE", str(watches_file))
-    get_settings.cache_clear()
-    configured_sinks.cache_clear()
     context = types.SimpleNamespace(
         function_name="stac", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
     )
-    try:
-        event = {"watch": "by-file", "datetime": "2024-09-02/2024-09-03"}
-        result = stac_lambda.handler(event, context)
-        assert result["watch"] == "by-file"
-        assert result["datetime"] == "2024-09-02T00:00:00Z/2024-09-04T00:00:00Z"
-        (summary,) = result["collections"]
-        assert summary["recorded"] == 60 and summary["known"] == 0 and result["pending"] == 60  # no sink
-        again = stac_lambda.handler(event, context)
-        assert again["collections"][0]["recorded"] == 0 and again["collections"][0]["known"] == 60
-        with pytest.raises(ValueError, match="watch"):
-            stac_lambda.handler({}, context)
-    finally:
-        for cached in (get_settings, configured_sinks):
-            cached.cache_clear()
+    event = {"watch": "by-file", "datetime": "2024-09-02/2024-09-03"}
+    result = stac_lambda.handler(event, context)
+    assert result["watch"] == "by-file"
+    assert result["datetime"] == "2024-09-02T00:00:00Z/2024-09-04T00:00:00Z"
+    (summary,) = result["collections"]
+    assert summary["recorded"] == 60 and summary["known"] == 0 and result["pending"] == 60  # no sink
+    again = stac_lambda.handler(event, context)
+    assert again["collections"][0]["recorded"] == 0 and again["collections"][0]["known"] == 60
+    with pytest.raises(ValueError, match="watch"):
+        stac_lambda.handler({}, context)

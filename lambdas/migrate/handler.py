@@ -12,9 +12,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from db import database_url_from_env, get_engine, upgrade_head
+from db import get_engine, upgrade_head
 from db.migrate import current_revision
+from link_fetcher.database import configured_url
 from link_fetcher.observability import Service
+from link_fetcher.settings import Settings
 
 logger = Logger(service=Service.MIGRATE)
 PHYSICAL_RESOURCE_ID = "link-fetcher-schema"
@@ -25,7 +27,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["RequestType"]
     if request == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", PHYSICAL_RESOURCE_ID)}
-    url = database_url_from_env()
+    url = configured_url(Settings())
     if url is None:
         raise RuntimeError("DATABASE_SECRET_ARN (or DATABASE_URL) is not set")
     engine = get_engine(url, pool_size=1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import requests
 
 from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
+from link_fetcher.secrets import SecretUnavailable, read_secret
 
 if TYPE_CHECKING:
     from link_fetcher.settings import Settings
@@ -54,6 +56,16 @@ class TokenProvider:
         with self._lock:
             self._access_token = None
 
+    def send(self, request: Callable[[str], requests.Response]) -> requests.Response:
+        """`request(token)`; a 401 answer gets one more try with a fresh token (the first may have expired or been
+        revoked early). The second answer is returned, whatever it is."""
+        response = request(self.token())
+        if response.status_code != 401:
+            return response
+        response.close()
+        self.invalidate()
+        return request(self.token())
+
     def _password_grant(self) -> None:
         self._request({"grant_type": "password", "username": self._username, "password": self._password})
 
@@ -74,16 +86,14 @@ class TokenProvider:
 
 
 def cdse_account(settings: Settings) -> tuple[str, str] | None:
-    """The CDSE account: the Secrets Manager secret named by CDSE_SECRET_ARN ({"username", "password"}, read
-    once per process), else CDSE_USERNAME / CDSE_PASSWORD; None when neither is configured."""
+    """The CDSE account: the Secrets Manager secret named by CDSE_SECRET_ARN ({"username", "password"}), else
+    CDSE_USERNAME / CDSE_PASSWORD; None when neither is configured."""
     if arn := settings.cdse_secret_arn:
-        from aws_lambda_powertools.utilities import parameters  # only AWS deployments read the secret
-
         try:
-            secret = parameters.get_secret(arn, transform="json", max_age=3600)
-            return str(secret["username"]), str(secret["password"])
-        except Exception as exc:  # any failure to read it leaves us without an account; say which secret
-            raise HttpError(f"cannot read the CDSE account secret {arn}: {type(exc).__name__}") from exc
+            secret = read_secret(arn, what="CDSE account", fields=("username", "password"))
+        except SecretUnavailable as exc:  # without the account no request can be made: a failed run
+            raise HttpError(str(exc)) from exc
+        return str(secret["username"]), str(secret["password"])
     if settings.cdse_username and settings.cdse_password:
         return settings.cdse_username, settings.cdse_password.get_secret_value()
     return None

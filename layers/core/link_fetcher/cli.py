@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from link_fetcher.cli_support import CliContext, CliFailure, stderr
+from link_fetcher.text import one_line
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -102,11 +103,6 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(CliContext)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _database_error(obj: CliContext, exc: DBAPIError) -> str:
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -117,12 +113,12 @@ def _database_error(obj: CliContext, exc: DBAPIError) -> str:
         where = "the database"
     original = exc.orig if exc.orig is not None else exc
     if isinstance(exc, ProgrammingError) and "does not exist" in str(original):
-        return f"{where} is not migrated ({_one_line(original)}): run `link-fetcher migrate`"
+        return f"{where} is not migrated ({one_line(original)}): run `link-fetcher migrate`"
     if isinstance(exc, OperationalError):
         # psycopg's first line ends with the cause ("…port 1 failed: Connection refused"); it never holds a password.
-        reason = _one_line(original).rsplit("failed: ", 1)[-1]
+        reason = one_line(original).rsplit("failed: ", 1)[-1]
         return f"cannot connect to {where}: {reason}"
-    return f"database error on {where}: {_one_line(original)}"
+    return f"database error on {where}: {one_line(original)}"
 
 
 def _settings_error(exc: ValidationError) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from db import get_engine, upgrade_head
-from db.engine import normalise_url, url_from_secret
+from db import DatabaseUnavailable, get_engine, upgrade_head
+from db.engine import normalise_url
+from link_fetcher.secrets import SecretUnavailable, read_secret
 from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,11 +20,26 @@ _embedded_servers: dict[Path, object] = {}
 
 
 def configured_url(settings: Settings) -> str | None:
+    """The one place the database URL is resolved: DATABASE_URL, else the URL built from the RDS secret named by
+    DATABASE_SECRET_ARN, else None (the CLI then starts the embedded database)."""
     if settings.database_url:
         return normalise_url(settings.database_url)
     if settings.database_secret_arn:
         return url_from_secret(settings.database_secret_arn)
     return None
+
+
+def url_from_secret(secret_arn: str) -> str:
+    """The URL in an RDS-style secret ({host, port, username, password, dbname}); DatabaseUnavailable when the
+    secret cannot be read."""
+    try:
+        secret = read_secret(secret_arn, what="database", fields=("username", "password", "host"))
+    except SecretUnavailable as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    return (
+        f"postgresql+psycopg://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
+        f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'postgres')}"
+    )
 
 
 def embedded_url(data_dir: Path) -> str:

@@ -8,15 +8,15 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
+from link_fetcher.text import utc_iso
+
 PRODUCER = "link-fetcher"
 GRANULE_FOUND = "link-fetcher.granule.found"
 STAC_ITEM_FOUND = "link-fetcher.stac-item.found"
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else utc_iso(value)
 
 
 def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """link-fetcher database layer: models, migrations, engine, once-only recording and the delivery outbox."""
 
-from db.engine import DatabaseUnavailable, database_url_from_env, describe_url, get_engine, reset_engines
+from db.engine import DatabaseUnavailable, describe_url, get_engine, reset_engines
 from db.migrate import downgrade_base, upgrade_head
 from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Status
 from db.outbox import (
@@ -34,7 +34,6 @@ __all__ = [
     "assign_unbound",
     "claim_pending",
     "count_by_status",
-    "database_url_from_env",
     "describe_url",
     "downgrade_base",
     "get_engine",

@@ -85,23 +85,20 @@ class CdseProducts:
             provider = self._tokens
             if provider is None:
                 raise HttpError("CDSE_USERNAME and CDSE_PASSWORD are needed to download CDSE products")
-            for attempt in (1, 2):
+
+            def request(token: str) -> requests.Response:
                 response = self._session.get(
-                    url,
-                    headers={"Authorization": f"Bearer {provider.token()}", "Accept-Encoding": "identity"},
-                    stream=True,
+                    url, headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}, stream=True
                 )
                 # requests drops the Authorization header on a redirect to another host; say so plainly.
                 if response.status_code == 401 and urlsplit(response.url).netloc != self._host:
                     response.close()
                     raise HttpError(f"{what}: redirected to {urlsplit(response.url).netloc}, which wants a token", 401)
-                if response.status_code == 401 and attempt == 1:
-                    response.close()
-                    provider.invalidate()  # expired or revoked early: one fresh token
-                    continue
-                raise_for_status(response, what)
                 return response
-            raise AssertionError("unreachable")
+
+            response = provider.send(request)
+            raise_for_status(response, what)
+            return response
 
         return open_response
 

@@ -32,13 +32,9 @@ from link_fetcher.gateway.state import Gateway, error_response
 from link_fetcher.gateway.store import StreamStore
 from link_fetcher.gateway.websocket import router as websocket_router
 from link_fetcher.settings import Settings
+from link_fetcher.text import one_line
 
 STATIC = Path(__file__).with_name("static")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -94,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
     async def redis_down(_request: Request, exc: RedisError) -> JSONResponse:
-        return error_response(GatewayError(503, f"redis unavailable: {_one_line(exc)}"))
+        return error_response(GatewayError(503, f"redis unavailable: {one_line(exc)}"))
 
     app.include_router(rest_router)
     app.include_router(websocket_router)
@@ -109,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
             await gateway.store.redis.ping()
             health["redis"] = "ok"
         except RedisError as exc:
-            health["redis"] = f"error: {_one_line(exc)}"
+            health["redis"] = f"error: {one_line(exc)}"
         if gateway.engine is None:
             health["database"] = "absent"
         else:
@@ -117,7 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.to_thread(console.check_database, gateway.engine)
                 health["database"] = "ok"
             except SQLAlchemyError as exc:
-                health["database"] = f"error: {_one_line(getattr(exc, 'orig', None) or exc)}"
+                health["database"] = f"error: {one_line(getattr(exc, 'orig', None) or exc)}"
         healthy = health["redis"] == "ok" and health["database"] in ("ok", "absent")
         return JSONResponse(health, status_code=200 if healthy else 503)
 
@@ -135,7 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             data = await asyncio.to_thread(console.console_data, gateway.engine, dt.datetime.now(dt.UTC).date())
         except SQLAlchemyError as exc:
-            return {**summary, "database": f"error: {_one_line(getattr(exc, 'orig', None) or exc)}"}
+            return {**summary, "database": f"error: {one_line(getattr(exc, 'orig', None) or exc)}"}
         return {**summary, "database": "ok", **data}
 
     return app

@@ -8,21 +8,14 @@ import hmac
 from base64 import b64decode
 from collections.abc import Callable
 
+from link_fetcher.secrets import read_secret
 from link_fetcher.settings import Settings
-
-# Secrets Manager is read at most this often per container, not on every request; a rotated secret takes
-# effect within this many seconds.
-SECRET_MAX_AGE_SECONDS = 300
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Credentials:
     username: str
     password: str
-
-
-class CredentialsUnavailable(RuntimeError):
-    """The expected credentials cannot be read (Secrets Manager down or the secret malformed)."""
 
 
 def is_authorized(authorization: str | None, expected: Credentials) -> bool:
@@ -42,8 +35,8 @@ def is_authorized(authorization: str | None, expected: Credentials) -> bool:
 
 
 def credentials_source(settings: Settings) -> Callable[[], Credentials]:
-    """Where the expected credentials come from: the secret named by SUBSCRIPTION_SECRET_ARN (cached for
-    SECRET_MAX_AGE_SECONDS), else SUBSCRIPTION_USERNAME / SUBSCRIPTION_PASSWORD. ValueError when neither is set."""
+    """Where the expected credentials come from: the secret named by SUBSCRIPTION_SECRET_ARN (cached as
+    link_fetcher.secrets says), else SUBSCRIPTION_USERNAME / SUBSCRIPTION_PASSWORD. ValueError when neither is set."""
     if arn := settings.subscription_secret_arn:
         return lambda: _from_secret(arn)
     if settings.subscription_username and settings.subscription_password:
@@ -53,10 +46,6 @@ def credentials_source(settings: Settings) -> Callable[[], Credentials]:
 
 
 def _from_secret(arn: str) -> Credentials:
-    from aws_lambda_powertools.utilities import parameters  # only AWS deployments read the secret
-
-    try:
-        secret = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-        return Credentials(str(secret["username"]), str(secret["password"]))
-    except Exception as exc:  # any failure to read it means "cannot authenticate now" (503)
-        raise CredentialsUnavailable(f"cannot read subscription secret {arn}: {type(exc).__name__}") from exc
+    """SecretUnavailable when it cannot be read: the endpoint then answers 503 (cannot authenticate now)."""
+    secret = read_secret(arn, what="subscription", fields=("username", "password"))
+    return Credentials(str(secret["username"]), str(secret["password"]))

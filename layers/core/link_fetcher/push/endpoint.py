@@ -19,10 +19,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from db import DatabaseUnavailable, record_granules
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import Criteria
-from link_fetcher.push.auth import Credentials, CredentialsUnavailable, credentials_source, is_authorized
+from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, decide, push_criteria
 from link_fetcher.push.notifications import InvalidNotification, parse_notifications
 from link_fetcher.relay import deliver_recorded, sink_names_for_recording
+from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink, build_sinks
 
@@ -109,7 +110,7 @@ class PushEndpoint:
         """None when the request carries the right credentials, else the reply to send."""
         try:
             expected = self._credentials()
-        except CredentialsUnavailable as exc:
+        except SecretUnavailable as exc:
             self.logger.error("cannot check credentials", extra={"error": str(exc)})
             self.count("credentials_unavailable")
             return CREDENTIALS_UNAVAILABLE

@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from link_fetcher.messages import to_cloudevent
 from link_fetcher.sinks import Message, SinkUnavailable
+from link_fetcher.text import one_line, utc_iso
 
 if TYPE_CHECKING:
     from link_fetcher.settings import Settings
@@ -26,7 +27,7 @@ _JSON = JSONFormat()
 
 def _field_text(value: Any) -> str:
     if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return utc_iso(value)
     return str(value)
 
 
@@ -81,10 +82,5 @@ class RedisStreamSink:
             pipe.execute()
         except redis.RedisError as exc:
             # Down, unreachable, or the key is not a stream: nothing of this batch was added (MULTI/EXEC).
-            raise SinkUnavailable(f"Redis stream {self.stream}: {_one_line(exc)}") from exc
+            raise SinkUnavailable(f"Redis stream {self.stream}: {one_line(exc)}") from exc
         return {}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -22,6 +22,7 @@ from pystac_client.warnings import PystacClientWarning
 from link_fetcher.http import DEFAULT_TIMEOUT, HttpError, make_session, with_retries
 from link_fetcher.stac.area import Area
 from link_fetcher.stac.timerange import TimeRange
+from link_fetcher.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class StacUnreachable(StacApiError):
 
 class UnknownCollection(ValueError):
     pass
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
 
 
 class _RetryingStacApiIO(StacApiIO):
@@ -78,8 +75,8 @@ class _RetryingStacApiIO(StacApiIO):
 def _api_error(exc: Exception, what: str) -> StacApiError:
     status = getattr(exc, "status_code", None)
     if status:
-        return StacApiError(f"{what}: HTTP {status} {_one_line(str(exc))}".rstrip(), status)
-    return StacApiError(f"{what}: {_one_line(str(exc)) or type(exc).__name__}")
+        return StacApiError(f"{what}: HTTP {status} {one_line(str(exc))}".rstrip(), status)
+    return StacApiError(f"{what}: {one_line(exc)}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,7 +116,7 @@ class StacApi:
         except (APIError, HttpError) as exc:
             raise StacUnreachable(str(_api_error(exc, f"cannot open STAC API {url}"))) from exc
         except (STACError, ValueError, KeyError, TypeError) as exc:
-            raise StacUnreachable(f"{url} is not a STAC API: {_one_line(str(exc)) or type(exc).__name__}") from exc
+            raise StacUnreachable(f"{url} is not a STAC API: {one_line(exc)}") from exc
         if not client.conforms_to(ConformanceClasses.ITEM_SEARCH):
             raise StacUnreachable(f"{url} does not offer STAC item search (conformance class item-search)")
         return cls(url, client)

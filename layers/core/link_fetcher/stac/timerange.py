@@ -11,6 +11,8 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
+from link_fetcher.text import utc_iso
+
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
 _DURATION = re.compile(r"^(?:\d+[wdhms])+$")
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -27,7 +29,7 @@ class TimeRange:
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
-            raise TimeRangeError(f"the range end {iso(self.end)} is not after its start {iso(self.start)}")
+            raise TimeRangeError(f"the range end {utc_iso(self.end)} is not after its start {utc_iso(self.start)}")
 
     def contains(self, instant: dt.datetime) -> bool:
         return self.start <= instant < self.end
@@ -35,14 +37,10 @@ class TimeRange:
     def as_stac(self) -> str:
         """The STAC `datetime` parameter. STAC intervals are closed: items at `end` come back and are dropped
         by `contains`."""
-        return f"{iso(self.start)}/{iso(self.end)}"
+        return f"{utc_iso(self.start)}/{utc_iso(self.end)}"
 
     def __str__(self) -> str:
-        return f"{iso(self.start)}/{iso(self.end)}"
-
-
-def iso(instant: dt.datetime) -> str:
-    return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return f"{utc_iso(self.start)}/{utc_iso(self.end)}"
 
 
 def parse_duration(text: str) -> dt.timedelta:

@@ -72,18 +72,15 @@ class SubscriptionsApi:
         self._check(response, "delete subscription")
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """One call with a bearer token; a 401 gets one retry with a fresh token (it may just have expired)."""
-        for attempt in range(2):
-            token = self._tokens.token()
+        """One call with a bearer token (a fresh one after a 401, see TokenProvider.send)."""
 
-            def call(token: str = token) -> requests.Response:
-                return self._session.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        def request(token: str) -> requests.Response:
+            return with_retries(
+                lambda: self._session.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs),
+                what=f"CDSE subscriptions ({method})",
+            )
 
-            response = with_retries(call, what=f"CDSE subscriptions ({method})")
-            if response.status_code != 401 or attempt:
-                return response
-            self._tokens.invalidate()
-        raise AssertionError("unreachable")
+        return self._tokens.send(request)
 
     @staticmethod
     def _check(response: requests.Response, what: str) -> None:

@@ -12,7 +12,8 @@ import click
 from link_fetcher.cdse_identity import token_provider
 from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
 from link_fetcher.http import HttpError, make_session
-from link_fetcher.push.auth import CredentialsUnavailable, credentials_source
+from link_fetcher.push.auth import credentials_source
+from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.subscriptions.api import SHOWN_FIELDS, SubscriptionError, SubscriptionsApi, push_subscription
 
 T = TypeVar("T")
@@ -50,7 +51,7 @@ def create(obj: CliContext, endpoint_url: str) -> int:
         raise click.BadParameter("must be an http(s) URL", param_hint="--endpoint")
     try:
         credentials = credentials_source(obj.settings)()
-    except (ValueError, CredentialsUnavailable) as exc:
+    except (ValueError, SecretUnavailable) as exc:
         raise ConfigurationError(str(exc)) from exc
     api = _api(obj)
     body = push_subscription(endpoint_url, credentials.username, credentials.password, obj.settings.product_type)
