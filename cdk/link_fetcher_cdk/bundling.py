@@ -72,21 +72,31 @@ def pinned(requirements: list[str], versions: dict[str, str]) -> tuple[str, ...]
         if name in PROVIDED:
             continue
         if name not in versions:
-            raise ValueError(f"{requirement.name} is not in Pipfile.lock; add it to the Pipfile")
+            raise ValueError(
+                f"{requirement.name} is not in Pipfile.lock; run `pipenv lock` (the Pipfile installs layers/)"
+            )
         extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
         pins.append(f"{name}{extras}=={versions[name]}")
     return tuple(sorted(pins))
 
 
-def layer_spec(
-    project_dir: Path, package: str, pipfile_lock: Path, extra_requirements: tuple[str, ...] = ()
-) -> LayerSpec:
-    """The layer for `project_dir` (a folder of layers/ with a pyproject.toml) holding its package `package`."""
+def layer_spec(project_dir: Path, package: str, pipfile_lock: Path) -> LayerSpec:
+    """The layer for `project_dir` (a folder of layers/ with a pyproject.toml) holding its package `package` and
+    the package's declared dependencies (not its optional ones: those serve the CLI)."""
     project = tomllib.loads((project_dir / "pyproject.toml").read_text())["project"]
     versions = locked_versions(pipfile_lock)
     constraints = tuple(f"{name}=={version}" for name, version in sorted(versions.items()) if name not in PROVIDED)
-    requirements = pinned([*project.get("dependencies", []), *extra_requirements], versions)
+    requirements = pinned(project.get("dependencies", []), versions)
     return LayerSpec(package_dir=project_dir / package, requirements=requirements, constraints=constraints)
+
+
+def project_layers(project_root: Path) -> dict[str, LayerSpec]:
+    """The stack's layers by name: the db package and the core package, each with its dependencies."""
+    lock = project_root / "Pipfile.lock"
+    return {
+        "db": layer_spec(project_root / "layers" / "db", "db", lock),
+        "core": layer_spec(project_root / "layers" / "core", "link_fetcher", lock),
+    }
 
 
 def pip_install_command(target: Path, requirements: tuple[str, ...], constraints_file: Path) -> list[str]:

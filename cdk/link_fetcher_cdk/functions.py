@@ -13,14 +13,11 @@ from constructs import Construct
 from link_fetcher.observability import FUNCTION_SERVICES
 from link_fetcher.settings import Settings
 
-from .bundling import RUNTIME, function_code, layer_code, layer_spec
+from .bundling import RUNTIME, function_code, layer_code, project_layers
 from .config import DeployConfig
 from .environment import function_environment
 from .nag import acknowledge
 from .network import Network
-
-# Imported by the core at run time in Lambda but not declared by layers/core (the CLI-only ones stay out).
-CORE_LAMBDA_REQUIREMENTS = ("aws-lambda-powertools", "redis", "cloudevents", "blake3", "pystac-client")
 
 
 class Functions(Construct):
@@ -41,11 +38,11 @@ class Functions(Construct):
         self._config = config
         self._network = network
         self._settings = settings
-        lock = project_root / "Pipfile.lock"
+        layers = project_layers(project_root)
         self.db_layer = lambda_.LayerVersion(
             self,
             "DbLayer",
-            code=layer_code(layer_spec(project_root / "layers" / "db", "db", lock)),
+            code=layer_code(layers["db"]),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
             description="link-fetcher db package (models, migrations, recording, outbox) and its dependencies",
@@ -53,9 +50,7 @@ class Functions(Construct):
         self.core_layer = lambda_.LayerVersion(
             self,
             "CoreLayer",
-            code=layer_code(
-                layer_spec(project_root / "layers" / "core", "link_fetcher", lock, CORE_LAMBDA_REQUIREMENTS)
-            ),
+            code=layer_code(layers["core"]),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
             description="link-fetcher core package (CDSE client, filters, sinks, relay) and its dependencies",
