@@ -12,7 +12,7 @@ PIPENV := python3 -m pipenv
 RUN := $(PIPENV) run
 YESTERDAY := $(shell date -u -d yesterday +%F 2>/dev/null || python3 -c 'import datetime as d; print(d.date.today()-d.timedelta(1))')
 
-.PHONY: install run test browser lint format bench clean-db
+.PHONY: install run test test-unit browser lint format bench clean-db
 
 install: .venv/.installed
 
@@ -28,6 +28,11 @@ run: install
 ## The test suite against real PostgreSQL (see scripts/test.sh for how the server is chosen) and Redis.
 test: install browser
 	@scripts/test.sh $(PYTEST_ARGS)
+
+## The unit tier: the tests marked `unit`, which need no PostgreSQL, Redis or network (both URLs point at a closed
+## port, so a test that reaches for either fails). Seconds, and no server to start.
+test-unit: install
+	DATABASE_URL=postgresql://unit@127.0.0.1:9/none REDIS_URL=redis://127.0.0.1:9/0 $(RUN) pytest -m unit -q $(PYTEST_ARGS)
 
 ## Headless Chromium for the ops console test: Debian's package (Playwright's own browser download is not used).
 browser:

@@ -72,12 +72,12 @@ def sqs_client(endpoint_url: str):
 
 @contextlib.contextmanager
 def sqs_endpoint_process() -> Iterator[str]:
-    """benchmarks/sqs_endpoint.py on a free port in a child process; yields its URL."""
+    """tests/fakes/sqs_endpoint.py on a free port in a child process; yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     child = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "tests.fakes.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 10

@@ -20,13 +20,13 @@ from multiprocessing.connection import Connection
 from sqlalchemy import create_engine
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
-from benchmarks.sqs_endpoint import ACCOUNT
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
 from link_fetcher.products import load_allowed_tiles
 from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.sinks.sqs import SqsSink
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
+from tests.fakes.sqs_endpoint import ACCOUNT
 
 DAY = dt.date(2024, 9, 12)
 

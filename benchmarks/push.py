@@ -1,7 +1,7 @@
 """Push endpoint throughput: distinct notifications POSTed to `link-fetcher serve` by concurrent senders.
 
 Real PostgreSQL (a scratch database on DATABASE_URL's server), delivery to the minimal SQS-compatible endpoint
-(benchmarks/sqs_endpoint.py) unless --no-sink. Prints notifications/s, p50 / p99 latency and the server's CPU
+(tests/fakes/sqs_endpoint.py) unless --no-sink. Prints notifications/s, p50 / p99 latency and the server's CPU
 time per notification (which other load on the machine inflates less than the rest), and checks that every
 notification was recorded and delivered once. Usage: python -m benchmarks.push [--notifications N] [--senders 8]
 """
@@ -26,9 +26,9 @@ import requests
 from sqlalchemy import text
 
 from benchmarks.common import scratch_database
-from benchmarks.sqs_endpoint import SqsEndpoint
 from link_fetcher.push.server import default_workers
 from tests.factories import PUSH_FIXTURE, cdse_product
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import PASSWORD, USERNAME, basic
 
 QUEUE = "to-download"

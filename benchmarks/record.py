@@ -1,7 +1,7 @@
 """Recording and relay throughput: 10,000 granules recorded in batches of 1,000, then relayed to SQS.
 
 Prints granules/s recorded, database round trips and INSERT statements per batch, and messages/s relayed to the
-minimal SQS-compatible endpoint (benchmarks/sqs_endpoint.py). Usage: python -m benchmarks.record [--granules N]
+minimal SQS-compatible endpoint (tests/fakes/sqs_endpoint.py). Usage: python -m benchmarks.record [--granules N]
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
 from benchmarks.relay import measure
-from benchmarks.sqs_endpoint import ACCOUNT
 from db import record_granules
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
+from tests.fakes.sqs_endpoint import ACCOUNT
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Relay throughput: N pending deliveries per sink relayed to Redis Streams and to the SQS-compatible endpoint.
 
 Each sink is measured alone (the other one's deliveries stay pending), in batches of 10 as in production, for
-each worker count. Redis is the real server at REDIS_URL; SQS is benchmarks/sqs_endpoint.py (not moto) in a
+each worker count. Redis is the real server at REDIS_URL; SQS is tests/fakes/sqs_endpoint.py (not moto) in a
 process of its own, so its CPU is not charged to the relay, as a real queue's would not be.
 Usage: python -m benchmarks.relay [--deliveries N] [--workers 1 4]
 """
@@ -17,13 +17,13 @@ import redis
 from sqlalchemy import Engine, text
 
 from benchmarks.common import scratch_database, sqs_endpoint_process
-from benchmarks.sqs_endpoint import ACCOUNT
 from db import record_granules
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
+from tests.fakes.sqs_endpoint import ACCOUNT
 
 
 def measure(engine: Engine, sink: Sink, workers: int, deliveries: int) -> float:

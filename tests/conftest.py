@@ -22,7 +22,19 @@ from db.engine import normalise_url
 from link_fetcher.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# A test marked `unit` (make test-unit) may use none of these: they need a PostgreSQL or Redis server.
+SERVICE_FIXTURES = frozenset({"server_url", "database_url", "redis_url"})
 TABLES = ("outbox", "granule", "granule_count", "status")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    misplaced = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("unit") and SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    ]
+    if misplaced:
+        raise pytest.UsageError("marked unit but needs PostgreSQL or Redis: " + ", ".join(misplaced))
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,20 @@ import copy
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
-from db import GranuleRecord
+from db import GranuleRecord, record_granules
 from db.models import TIMESTAMP_RANGE_CHECKS
+from link_fetcher.products import load_allowed_tiles
+from link_fetcher.settings import PACKAGED_TILES_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PUSH_FIXTURE = json.loads((FIXTURES / "push-granule-created.json").read_text())
+ALLOWED_TILES = load_allowed_tiles(PACKAGED_TILES_FILE)  # the packaged HLS list, the default filter
 
 
 def granule_record(index: int = 0, *, source: str = "search", tile: str = "28PHQ", **overrides: Any) -> GranuleRecord:
@@ -84,3 +88,14 @@ def poison_granule(conn: Connection, granule_id: str, column: str = "sensing_sta
     conn.execute(text(f"UPDATE granule SET {column} = '0001-01-01T00:00:00+14:00' WHERE id = :id"), {"id": granule_id})
     check = TIMESTAMP_RANGE_CHECKS[f"{column}_in_range"]
     conn.execute(text(f"ALTER TABLE granule ADD CONSTRAINT {constraint} CHECK ({check}) NOT VALID"))
+
+
+def allowed_ids(products: list[dict[str, Any]]) -> set[str]:
+    """The Ids of the CDSE products whose tile is in the packaged HLS list (those the default filter keeps)."""
+    return {p["Id"] for p in products if p["Name"].split("_")[5].removeprefix("T") in ALLOWED_TILES}
+
+
+def record(engine: Engine, count: int, sinks: Sequence[str]) -> list[str]:
+    """Record `count` granules (over three tiles) for delivery to `sinks`; their ids."""
+    with engine.begin() as conn:
+        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))

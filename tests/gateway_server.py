@@ -35,3 +35,25 @@ def running_gateway(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+LIMITS = {
+    "gateway_max_count": 500,
+    "gateway_max_block_ms": 2000,
+    "gateway_max_entry_bytes": 1024,
+    "gateway_max_connections_per_key": 3,
+    "gateway_send_queue": 50,
+}
+
+
+def gateway_settings(redis_url: str, database_url: str | None, **overrides: object) -> Settings:
+    """Settings for a test gateway: the test keys, streams named lf-test-*, small limits tests can reach."""
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "gateway_api_keys": API_KEYS,
+        "gateway_streams": "lf-test-*",
+        **LIMITS,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)

@@ -6,11 +6,11 @@ import time
 import boto3
 from sqlalchemy import Engine
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
 from link_fetcher.relay import BackgroundRelay
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
+from tests.fakes.sqs_endpoint import SqsEndpoint
 
 
 def _wait_for(predicate, timeout: float = 5.0) -> bool:

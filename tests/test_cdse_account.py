@@ -10,6 +10,8 @@ from link_fetcher.cdse_identity import cdse_account, token_provider
 from link_fetcher.http import HttpError
 from link_fetcher.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_account_from_settings_or_none() -> None:
     assert cdse_account(Settings(_env_file=None, cdse_username="u", cdse_password="p")) == ("u", "p")

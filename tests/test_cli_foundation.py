@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from db import record_granules
@@ -22,6 +23,7 @@ def test_unreachable_database_is_one_line_without_password(monkeypatch, capsys, 
     assert "s3cret" not in err and "Traceback" not in err
 
 
+@pytest.mark.unit
 def test_bad_configuration_exits_2(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PLATFORMS", "S2A,S9Z")
@@ -29,6 +31,7 @@ def test_bad_configuration_exits_2(monkeypatch, capsys, tmp_path) -> None:
     assert "PLATFORMS" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_unknown_command_exits_2(capsys) -> None:
     assert main(["no-such-command"]) == 2
 

@@ -17,7 +17,6 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
 from examples import consume_redis, consume_sqs
 from link_fetcher.cli import main
@@ -26,16 +25,12 @@ from link_fetcher.relay import RESENDS, relay
 from link_fetcher.sinks import Message, Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
-from tests.factories import granule_record
+from tests.factories import granule_record, record
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.schema import assert_valid_message
 
 DEAD_URL = "http://127.0.0.1:1"
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5)
-
-
-def _record(engine: Engine, count: int, sinks: Sequence[str] = ("sqs",)) -> list[str]:
-    with engine.begin() as conn:
-        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
 
 
 def _sqs_sink(endpoint_url: str, queue_url: str) -> SqsSink:
@@ -101,7 +96,7 @@ def _crash_on(batch: int):
 
 def test_dead_redis_neither_blocks_sqs_nor_makes_it_send_twice(engine, aws_env, make_settings, redis_url, stream):
     client, name = stream
-    ids = _record(engine, 25, sinks=("sqs", "redis"))
+    ids = record(engine, 25, ["sqs", "redis"])
     with SqsEndpoint() as endpoint:
         sqs = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
         report = relay(engine, [_redis_sink(make_settings, "redis://127.0.0.1:1/0", name), sqs])
@@ -114,7 +109,7 @@ def test_dead_redis_neither_blocks_sqs_nor_makes_it_send_twice(engine, aws_env, 
 
 
 def test_sqs_down_mid_run_then_relay_delivers_the_rest_once(engine, aws_env) -> None:
-    ids = _record(engine, 50)
+    ids = record(engine, 50, ["sqs"])
     with SqsEndpoint() as first:
         sink = _Wrapped(_sqs_sink(first.url, first.queue_url("q")), before=lambda n: n == 3 and first.stop())
         report = relay(engine, [sink])
@@ -132,7 +127,7 @@ def test_sqs_down_mid_run_then_relay_delivers_the_rest_once(engine, aws_env) -> 
 def test_a_relay_ends_once_caught_up_and_leaves_later_recordings_to_the_next(engine, aws_env) -> None:
     """A short batch means the backlog is drained: the relay returns instead of spinning on whatever trickles
     in meanwhile (one granule per batch under a busy push endpoint); the next relay sends it."""
-    _record(engine, 15)
+    record(engine, 15, ["sqs"])
 
     def record_one_more(batch: int) -> None:
         if batch == 2:  # the short batch (5 of 15): a granule recorded while it is being sent
@@ -148,7 +143,7 @@ def test_a_relay_ends_once_caught_up_and_leaves_later_recordings_to_the_next(eng
 
 
 def test_partial_batch_failure_resends_only_the_refused_entries(engine, aws_env) -> None:
-    ids = _record(engine, 10)
+    ids = record(engine, 10, ["sqs"])
     seen: list[str] = []
 
     def refuse_first_try_of_one(entry: dict) -> bool:
@@ -165,7 +160,7 @@ def test_partial_batch_failure_resends_only_the_refused_entries(engine, aws_env)
 
 
 def test_a_refused_entry_does_not_hold_up_the_rest(engine, aws_env) -> None:
-    ids = _record(engine, 35)
+    ids = record(engine, 35, ["sqs"])
     poison = ids[2]
     tries: list[str] = []
 
@@ -187,7 +182,7 @@ def test_a_refused_entry_does_not_hold_up_the_rest(engine, aws_env) -> None:
 
 
 def test_crash_window_repeats_one_batch_and_consumers_keyed_on_id_absorb_it(engine, aws_env) -> None:
-    ids = _record(engine, 30)
+    ids = record(engine, 30, ["sqs"])
     with SqsEndpoint() as endpoint:
         sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
         with pytest.raises(SimulatedCrash):
@@ -207,7 +202,7 @@ def test_crash_window_repeats_one_batch_and_consumers_keyed_on_id_absorb_it(engi
 
 
 def test_crash_window_on_a_fifo_queue_is_absorbed_by_deduplication(engine, aws_env) -> None:
-    ids = _record(engine, 30)
+    ids = record(engine, 30, ["sqs"])
     with mock_aws():
         client = boto3.client("sqs", region_name="us-east-1")
         queue_url = client.create_queue(QueueName="to-download.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
@@ -233,7 +228,7 @@ def test_crash_window_on_a_fifo_queue_is_absorbed_by_deduplication(engine, aws_e
 
 def test_redis_consumer_group_reclaims_what_a_crashed_consumer_left(engine, make_settings, redis_url, stream):
     client, name = stream
-    ids = _record(engine, 12, sinks=("redis",))
+    ids = record(engine, 12, ["redis"])
     relay(engine, [_redis_sink(make_settings, redis_url, name)])
     consume_redis.ensure_group(client, name, "workers")
     consume_redis.ensure_group(client, name, "workers")  # idempotent
@@ -257,7 +252,7 @@ def test_redis_consumer_group_reclaims_what_a_crashed_consumer_left(engine, make
 
 
 def test_sqs_consumer_leaves_a_failed_message_for_later(engine, aws_env) -> None:
-    ids = _record(engine, 12)
+    ids = record(engine, 12, ["sqs"])
     with mock_aws():
         client = boto3.client("sqs", region_name="us-east-1")
         queue_url = client.create_queue(QueueName="to-download", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
@@ -284,7 +279,7 @@ def cli_env(cli_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_cli_sqs_down_pending_relay_retry_failed(cli_env, engine, monkeypatch, capsys) -> None:
-    ids = _record(engine, 15)
+    ids = record(engine, 15, ["sqs"])
     monkeypatch.setenv("AWS_ENDPOINT_URL", DEAD_URL)
     monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", f"{DEAD_URL}/000000000000/q")
     assert main(["relay"]) == 1
@@ -329,7 +324,7 @@ def relay_lambda(monkeypatch):
 
 
 def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda, capsys) -> None:
-    ids = _record(engine, 12)
+    ids = record(engine, 12, ["sqs"])
     context = types.SimpleNamespace(
         function_name="relay", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
     )
@@ -366,7 +361,7 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
 
 
 def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -> None:
-    _record(engine, 40)
+    record(engine, 40, ["sqs"])
     with SqsEndpoint() as endpoint:
         sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))
         with pytest.raises(SimulatedCrash):
@@ -381,7 +376,7 @@ def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -
 
 
 def test_lost_database_connection_mid_batch_repeats_only_that_batch(engine, aws_env) -> None:
-    ids = _record(engine, 30)
+    ids = record(engine, 30, ["sqs"])
 
     def in_transaction(verb: str) -> list:
         with engine.connect() as conn:  # a new transaction each time: pg_stat_activity is read once per transaction

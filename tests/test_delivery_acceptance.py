@@ -9,12 +9,12 @@ import json
 import pytest
 import redis
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from link_fetcher.cli import main
 from link_fetcher.sinks.redis_stream import event_from_fields
+from tests.factories import allowed_ids
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.schema import assert_valid_message
-from tests.test_fetching import allowed_ids
 
 DAY = dt.date(2024, 9, 12)
 

@@ -276,6 +276,7 @@ def test_s3_unavailable_fails_the_granule_not_the_run(engine, cdse, settings, s3
     assert rows(engine)[product.id]["download_error"] == outcome.error
 
 
+@pytest.mark.unit
 def test_object_keys_are_safe_paths() -> None:
     assert objects.object_key({"filename": "S2A_X.SAFE", "sensing_start": None}) == "S2A_X.SAFE.zip"
     for bad in ("..", "a/b", ""):

@@ -8,10 +8,10 @@ import json
 import pytest
 from sqlalchemy import Engine, text
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from link_fetcher.cli import main
+from tests.factories import allowed_ids
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
-from tests.test_fetching import allowed_ids
+from tests.fakes.sqs_endpoint import SqsEndpoint
 
 DAY = dt.date(2024, 9, 12)
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
+from tests.factories import allowed_ids
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
-from tests.test_fetching import allowed_ids
 
 DAY = dt.date(2024, 9, 12)
 

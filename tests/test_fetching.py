@@ -12,14 +12,12 @@ from sqlalchemy.exc import OperationalError
 from db import UNASSIGNED_SINK
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
 from link_fetcher.http import HttpError, make_session
-from link_fetcher.products import load_allowed_tiles
-from link_fetcher.settings import PACKAGED_TILES_FILE
+from tests.factories import ALLOWED_TILES, allowed_ids
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products, tiles
 from tests.fakes.tcp_proxy import TcpProxy
 
 DAY = dt.date(2024, 9, 12)
 START = dt.datetime(2024, 9, 12, tzinfo=dt.UTC)
-ALLOWED = load_allowed_tiles(PACKAGED_TILES_FILE)
 
 
 @pytest.fixture
@@ -32,17 +30,13 @@ def make_fetcher(engine: Engine, catalogue: FakeCatalogue, page_size: int = 1000
     return DayFetcher(
         engine,
         CdseCatalogue(catalogue.url, session=make_session(backoff=0.01, attempts=5)),
-        allowed_tiles=ALLOWED,
+        allowed_tiles=ALLOWED_TILES,
         product_type="S2MSI1C",
         max_acquisition_age_days=30,
         download_url="https://download.example",
         sink_names=[UNASSIGNED_SINK],
         page_size=page_size,
     )
-
-
-def allowed_ids(products: list[dict]) -> set[str]:
-    return {p["Id"] for p in products if p["Name"].split("_")[5].removeprefix("T") in ALLOWED}
 
 
 def recorded(engine: Engine) -> list[str]:
@@ -261,5 +255,6 @@ def test_a_database_outage_mid_fetch_leaves_whole_pages_and_the_next_run_complet
     assert sorted(deliveries(engine)) == sorted(recorded(engine))
 
 
+@pytest.mark.unit
 def test_fixture_tiles_are_what_they_claim() -> None:
-    assert set(tiles(True, 5)) <= ALLOWED and not set(tiles(False, 5)) & ALLOWED
+    assert set(tiles(True, 5)) <= ALLOWED_TILES and not set(tiles(False, 5)) & ALLOWED_TILES

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance, day_window, days_between, query_days
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 9, 12)
 T0 = dt.datetime(2024, 9, 12, 10, tzinfo=dt.UTC)
 

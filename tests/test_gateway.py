@@ -21,29 +21,8 @@ from link_fetcher.cli import main
 from link_fetcher.gateway.auth import Role, parse_api_keys
 from link_fetcher.gateway.console import chart_series
 from link_fetcher.gateway.server import redact_tokens
-from link_fetcher.settings import Settings
 from tests.factories import granule_record
-from tests.gateway_server import ADMIN_KEY, API_KEYS, READ_KEY, WRITE_KEY, running_gateway
-
-LIMITS = {
-    "gateway_max_count": 500,
-    "gateway_max_block_ms": 2000,
-    "gateway_max_entry_bytes": 1024,
-    "gateway_max_connections_per_key": 3,
-    "gateway_send_queue": 50,
-}
-
-
-def gateway_settings(redis_url: str, database_url: str | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "redis_url": redis_url,
-        "database_url": database_url,
-        "gateway_api_keys": API_KEYS,
-        "gateway_streams": "lf-test-*",
-        **LIMITS,
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)
+from tests.gateway_server import ADMIN_KEY, READ_KEY, WRITE_KEY, gateway_settings, running_gateway
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +94,7 @@ def test_read_key_cannot_append_and_no_key_is_401(client, rds, stream) -> None:
     assert rds.exists(stream) == 0
 
 
+@pytest.mark.unit
 def test_parse_api_keys_rejects_bad_items_without_echoing_keys() -> None:
     keys = parse_api_keys(" k1:read , k2:WRITE,k:3:admin ")
     assert sorted((p.name, p.role) for p in keys.values()) == [
@@ -133,6 +113,7 @@ def test_parse_api_keys_rejects_bad_items_without_echoing_keys() -> None:
         assert "secret" not in str(caught.value)
 
 
+@pytest.mark.unit
 def test_tokens_in_query_strings_are_redacted_from_logs() -> None:
     assert (
         redact_tokens("/streams/s/ws?group=g&token=abc123&consumer=c") == "/streams/s/ws?group=g&token=***&consumer=c"
@@ -141,6 +122,7 @@ def test_tokens_in_query_strings_are_redacted_from_logs() -> None:
     assert redact_tokens("/streams?mytoken=keep") == "/streams?mytoken=keep"
 
 
+@pytest.mark.unit
 def test_gateway_command_refuses_missing_or_bad_configuration(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # no developer .env
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -409,6 +391,7 @@ def test_console_summary_counts_deliveries_and_granules_per_day(client, engine: 
     assert recorded["platforms"]["S2B"][-1] == 1 and recorded["platforms"]["S2B"][-3] == 1
 
 
+@pytest.mark.unit
 def test_chart_series_fills_missing_days_and_drops_old_ones() -> None:
     today = dt.date(2024, 9, 30)
     rows = [(dt.date(2024, 9, 30), "S2A", 4), (dt.date(2024, 9, 28), "S2B", 2), (dt.date(2024, 8, 1), "S2A", 9)]

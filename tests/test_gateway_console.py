@@ -13,8 +13,7 @@ from sqlalchemy import Engine
 
 from db import record_granules
 from tests.factories import granule_record
-from tests.gateway_server import READ_KEY, running_gateway
-from tests.test_gateway import gateway_settings
+from tests.gateway_server import READ_KEY, gateway_settings, running_gateway
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

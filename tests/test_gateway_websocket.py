@@ -17,8 +17,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from link_fetcher.gateway.websocket import parse_ack_frame
-from tests.gateway_server import READ_KEY, running_gateway
-from tests.test_gateway import gateway_settings
+from tests.gateway_server import READ_KEY, gateway_settings, running_gateway
 
 CONNECTION_LIMIT = 3
 SEND_QUEUE = 50
@@ -235,6 +234,7 @@ def test_a_bad_ack_frame_closes_the_socket_with_the_reason(gateway_url, rds, str
     assert rds.xpending(stream, "workers")["pending"] == 1
 
 
+@pytest.mark.unit
 def test_parse_ack_frame() -> None:
     assert parse_ack_frame('{"ack": "1-0"}', 10) == ["1-0"]
     assert parse_ack_frame('{"ack": ["1-0", "2"]}', 10) == ["1-0", "2"]

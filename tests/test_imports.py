@@ -23,8 +23,11 @@ NOT_IMPORTED = {"link_fetcher.__main__", "db.migrations.env"}
 # module of the project loaded, which is what a fresh interpreter would see, at a fraction of the cost.
 WALKER = r"""
 import importlib, os, sys, traceback
-for library in ("alembic", "boto3", "botocore", "click", "msgspec", "pydantic", "pydantic_settings", "redis",
-                "requests", "rich", "sqlalchemy", "starlette", "uvicorn", "cloudevents"):
+for library in ("alembic", "alembic.op", "aws_lambda_powertools", "aws_lambda_powertools.metrics", "blake3", "boto3",
+                "botocore", "click", "cloudevents", "fastapi", "msgspec", "pydantic", "pydantic_settings", "pystac",
+                "pystac_client", "redis", "redis.asyncio", "requests", "rich", "rich.progress", "rich.table",
+                "sqlalchemy", "sqlalchemy.dialects.postgresql", "sqlalchemy.orm", "starlette", "strawberry",
+                "strawberry.fastapi", "uvicorn"):
     try:
         importlib.import_module(library)
     except ImportError:

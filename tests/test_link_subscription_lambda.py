@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from lambdas.link_subscription import handler as lambda_module
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import PASSWORD, USERNAME, basic, encode, granule_rows, notification, queued_ids
 
 

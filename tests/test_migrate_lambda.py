@@ -101,6 +101,7 @@ def test_delete_leaves_the_schema_alone(rds_secret: str, empty_database: str) ->
     engine.dispose()
 
 
+@pytest.mark.unit
 def test_an_unreadable_secret_fails_the_deployment(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with mock_aws():
@@ -109,6 +110,7 @@ def test_an_unreadable_secret_fails_the_deployment(aws_env: None, monkeypatch: p
             migrate.handler(event("Create"), CONTEXT)
 
 
+@pytest.mark.unit
 def test_without_a_database_setting_the_deployment_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)

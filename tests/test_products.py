@@ -11,6 +11,8 @@ import pytest
 from link_fetcher.products import CdseProduct, Criteria, ListedProduct, Product, rejection_reason, to_record
 from tests.factories import PUSH_FIXTURE, cdse_product
 
+pytestmark = pytest.mark.unit
+
 NOW = dt.datetime(2024, 9, 13, tzinfo=dt.UTC)
 CRITERIA = Criteria(
     allowed_tiles={"28PHQ"},

@@ -12,13 +12,13 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import Engine
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import get_engine, record_granules
 from link_fetcher.products import CdseProduct
 from link_fetcher.push import PushEndpoint
 from link_fetcher.secrets import clear_cache
 from link_fetcher.settings import Settings
 from tests.factories import granule_record
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import (
     PASSWORD,
     USERNAME,

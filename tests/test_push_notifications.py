@@ -15,6 +15,8 @@ from link_fetcher.push.notifications import InvalidNotification, parse_notificat
 from link_fetcher.settings import Settings
 from tests.factories import PUSH_FIXTURE, cdse_product
 
+pytestmark = pytest.mark.unit
+
 NOW = dt.datetime(2024, 9, 13, tzinfo=dt.UTC)
 CRITERIA = Criteria(
     allowed_tiles={"28PHQ"},

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from link_fetcher.cli import main
 from link_fetcher.products import CdseProduct
 from tests.factories import PUSH_FIXTURE
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import (
     PASSWORD,
     USERNAME,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
@@ -12,11 +11,10 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from db import record_granules
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Message
 from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
-from tests.factories import granule_record
+from tests.factories import record
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.schema import assert_valid_message
 
@@ -42,11 +40,6 @@ def redis_client(redis_url: str, unique_name: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _record(engine: Engine, count: int, sinks: Sequence[str] = ("redis",)) -> list[str]:
-    with engine.begin() as conn:
-        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
-
-
 def _sink(make_settings, url: str, stream: str, maxlen: int = 0) -> RedisStreamSink:
     return RedisStreamSink.from_settings(make_settings(redis_url=url, redis_stream=stream, redis_stream_maxlen=maxlen))
 
@@ -61,7 +54,7 @@ def _pending_count(engine: Engine) -> int:
 
 
 def test_one_cloudevent_entry_per_granule(engine, make_settings, redis_url, redis_client, unique_name) -> None:
-    ids = _record(engine, 25)
+    ids = record(engine, 25, ["redis"])
     sink = _sink(make_settings, redis_url, unique_name)
     report = relay(engine, [sink])
     assert report.sent == {"redis": 25} and report.pending == 0
@@ -91,7 +84,7 @@ def test_one_cloudevent_entry_per_granule(engine, make_settings, redis_url, redi
 
 
 def test_approximate_maxlen_bounds_the_stream(engine, make_settings, redis_url, redis_client, unique_name) -> None:
-    _record(engine, 1000)
+    record(engine, 1000, ["redis"])
     relay(engine, [_sink(make_settings, redis_url, unique_name, maxlen=100)], workers=2)
     # "~" trims whole macro-nodes only, so the stream keeps at least MAXLEN entries and a node's worth more.
     assert 100 <= redis_client.xlen(unique_name) < 1000
@@ -100,7 +93,7 @@ def test_approximate_maxlen_bounds_the_stream(engine, make_settings, redis_url, 
 def test_redis_down_at_start_then_relay_delivers_each_once(
     engine, make_settings, redis_url, redis_client, unique_name
 ) -> None:
-    ids = _record(engine, 15)
+    ids = record(engine, 15, ["redis"])
     down = _sink(make_settings, "redis://127.0.0.1:1/0", unique_name)
     started = time.monotonic()
     report = relay(engine, [down])
@@ -127,7 +120,7 @@ class _StopsBeforeBatch:
 
 
 def test_redis_down_mid_run_keeps_the_rest_pending(engine, make_settings, redis_url, redis_client, unique_name) -> None:
-    ids = _record(engine, 60)
+    ids = record(engine, 60, ["redis"])
     target = urlsplit(redis_url)
     with TcpProxy(target.hostname, target.port or 6379) as proxy:
         proxied = _sink(make_settings, f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}", unique_name)
@@ -140,22 +133,9 @@ def test_redis_down_mid_run_keeps_the_rest_pending(engine, make_settings, redis_
     assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
 
 
-def test_two_relays_at_once_never_double_send(engine, make_settings, redis_url, redis_client, unique_name) -> None:
-    ids = _record(engine, 400)
-    sink = _sink(make_settings, redis_url, unique_name)
-    reports = []
-    threads = [threading.Thread(target=lambda: reports.append(relay(engine, [sink], workers=2))) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
-    assert sum(report.sent["redis"] for report in reports) == 400
-
-
 def test_wrong_key_type_is_an_outage_not_a_loss(engine, make_settings, redis_url, redis_client, unique_name) -> None:
     redis_client.set(unique_name, "not a stream")
-    _record(engine, 5)
+    record(engine, 5, ["redis"])
     report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
     assert "WRONGTYPE" in report.unavailable["redis"] and report.pending == 5
     assert _pending_count(engine) == 5

@@ -2,24 +2,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 
 import boto3
 import pytest
 from moto import mock_aws
 from sqlalchemy import Engine, text
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import UNASSIGNED_SINK, record_granules
 from link_fetcher.relay import relay
 from link_fetcher.sinks.sqs import SqsSink
-from tests.factories import granule_record
+from tests.factories import granule_record, record
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.schema import assert_valid_message
-
-
-def _record(engine: Engine, count: int, sinks=("sqs",)) -> list[str]:
-    with engine.begin() as conn:
-        return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
 
 
 def _outbox(engine: Engine) -> dict[str, int]:
@@ -48,7 +42,7 @@ def moto_sqs(aws_env):
 
 def test_relay_to_moto_sqs_sends_each_once(engine: Engine, moto_sqs) -> None:
     queue_url = moto_sqs.create_queue(QueueName="to-download")["QueueUrl"]
-    ids = _record(engine, 25)
+    ids = record(engine, 25, ["sqs"])
     report = relay(engine, [SqsSink(queue_url, client=moto_sqs)])
     assert report.sent == {"sqs": 25} and report.pending == 0
     messages = _receive_all(moto_sqs, queue_url)
@@ -79,7 +73,7 @@ def test_relay_to_moto_sqs_sends_each_once(engine: Engine, moto_sqs) -> None:
 
 def test_fifo_queue_gets_group_and_dedup_ids(engine: Engine, moto_sqs) -> None:
     queue_url = moto_sqs.create_queue(QueueName="to-download.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-    ids = _record(engine, 3)
+    ids = record(engine, 3, ["sqs"])
     relay(engine, [SqsSink(queue_url, client=moto_sqs)])
     messages = _receive_all(moto_sqs, queue_url)
     assert sorted(m["Attributes"]["MessageDeduplicationId"] for m in messages) == sorted(ids)
@@ -88,7 +82,7 @@ def test_fifo_queue_gets_group_and_dedup_ids(engine: Engine, moto_sqs) -> None:
 
 
 def test_partially_refused_batch_keeps_only_refused_pending(engine: Engine, aws_env) -> None:
-    ids = _record(engine, 10)
+    ids = record(engine, 10, ["sqs"])
     refused_id = ids[3]
     with SqsEndpoint() as endpoint:
         endpoint.fake.refuse = lambda entry: json.loads(entry["MessageBody"])["id"] == refused_id
@@ -117,7 +111,7 @@ def _closed_port() -> int:
 
 
 def test_endpoint_down_leaves_everything_pending(engine: Engine, aws_env) -> None:
-    ids = _record(engine, 15)
+    ids = record(engine, 15, ["sqs"])
     client = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{_closed_port()}", region_name="us-east-1")
     report = relay(engine, [SqsSink("http://127.0.0.1/000000000000/q", client=client)], workers=1)
     assert report.sent == {"sqs": 0} and "sqs" in report.unavailable and report.pending == 15
@@ -133,24 +127,8 @@ def test_endpoint_down_leaves_everything_pending(engine: Engine, aws_env) -> Non
         assert sorted(json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")) == sorted(ids)
 
 
-def test_two_relays_at_once_never_double_send(engine: Engine, aws_env) -> None:
-    ids = _record(engine, 300)
-    with SqsEndpoint() as endpoint:
-        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
-        sink = SqsSink(endpoint.queue_url("q"), client=client)
-        reports = []
-        threads = [threading.Thread(target=lambda: reports.append(relay(engine, [sink], workers=2))) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        sent_ids = [json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")]
-    assert sorted(sent_ids) == sorted(ids)
-    assert sum(r.sent["sqs"] for r in reports) == 300
-
-
 def test_unassigned_deliveries_are_bound_to_sinks_at_relay(engine: Engine, aws_env) -> None:
-    ids = _record(engine, 4, sinks=(UNASSIGNED_SINK,))
+    ids = record(engine, 4, [UNASSIGNED_SINK])
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
         report = relay(engine, [SqsSink(endpoint.queue_url("q"), client=client)])
@@ -161,7 +139,7 @@ def test_unassigned_deliveries_are_bound_to_sinks_at_relay(engine: Engine, aws_e
 
 
 def test_backlog_of_a_sink_no_longer_configured_does_not_count(engine: Engine, aws_env) -> None:
-    _record(engine, 3, sinks=("redis",))  # recorded while Redis was configured; Redis since removed
+    record(engine, 3, ["redis"])  # recorded while Redis was configured; Redis since removed
     ids = _record_more(engine, 2)
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")

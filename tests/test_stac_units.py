@@ -26,6 +26,8 @@ from link_fetcher.stac.watches import WatchConfigError, load_watches, parse_watc
 from tests.fakes.stac_api import stac_item
 from tests.schema import assert_valid_message, schema_errors
 
+pytestmark = pytest.mark.unit
+
 UTC = dt.UTC
 NOW = dt.datetime(2024, 9, 20, 12, 30, tzinfo=UTC)
 

@@ -86,7 +86,7 @@ def test_a_granule_that_cannot_become_a_message_fails_alone(engine: Engine, aws_
 
 
 def test_cli_relay_pending_and_status_show_the_failed_delivery(cli_env, engine: Engine, capsys) -> None:
-    from benchmarks.sqs_endpoint import SqsEndpoint
+    from tests.fakes.sqs_endpoint import SqsEndpoint
 
     good, bad = _record_with_one_poisoned(engine, 12, 0)
     with SqsEndpoint() as endpoint:

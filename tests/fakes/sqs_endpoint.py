@@ -4,7 +4,7 @@ moto's SQS costs ~10 ms a message, so it would measure moto. This serves the cal
 consumers make — CreateQueue, GetQueueUrl, GetQueueAttributes, SendMessage(Batch), ReceiveMessage,
 DeleteMessage(Batch) — from memory, and can refuse chosen entries or be stopped to play "queue down".
 
-Run alone: python -m benchmarks.sqs_endpoint --port 9324
+Run alone: python -m tests.fakes.sqs_endpoint --port 9324
 """
 
 from __future__ import annotations
