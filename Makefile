@@ -52,7 +52,7 @@ bench: install
 clean-db:
 	rm -rf .pgdata
 
-## AWS (cdk/, README "Deploy to AWS"): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
+## AWS (cdk/, docs/deploy.md): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
 ## credentials needed; diff, deploy and destroy use your AWS credentials. Settings come from .env (DEPLOY_*, ...).
 .PHONY: synth cfn-lint diff deploy destroy
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk

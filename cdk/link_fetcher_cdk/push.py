@@ -32,7 +32,7 @@ class PushCredentials(Construct):
         acknowledge(
             self.secret,
             "AwsSolutions-SMG4",
-            "CDSE keeps these credentials in the subscription; a new password needs a new subscription (README)",
+            "CDSE keeps these credentials in the subscription; a new password needs a new subscription (docs/deploy)",
         )
 
 
