@@ -203,12 +203,24 @@ def test_a_server_that_stays_down_is_one_clear_error(engine: Engine, catalogue: 
     assert recorded(engine) == []
 
 
-def test_a_malformed_answer_is_one_clear_error_naming_the_member(engine: Engine, catalogue: FakeCatalogue) -> None:
-    products = day_products(DAY, "S2A", 5)
+def test_a_malformed_product_is_skipped_and_its_neighbours_recorded(
+    engine: Engine, catalogue: FakeCatalogue, caplog: pytest.LogCaptureFixture
+) -> None:
+    products = day_products(DAY, "S2A", 25, allowed_share=1.0)
     products[3]["Name"] = None
+    products[12]["Checksum"] = [{}]  # a real shape, not malformed: no checksum
     catalogue.add(products)
+    report = make_fetcher(engine, catalogue, page_size=10).fetch(DAY, "S2A")
+    assert report.completed and report.fetched == 25 and report.skipped_because["malformed"] == 1
+    assert sorted(recorded(engine)) == sorted(p["Id"] for i, p in enumerate(products) if i != 3)
+    assert f"skipped malformed product {products[3]['Id']}: Name: Expected `str`, got `null`" in caplog.text
+
+
+def test_an_answer_that_is_not_a_page_is_one_clear_error(engine: Engine, catalogue: FakeCatalogue) -> None:
+    catalogue.add(day_products(DAY, "S2A", 5))
+    catalogue.inject("not-a-page")
     with pytest.raises(
-        HttpError, match=r"CDSE search: unexpected answer: Expected `str`, got `null` - at `\$\.value\[3\]\.Name`"
+        HttpError, match=r"CDSE search: unexpected answer: Object missing required field `@odata.count`"
     ):
         make_fetcher(engine, catalogue, page_size=10).fetch(DAY, "S2A")
     assert len(catalogue.requests) == 1  # not retried: asking again gets the same answer

@@ -63,6 +63,7 @@ def test_relay_to_moto_sqs_sends_each_once(engine: Engine, moto_sqs) -> None:
         "sensing_time",
         "published",
         "source",
+        "online",
     }
     assert body["sensing_time"].endswith("Z") and body["source"] == "search"
     assert _outbox(engine) == {"sent": 25}

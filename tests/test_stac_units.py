@@ -186,7 +186,10 @@ def test_cloud_and_band_criteria() -> None:
     assert rejection_reason(cloudy, ItemCriteria(window, max_cloud=10)) == "cloudy"
     no_cover = stac_item("c", sensed=at(1, 3))
     del no_cover["properties"]["eo:cloud_cover"]
-    assert rejection_reason(no_cover, ItemCriteria(window, max_cloud=10)) == "cloudy"
+    assert rejection_reason(no_cover, ItemCriteria(window, max_cloud=10)) is None  # unknown: kept by default
+    assert rejection_reason(no_cover, ItemCriteria(window, max_cloud=10, keep_unknown_cloud=False)) == (
+        "unknown cloud cover"
+    )
     assert rejection_reason(no_cover, ItemCriteria(window)) is None
     assert rejection_reason(clear, ItemCriteria(window, bands=("red", "lwir"))) == "missing bands"
     undated = stac_item("c", sensed=at(1, 3))
@@ -241,6 +244,7 @@ def test_schema_requires_the_stac_fields_for_stac_only() -> None:
         "sensing_time": "2024-09-01T00:00:00Z",
         "published": None,
         "source": "stac",
+        "online": None,
     }
     assert any("href" in error for error in schema_errors(body))
     assert schema_errors({**body, "href": body["download_url"], "collection": "c", "assets": {}}) == []

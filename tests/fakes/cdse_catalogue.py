@@ -163,6 +163,8 @@ class FakeCatalogue(FakeHttpServer):
             return json_reply(429, {"detail": "Too Many Requests"}, {"Retry-After": "1"})
         if fault == "503":
             return json_reply(503, {"detail": "Service Unavailable"})
+        if fault == "not-a-page":  # 200, but not a search answer at all
+            return json_reply(200, {"detail": "maintenance"})
         params = {key: values[-1] for key, values in parse_qs(query).items()}
         try:
             reply = 200, {"Content-Type": "application/json"}, self.search(params, headers.get("host", "localhost"))

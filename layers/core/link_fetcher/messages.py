@@ -31,6 +31,7 @@ def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
         "sensing_time": _iso(granule["sensing_start"]),
         "published": _iso(granule["published"]),
         "source": granule["source"],
+        "online": granule.get("online"),
     }
     if granule.get("checksum"):
         body["checksum"] = granule["checksum"]

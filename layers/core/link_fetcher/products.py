@@ -1,6 +1,10 @@
 """CDSE products (SPEC §2): models of one OData product and its translation to a granule record.
 
 Pure: no I/O. Used by the polling source (search pages) and the push source (notification `value`).
+
+Real shapes tolerated (SPEC §2, §3): `Checksum` empty or holding partial entries (`[{}]`), `ContentLength` 0 or
+absent (size unknown), Ids in any case (stored lower-case). Malformed: a timestamp without offset, with an
+offset beyond ±14:00 or a year outside 1900..2200.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from db import GranuleRecord
 
@@ -23,6 +27,39 @@ _NAME_PATTERN = re.compile(
     r"^(?P<platform>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<sensing>\d{8}T\d{6})_N\d{4}_R\d{3}_T(?P<tile>\d{2}[A-Z]{3})_"
 )
 _PRODUCT_TYPE_BY_LEVEL = {"L1C": "S2MSI1C", "L2A": "S2MSI2A"}
+# Ids go into URLs and object keys: CDSE's are UUIDs (its subscription test notification prefixes one with
+# `test-notification-`), so letters, digits, `-`, `_` and `.` are all an Id may hold.
+PRODUCT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,254}$"
+NO_NUL_PATTERN = r"^[^\x00]+$"
+
+_DIGEST_PATTERNS = {"MD5": re.compile(r"[0-9a-f]{32}"), "BLAKE3": re.compile(r"[0-9a-f]{64}")}
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+MALFORMED = "malformed"  # the skip reason of a product that cannot be read (logs, metrics, reports)
+
+
+def timestamp_problem(value: dt.datetime) -> str | None:
+    """Why a timestamp from outside cannot be kept (None: it can). Checked on the value as given, so that no
+    conversion can overflow: every accepted value is also within the `granule` CHECK constraints."""
+    offset = value.utcoffset()
+    if offset is None:
+        return "has no UTC offset"
+    if abs(offset) > MAX_UTC_OFFSET:
+        return f"UTC offset {value.isoformat()[19:]} is beyond ±14:00"
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        return f"year {value.year} is outside {EARLIEST_YEAR}..{LATEST_YEAR}"
+    return None
+
+
+def _in_range(value: dt.datetime) -> dt.datetime:
+    if problem := timestamp_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+# A product timestamp for the pydantic models (the error names the field).
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class ProductLookups:
@@ -34,21 +71,28 @@ class ProductLookups:
         return next((attribute.value for attribute in self.attributes if attribute.name == name), None)
 
     def checksum(self, algorithm: str) -> str | None:
-        return next((c.value for c in self.checksums if c.algorithm.upper() == algorithm and c.value), None)
+        """The lower-case hex digest of `algorithm`; None when CDSE gave none: an entry without Algorithm or
+        Value, or whose Value is not a digest of that algorithm, is no checksum."""
+        for entry in self.checksums:
+            if entry.algorithm and entry.algorithm.upper() == algorithm and entry.value:
+                digest = entry.value.lower()
+                if _DIGEST_PATTERNS[algorithm].fullmatch(digest):
+                    return digest
+        return None
 
 
 class Checksum(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    algorithm: str = Field(alias="Algorithm")
-    value: str = Field(alias="Value")
+    algorithm: str | None = Field(None, alias="Algorithm")
+    value: str | None = Field(None, alias="Value")
 
 
 class ContentDate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    start: dt.datetime = Field(alias="Start")
-    end: dt.datetime | None = Field(None, alias="End")
+    start: Timestamp = Field(alias="Start")
+    end: Timestamp | None = Field(None, alias="End")
 
 
 class Attribute(BaseModel):
@@ -66,23 +110,33 @@ class CdseProduct(ProductLookups, BaseModel):
 
     id: str = Field(alias="Id", min_length=1)
     name: str = Field(alias="Name", min_length=1)
-    content_length: int | None = Field(None, alias="ContentLength")
-    publication_date: dt.datetime | None = Field(None, alias="PublicationDate")
+    content_length: int | None = Field(None, alias="ContentLength", ge=0)
+    publication_date: Timestamp | None = Field(None, alias="PublicationDate")
     content_date: ContentDate = Field(alias="ContentDate")
     checksums: list[Checksum] = Field(default_factory=list, alias="Checksum")
     attributes: list[Attribute] = Field(default_factory=list, alias="Attributes")
+    online: bool | None = Field(None, alias="Online")
 
 
 # The same product decoded with msgspec, for search pages: a page holds 1,000 products of ~20 attributes each
 # (~6 MB of JSON), which msgspec decodes in ~6 ms where the pydantic model takes ~90 ms.
 class ListedChecksum(msgspec.Struct, rename="pascal"):
-    algorithm: str
-    value: str
+    algorithm: str | None = None
+    value: str | None = None
+
+
+def _check_timestamp(field: str, value: dt.datetime | None) -> None:
+    if value is not None and (problem := timestamp_problem(value)):
+        raise ValueError(f"{field}: {problem}")  # msgspec adds where: "… - at `$.ContentDate`"
 
 
 class ListedContentDate(msgspec.Struct, rename="pascal"):
     start: dt.datetime
     end: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_timestamp("Start", self.start)
+        _check_timestamp("End", self.end)
 
 
 class ListedAttribute(msgspec.Struct, rename="pascal"):
@@ -93,13 +147,76 @@ class ListedAttribute(msgspec.Struct, rename="pascal"):
 class ListedProduct(msgspec.Struct, ProductLookups, rename="pascal"):
     """One product of a search page (SPEC §2)."""
 
-    id: Annotated[str, msgspec.Meta(min_length=1)]
-    name: Annotated[str, msgspec.Meta(min_length=1)]
+    id: Annotated[str, msgspec.Meta(pattern=PRODUCT_ID_PATTERN)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL_PATTERN)]
     content_date: ListedContentDate
-    content_length: int | None = None
+    content_length: Annotated[int, msgspec.Meta(ge=0)] | None = None
     publication_date: dt.datetime | None = None
     checksums: list[ListedChecksum] = msgspec.field(default_factory=list, name="Checksum")
     attributes: list[ListedAttribute] = msgspec.field(default_factory=list)
+    online: bool | None = None
+
+    def __post_init__(self) -> None:
+        _check_timestamp("PublicationDate", self.publication_date)
+
+
+class _ProductIdentity(msgspec.Struct, rename="pascal"):
+    """What can still be read of a malformed product, for the report and the paging cursor."""
+
+    id: Any = None
+    publication_date: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MalformedProduct:
+    """A product of a search page that cannot be read: skipped and reported, its neighbours kept."""
+
+    product_id: str | None
+    field: str  # where the problem is: `ContentDate.End`, `Checksum[0].Value`, … (`product` for the whole)
+    error: str
+    published: dt.datetime | None  # its PublicationDate when usable: the page's order still counts it
+
+    def describe(self) -> str:
+        return f"product {self.product_id or '(no Id)'}: {self.field}: {self.error}"
+
+
+_decode_listed = msgspec.json.Decoder(ListedProduct).decode
+_decode_identity = msgspec.json.Decoder(_ProductIdentity).decode
+
+
+def _fault(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """(field, problem) from msgspec's "problem - at `$.Field[0].Sub`"; a problem raised by our own checks
+    starts with the field inside that path ("End: …" at `$.ContentDate`)."""
+    problem, _, at = str(exc).rpartition(" - at `")
+    if not problem:
+        return "product", str(exc)
+    path = at.rstrip("`").removeprefix("$").lstrip(".")
+    inner, separator, rest = problem.partition(": ")
+    if separator and inner.isidentifier():
+        return ".".join(part for part in (path, inner) if part), rest
+    return path or "product", problem
+
+
+def decode_listed_product(raw: bytes) -> ListedProduct | MalformedProduct:
+    """One product of a search page, or why it cannot be read (with its Id and PublicationDate if readable)."""
+    try:
+        return _decode_listed(raw)
+    except msgspec.ValidationError as exc:
+        field, problem = _fault(exc)
+    try:
+        identity = _decode_identity(raw)
+    except msgspec.ValidationError:  # not even an object
+        identity = _ProductIdentity()
+    product_id = identity.id if isinstance(identity.id, str) else None
+    published = None
+    if isinstance(identity.publication_date, str):
+        try:
+            candidate = dt.datetime.fromisoformat(identity.publication_date)
+        except ValueError:
+            candidate = None
+        if candidate is not None and timestamp_problem(candidate) is None:
+            published = candidate
+    return MalformedProduct(product_id, field, problem, published)
 
 
 Product = CdseProduct | ListedProduct
@@ -133,15 +250,17 @@ def download_url(download_base_url: str, product_id: str) -> str:
 
 
 def to_record(product: Product, *, source: str, download_base_url: str) -> GranuleRecord:
+    product_id = product.id.lower()  # CDSE compares Ids case-insensitively: one spelling is stored
     return GranuleRecord(
-        id=product.id,
+        id=product_id,
         filename=product.name,
-        download_url=download_url(download_base_url, product.id),
+        download_url=download_url(download_base_url, product_id),
         source=source,
         tile_id=tile_of(product),
         platform=platform_of(product),
         product_type=product_type_of(product),
-        size=product.content_length,
+        size=product.content_length or None,  # 0 is CDSE's "not measured": unknown, so never verified
+        online=product.online,
         checksum=product.checksum("MD5"),
         blake3=product.checksum("BLAKE3"),
         sensing_start=product.content_date.start,

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     stac_watches_file: Path = Path("watches.toml")
     stac_page_size: int = Field(100, ge=1, le=10000)
     stac_http_attempts: int = Field(6, ge=1)
+    # An item without eo:cloud_cover under a cloud limit: kept (true) or dropped as "unknown cloud cover".
+    stac_keep_unknown_cloud: bool = True
 
     # Stream gateway.
     gateway_api_keys: SecretStr | None = None

@@ -84,6 +84,8 @@ class Granule(Base):
     cloud_cover: Mapped[float | None] = mapped_column(Float)
     assets: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="selected band -> href")
     item: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="the full STAC item")
+    # CDSE `Online` (migration 0006): false means the product must be ordered before it can be downloaded.
+    online: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),

@@ -32,6 +32,7 @@ class GranuleRecord:
     cloud_cover: float | None = None
     assets: dict[str, Any] | None = None
     item: dict[str, Any] | None = None
+    online: bool | None = None  # CDSE `Online`: false means the product must be ordered before it can be downloaded
 
 
 # (column, SQL type in the record set). Order is the INSERT column order.
@@ -53,6 +54,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("cloud_cover", "double precision"),
     ("assets", "jsonb"),
     ("item", "jsonb"),
+    ("online", "boolean"),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _FIELDS = tuple(name for name, _ in _COLUMNS)

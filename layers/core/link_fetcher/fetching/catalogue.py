@@ -8,19 +8,33 @@ import msgspec
 import requests
 
 from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
-from link_fetcher.products import ListedProduct
+from link_fetcher.products import ListedProduct, MalformedProduct, decode_listed_product
 
 PRODUCTS_PATH = "/odata/v1/Products"
 
 
-class SearchPage(msgspec.Struct):
-    """One answer of `GET /odata/v1/Products` (other members ignored)."""
+class _PageEnvelope(msgspec.Struct):
+    """One answer of `GET /odata/v1/Products` (other members ignored); its products are decoded one by one."""
 
     count: int = msgspec.field(name="@odata.count")  # every request asks for it ($count=True)
-    products: list[ListedProduct] = msgspec.field(name="value")
+    products: list[msgspec.Raw] = msgspec.field(name="value")
 
 
-_decode_page = msgspec.json.Decoder(SearchPage).decode
+class SearchPage(msgspec.Struct):
+    """A page, in the server's order: each product read, or why it could not be (one bad product never costs
+    its page)."""
+
+    count: int
+    products: list[ListedProduct | MalformedProduct]
+
+
+_decode_envelope = msgspec.json.Decoder(_PageEnvelope).decode
+
+
+def decode_page(content: bytes) -> SearchPage:
+    """msgspec.DecodeError when the answer is not a page at all."""
+    envelope = _decode_envelope(content)
+    return SearchPage(envelope.count, [decode_listed_product(raw) for raw in envelope.products])
 
 
 class CdseCatalogue:
@@ -37,7 +51,7 @@ class CdseCatalogue:
             response = self.session.get(self.url, params=params)
             raise_for_status(response, "CDSE search")
             try:
-                return _decode_page(response.content)
+                return decode_page(response.content)
             except msgspec.DecodeError as exc:  # also a ValidationError: the message names the member
                 raise HttpError(f"CDSE search: unexpected answer: {exc}") from exc
 

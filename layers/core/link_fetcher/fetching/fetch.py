@@ -21,7 +21,15 @@ from db import GranuleRecord, record_granules
 from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
 from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
 from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance
-from link_fetcher.products import Criteria, ListedProduct, load_allowed_tiles, rejection_reason, to_record
+from link_fetcher.products import (
+    MALFORMED,
+    Criteria,
+    ListedProduct,
+    MalformedProduct,
+    load_allowed_tiles,
+    rejection_reason,
+    to_record,
+)
 from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,11 +66,15 @@ class DayReport:
 
 
 def select_records(
-    products: Sequence[ListedProduct], criteria: Criteria, download_url: str, now: dt.datetime
+    products: Sequence[ListedProduct | MalformedProduct], criteria: Criteria, download_url: str, now: dt.datetime
 ) -> tuple[list[GranuleRecord], collections.Counter[str]]:
-    """The records worth keeping, and why the others were not."""
+    """The records worth keeping, and why the others were not (a product that cannot be read: `malformed`)."""
     records, rejected = [], collections.Counter()
     for product in products:
+        if isinstance(product, MalformedProduct):
+            log.warning("skipped malformed %s", product.describe())
+            rejected[MALFORMED] += 1
+            continue
         record = to_record(product, source=SOURCE, download_base_url=download_url)
         if reason := rejection_reason(record, criteria, now):
             rejected[reason] += 1
@@ -71,11 +83,22 @@ def select_records(
     return records, rejected
 
 
-def _published(products: Sequence[ListedProduct]) -> list[dt.datetime]:
-    dates = [product.publication_date for product in products]
-    if any(date is None for date in dates):
+def _published(products: Sequence[ListedProduct | MalformedProduct]) -> list[dt.datetime]:
+    """Each product's PublicationDate, for the paging cursor. The page is in PublicationDate order, so a product
+    without a usable one (malformed) takes its predecessor's (the first ones, their successor's): it is still
+    counted, and the page still reads as full."""
+    dates = [
+        product.published if isinstance(product, MalformedProduct) else product.publication_date for product in products
+    ]
+    known = [date for date in dates if date is not None]
+    if dates and not known:
+        raise PagingError("CDSE returned a page with no usable PublicationDate")
+    if any(isinstance(product, ListedProduct) and product.publication_date is None for product in products):
         raise PagingError("CDSE returned a product without PublicationDate")
-    return dates
+    filled: list[dt.datetime] = []
+    for date in dates:
+        filled.append(date or (filled[-1] if filled else known[0]))
+    return filled
 
 
 class DayFetcher:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, record_granules
 from link_fetcher.observability import NAMESPACE, Service
-from link_fetcher.products import Criteria
+from link_fetcher.products import MALFORMED, Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, decide, push_criteria
 from link_fetcher.push.notifications import InvalidNotification, parse_notifications
@@ -132,13 +132,19 @@ class PushEndpoint:
         if len(body) > MAX_BODY_BYTES:
             return self.refuse_too_large()
         try:
-            notifications = parse_notifications(body)
+            parsed = parse_notifications(body)
         except InvalidNotification as exc:
             self.logger.warning("notification refused: invalid", extra={"error": str(exc)})
             self.count("invalid")
             return Reply(400, str(exc))
+        for malformed in parsed.malformed:
+            self.logger.warning(
+                "notification skipped: malformed",
+                extra={"product_id": malformed.product_id, "error": malformed.error, "reason": MALFORMED},
+            )
+            self.count(MALFORMED)
         now = self._clock()
-        decisions = [decide(n, self._criteria, now, self._download_base_url) for n in notifications]
+        decisions = [decide(n, self._criteria, now, self._download_base_url) for n in parsed.notifications]
         try:
             inserted = self._record(decisions)
         except DATABASE_DOWN as exc:
@@ -151,6 +157,9 @@ class PushEndpoint:
                 self._after_record(inserted)
             else:
                 self._deliver(inserted)
+        if parsed.malformed:
+            # Its neighbours are recorded; the answer still names what was wrong (a retry records nothing twice).
+            return Reply(400, parsed.malformed[0].error)
         return NO_CONTENT
 
     def count(self, outcome: str, value: int = 1) -> None:

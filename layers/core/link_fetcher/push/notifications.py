@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+import pydantic_core
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from link_fetcher.products import CdseProduct, Checksum, ContentDate
+from link_fetcher.products import PRODUCT_ID_PATTERN, CdseProduct, Checksum
 
 # Stored text must not hold NUL (PostgreSQL refuses it), so such input is a 400, never a database error.
 StoredText = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
-ProductId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")]
+ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
 HexDigest = Annotated[str, StringConstraints(max_length=128, pattern=r"^[0-9a-fA-F]*$")]
 
 
 class NotifiedChecksum(Checksum):
     value: HexDigest = Field(alias="Value")
-
-
-class NotifiedContentDate(ContentDate):
-    # Times without a zone cannot be compared with now, nor stored unambiguously.
-    start: AwareDatetime = Field(alias="Start")
-    end: AwareDatetime | None = Field(None, alias="End")
 
 
 class NotifiedProduct(CdseProduct):
@@ -31,8 +27,6 @@ class NotifiedProduct(CdseProduct):
     id: ProductId = Field(alias="Id")
     name: StoredText = Field(alias="Name")
     content_length: int | None = Field(None, alias="ContentLength", ge=0, le=2**63 - 1)
-    publication_date: AwareDatetime | None = Field(None, alias="PublicationDate")
-    content_date: NotifiedContentDate = Field(alias="ContentDate")
     checksums: list[NotifiedChecksum] = Field(default_factory=list, alias="Checksum")
 
 
@@ -42,7 +36,8 @@ class Notification(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     event: str = Field(alias="SubscriptionEvent")
-    product: NotifiedProduct = Field(alias="value")
+    # `Value` in CDSE's subscription test notification.
+    product: NotifiedProduct = Field(alias="value", validation_alias=AliasChoices("value", "Value"))
     product_id: str | None = Field(None, alias="ProductId")
     subscription_id: str | None = Field(None, alias="SubscriptionId")
     notification_date: dt.datetime | None = Field(None, alias="NotificationDate")
@@ -54,29 +49,66 @@ class InvalidNotification(ValueError):
 
 
 _ONE = TypeAdapter(Notification)
-_MANY = TypeAdapter(list[Notification])
 
 
-def parse_notifications(body: bytes) -> list[Notification]:
-    """One notification object or a non-empty JSON array of them."""
-    is_array = body.lstrip()[:1] == b"["
+@dataclasses.dataclass(frozen=True, slots=True)
+class MalformedNotification:
+    """One notification of an array that cannot be read: reported, its neighbours recorded."""
+
+    index: int
+    product_id: str | None
+    error: str  # names the field: `[1].value.ContentDate.End: …`
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedBody:
+    notifications: list[Notification]
+    malformed: list[MalformedNotification]
+
+
+def parse_notifications(body: bytes) -> ParsedBody:
+    """One notification object or a non-empty JSON array of them, each validated on its own. InvalidNotification
+    when nothing in the body is a notification (the message names the first problem)."""
+    if body.lstrip()[:1] != b"[":
+        try:
+            return ParsedBody([_ONE.validate_json(body)], [])
+        except ValidationError as exc:
+            raise InvalidNotification(_describe(exc)) from None
     try:
-        notifications = _MANY.validate_json(body) if is_array else [_ONE.validate_json(body)]
-    except ValidationError as exc:
-        raise InvalidNotification(_describe(exc, is_array)) from None
-    if not notifications:
+        items = pydantic_core.from_json(body)
+    except ValueError as exc:
+        raise InvalidNotification(f"body is not valid JSON: {exc}") from None
+    if not items:
         raise InvalidNotification("body is an empty array: expected at least one notification")
-    return notifications
+    parsed = ParsedBody([], [])
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            parsed.malformed.append(MalformedNotification(index, None, f"item {index} must be a notification object"))
+            continue
+        try:
+            parsed.notifications.append(_ONE.validate_python(item))
+        except ValidationError as exc:
+            parsed.malformed.append(MalformedNotification(index, _product_id(item), _describe(exc, index)))
+    if not parsed.notifications:
+        raise InvalidNotification(parsed.malformed[0].error)
+    return parsed
 
 
-def _describe(exc: ValidationError, is_array: bool) -> str:
+def _product_id(item: dict[str, Any]) -> str | None:
+    product = item.get("value", item.get("Value"))
+    product_id = product.get("Id") if isinstance(product, dict) else item.get("ProductId")
+    return product_id if isinstance(product_id, str) else None
+
+
+def _describe(exc: ValidationError, index: int | None = None) -> str:
     error = exc.errors(include_url=False, include_input=False)[0]
     if error["type"] == "json_invalid":
         return f"body is not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}"
     location = error["loc"]
-    if not location or (is_array and len(location) == 1 and error["type"] == "model_type"):
-        where = f"item {location[0]}" if location else "body"
-        return f"{where} must be a notification object (or the body an array of them)"
+    if not location and index is None:
+        return "body must be a notification object (or the body an array of them)"
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+    if index is not None:
+        path = f"[{index}]" + (f".{path}" if path else "")
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     return f"{path}: {error['msg']}{more}"

@@ -117,6 +117,7 @@ def _fetch_all(
                 query.query,
                 sink_names,
                 page_size=settings.stac_page_size,
+                keep_unknown_cloud=settings.stac_keep_unknown_cloud,
                 on_window=on_window,
             )
             results.extend((query.label, summary) for summary in summaries)

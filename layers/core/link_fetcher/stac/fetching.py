@@ -12,9 +12,17 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Engine
 
 from db import record_granules
+from link_fetcher.products import MALFORMED
 from link_fetcher.stac.area import Area
 from link_fetcher.stac.client import SearchRequest, StacApi
-from link_fetcher.stac.items import ItemCriteria, UnknownBands, check_bands, rejection_reason, to_record
+from link_fetcher.stac.items import (
+    ItemCriteria,
+    UnknownBands,
+    check_bands,
+    item_problem,
+    rejection_reason,
+    to_record,
+)
 from link_fetcher.stac.timerange import TimeRange, windows
 
 log = logging.getLogger(__name__)
@@ -93,16 +101,23 @@ def fetch_items(
     sink_names: Sequence[str],
     *,
     page_size: int,
+    keep_unknown_cloud: bool = True,
     on_window: ProgressCallback | None = None,
 ) -> list[CollectionSummary]:
-    """Record every item of a checked query not recorded before; one summary per collection."""
+    """Record every item of a checked query not recorded before; one summary per collection.
+
+    `keep_unknown_cloud`: an item without eo:cloud_cover is kept under a cloud limit; the limit is then checked
+    here only, since the API's own filter would drop such items unseen."""
     summaries = []
     for collection in query.collections:
         summary = CollectionSummary(collection)
         summaries.append(summary)
         for window in windows(query.time_range, query.window):
-            criteria = ItemCriteria(window=window, bands=query.bands, max_cloud=query.max_cloud)
-            request = SearchRequest(collection, query.area, window, query.max_cloud, page_size)
+            criteria = ItemCriteria(
+                window=window, bands=query.bands, max_cloud=query.max_cloud, keep_unknown_cloud=keep_unknown_cloud
+            )
+            server_cloud_limit = None if keep_unknown_cloud else query.max_cloud
+            request = SearchRequest(collection, query.area, window, server_cloud_limit, page_size)
             for page in api.pages(request):
                 _record_page(engine, api, collection, page, criteria, sink_names, summary)
             summary.windows += 1
@@ -123,6 +138,9 @@ def _record_page(
     records = []
     for item in page:
         if reason := rejection_reason(item, criteria):
+            if reason == MALFORMED:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                log.warning("%s: skipped malformed item %s: %s", collection, item_id, item_problem(item))
             summary.rejected[reason] += 1
         else:
             records.append(to_record(item, collection=collection, bands=criteria.bands, api_url=api.url))

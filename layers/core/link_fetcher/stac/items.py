@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from db import GranuleRecord
+from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
 
 SOURCE = "stac"
@@ -17,6 +18,10 @@ SOURCE = "stac"
 _TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=_|$)")
 _MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
 _SENTINEL_PLATFORM = re.compile(r"^sentinel-?2([a-d])$", re.IGNORECASE)
+_PLATFORM_IN_ID = re.compile(r"^(S2[A-D])_")  # S2A_MSIL2A_20260628T115421_… (CDSE STAC item ids)
+# An item id becomes part of a granule id and of object keys: one path segment of printable characters.
+_ITEM_ID = re.compile(r"^[^/\\\x00-\x1f]{1,1024}$")
+_TIMESTAMPS = ("datetime", "start_datetime", "end_datetime", "published", "created")
 
 
 class UnknownBands(ValueError):
@@ -47,12 +52,23 @@ def tile_of(item: Mapping[str, Any]) -> str | None:
 
 
 def platform_of(item: Mapping[str, Any]) -> str | None:
-    """`S2A`… for Sentinel-2 (as CDSE granules name it), else the item's `platform` as given."""
+    """`S2A`… for Sentinel-2 (as CDSE granules name it), else the item's `platform` as given; without one, the
+    `S2A_` prefix of a Sentinel-2 item id."""
     platform = (item.get("properties") or {}).get("platform")
     if not isinstance(platform, str):
-        return None
+        match = _PLATFORM_IN_ID.match(str(item.get("id", "")).upper())
+        return match[1] if match else None
     match = _SENTINEL_PLATFORM.match(platform.strip())
     return f"S2{match[1].upper()}" if match else platform
+
+
+def product_type_of(item: Mapping[str, Any]) -> str | None:
+    """STAC 1.1's `product:type` (CDSE), else `s2:product_type` (Earth Search)."""
+    properties = item.get("properties") or {}
+    for key in ("product:type", "s2:product_type"):
+        if isinstance(value := properties.get(key), str) and value:
+            return value
+    return None
 
 
 def _instant(value: Any) -> dt.datetime | None:
@@ -63,6 +79,30 @@ def _instant(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return instant.replace(tzinfo=dt.UTC) if instant.tzinfo is None else instant
+
+
+def item_problem(item: Any) -> str | None:
+    """Why an item of a search page cannot be recorded (None: it can), naming the field: such an item is
+    skipped and reported, never its page."""
+    if not isinstance(item, Mapping):
+        return "item: not an object"
+    if not isinstance(item.get("id"), str) or not _ITEM_ID.match(item["id"]):
+        return "id: not a usable item id"
+    properties = item.get("properties")
+    if not isinstance(properties, Mapping):
+        return "properties: not an object"
+    for key in _TIMESTAMPS:
+        value = properties.get(key)
+        if value is None:
+            continue
+        instant = _instant(value)
+        if instant is None:
+            return f"properties.{key}: not an RFC 3339 timestamp"
+        if problem := timestamp_problem(instant):
+            return f"properties.{key}: {problem}"
+    if not isinstance(item.get("assets") or {}, Mapping):
+        return "assets: not an object"
+    return None
 
 
 def sensing_time(item: Mapping[str, Any]) -> dt.datetime | None:
@@ -113,12 +153,15 @@ class ItemCriteria:
     window: TimeRange
     bands: tuple[str, ...] = ()
     max_cloud: float | None = None
+    keep_unknown_cloud: bool = True  # an item without eo:cloud_cover when max_cloud is set (STAC_KEEP_UNKNOWN_CLOUD)
 
 
 def rejection_reason(item: Mapping[str, Any], criteria: ItemCriteria) -> str | None:
     """Why the item is not recorded (None: record it). An item belongs to the window holding its datetime:
     STAC intervals are closed, so an item exactly at a window's end comes back in two windows and is kept in
     the second only."""
+    if item_problem(item) is not None:
+        return MALFORMED
     sensed = sensing_time(item)
     if sensed is None:
         return "no datetime"
@@ -126,7 +169,9 @@ def rejection_reason(item: Mapping[str, Any], criteria: ItemCriteria) -> str | N
         return "outside window"
     if criteria.max_cloud is not None:
         cover = cloud_cover(item)
-        if cover is None or cover > criteria.max_cloud:
+        if cover is None and not criteria.keep_unknown_cloud:
+            return "unknown cloud cover"
+        if cover is not None and cover > criteria.max_cloud:
             return "cloudy"
     if missing_bands(item, criteria.bands):
         return "missing bands"
@@ -147,7 +192,7 @@ def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str],
         source=SOURCE,
         tile_id=tile_of(item),
         platform=platform_of(item),
-        product_type=properties.get("s2:product_type") if isinstance(properties.get("s2:product_type"), str) else None,
+        product_type=product_type_of(item),
         sensing_start=sensing_time(item),
         sensing_end=_instant(properties.get("end_datetime")),
         published=_instant(properties.get("published")) or _instant(properties.get("created")),

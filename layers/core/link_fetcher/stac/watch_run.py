@@ -41,7 +41,12 @@ def run_watch(
     query = watch.query(path.parent, now=now, time_range=time_range)
     (checked,) = open_and_check([(watch.name, query)], attempts=settings.stac_http_attempts)
     summaries = fetch_items(
-        engine, checked.api, query, sink_names_for_recording(sinks), page_size=settings.stac_page_size
+        engine,
+        checked.api,
+        query,
+        sink_names_for_recording(sinks),
+        page_size=settings.stac_page_size,
+        keep_unknown_cloud=settings.stac_keep_unknown_cloud,
     )
     report = relay_with_settings(engine, settings, sinks)
     return {
