@@ -278,10 +278,12 @@ def test_s3_unavailable_fails_the_granule_not_the_run(engine, cdse, settings, s3
 
 @pytest.mark.unit
 def test_object_keys_are_safe_paths() -> None:
-    assert objects.object_key({"filename": "S2A_X.SAFE", "sensing_start": None}) == "S2A_X.SAFE.zip"
+    assert objects.object_key({"id": "abc", "filename": "S2A_X.SAFE", "sensing_start": None}) == "abc/S2A_X.SAFE.zip"
     for bad in ("..", "a/b", ""):
         with pytest.raises(ValueError):
-            objects.object_key({"filename": bad, "sensing_start": None})
+            objects.object_key({"id": "abc", "filename": bad, "sensing_start": None})
+        with pytest.raises(ValueError):
+            objects.object_key({"id": bad, "filename": "S2A_X.SAFE", "sensing_start": None})
     with pytest.raises(ValueError):
         objects.asset_keys({"id": "c/../x", "source": "stac", "collection": "c", "assets": {"b": "https://x/y"}})
     with pytest.raises(ValueError):

@@ -18,7 +18,8 @@ from sqlalchemy import Engine, text
 
 from db import record_granules
 from link_fetcher.cli import main
-from tests.factories import granule_record
+from link_fetcher.products import CdseProduct, to_record
+from tests.factories import cdse_product, granule_record
 from tests.fakes.cdse_download import FakeCdseDownload, FakeProduct
 from tests.fakes.cdse_identity import FakeIdentity
 from tests.process_memory import wait_with_peak_rss
@@ -254,3 +255,58 @@ def test_300_mb_product_streams_with_bounded_memory(engine, cdse, cli_env) -> No
     assert 0 < peak_mb < 150
     (stored,) = Path(cli_env["DOWNLOAD_DIR"]).rglob("*.zip")
     assert stored.stat().st_size == product.size
+
+
+def test_products_sharing_a_name_keep_their_own_objects_and_reconcile_reads_both_layouts(
+    engine, cdse, cli_env, capsys
+) -> None:
+    first, second, legacy = (cdse.add_product(5_000 + i) for i in range(3))
+    name = "S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE"  # push allows any Name
+    records = [
+        granule_record(i, id=p.id, size=p.size, checksum=p.md5, blake3=p.blake3, filename=name)
+        for i, p in enumerate((first, second))
+    ] + [granule_record(2, id=legacy.id, size=legacy.size, checksum=legacy.md5, blake3=legacy.blake3)]
+    with engine.begin() as conn:
+        record_granules(conn, records, ["sqs"])
+        conn.execute(text("UPDATE outbox SET status = 'sent', sent_at = now()"))
+    ids = [first.id, second.id, legacy.id]
+    assert main(["download", *(arg for i in ids for arg in ("--id", i))]) == 0
+    root = Path(cli_env["DOWNLOAD_DIR"])
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT id, object_key FROM granule")).all())
+    assert keys[first.id] == f"2024-09-12/{first.id}/{name}.zip" and keys[second.id] != keys[first.id]
+    assert (root / keys[first.id]).stat().st_size == first.size and (
+        root / keys[second.id]
+    ).stat().st_size == second.size
+
+    # An object stored before keys held the Id (`<day>/<name>.zip`) stays where its row says it is.
+    old_key = f"2024-09-12/{records[2].filename}.zip"
+    (root / keys[legacy.id]).rename(root / old_key)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE granule SET object_key = :key WHERE id = :id"), {"key": old_key, "id": legacy.id})
+    capsys.readouterr()
+    assert main(["reconcile"]) == 0
+    assert "orphan:" not in capsys.readouterr().out
+    assert main(["download", "--id", legacy.id]) == 0
+    assert f"{legacy.id}: skipped {old_key}" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
+    (root / old_key).unlink()  # lost: reconcile resets it, and the next download uses the new layout
+    assert main(["reconcile"]) == 1
+    assert main(["download", "--id", legacy.id]) == 0
+    with engine.connect() as conn:
+        new_key = conn.execute(text("SELECT object_key FROM granule WHERE id = :id"), {"id": legacy.id}).scalar()
+    assert new_key == f"2024-09-12/{legacy.id}/{records[2].filename}.zip" and (root / new_key).exists()
+
+
+def test_a_product_of_unknown_size_and_checksum_downloads_unverified(engine, cdse, cli_env, capsys) -> None:
+    """CDSE's shape for a product it has not measured: `ContentLength: 0`, `Checksum: []`, recorded as unknown."""
+    product = cdse.add_product(12_345)
+    value = cdse_product(product_id=product.id)
+    value.update(ContentLength=0, Checksum=[])
+    record = to_record(CdseProduct.model_validate(value), source="search", download_base_url=cdse.url)
+    assert record.size is None and record.checksum is None and record.blake3 is None
+    with engine.begin() as conn:
+        record_granules(conn, [record], ["sqs"])
+    assert main(["download", "--id", product.id]) == 0
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT object_key FROM granule WHERE downloaded")).scalar_one()
+    assert (Path(cli_env["DOWNLOAD_DIR"]) / key).stat().st_size == 12_345

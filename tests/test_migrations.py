@@ -68,3 +68,38 @@ def test_cli_migrate_twice_changes_nothing(scratch_url: str) -> None:
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert head_revision() in second.stdout
     assert set(inspect(get_engine(scratch_url)).get_table_names()) >= EXPECTED_TABLES
+
+
+def test_0006_stores_cdse_ids_lower_case_once_and_size_0_as_unknown(scratch_url: str) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    engine = get_engine(scratch_url)
+    command.upgrade(alembic_config(engine), "0005")
+    upper, twin, alone = "AAAAAAAA-0000-0000-0000-000000000001", "BBBBBBBB-0000-0000-0000-000000000002", "cc-1"
+    rows = [
+        (upper, "search", 0),  # only spelling: renamed, with its delivery
+        (twin, "subscription", 5),  # a lower-case twin exists: this row goes, the twin stays
+        (twin.lower(), "search", 5),
+        ("sentinel-2-l2a/S2A_ITEM", "stac", None),  # STAC ids are case-sensitive: untouched
+        (alone, "search", 7),
+    ]
+    with engine.begin() as conn:
+        for granule_id, source, size in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO granule (id, filename, download_url, source, size) "
+                    "VALUES (:id, 'n', 'https://x', :source, :size)"
+                ),
+                {"id": granule_id, "source": source, "size": size},
+            )
+            conn.execute(text("INSERT INTO outbox (granule_id, sink) VALUES (:id, 'sqs')"), {"id": granule_id})
+    upgrade_head(engine)
+    with engine.connect() as conn:
+        granules = dict(conn.execute(text("SELECT id, size FROM granule")).all())
+        deliveries = sorted(conn.execute(text("SELECT granule_id FROM outbox")).scalars())
+    assert granules == {upper.lower(): None, twin.lower(): 5, "sentinel-2-l2a/S2A_ITEM": None, alone: 7}
+    assert deliveries == sorted(granules)
+    with engine.begin() as conn, pytest.raises(Exception, match="foreign key"):
+        conn.execute(text("INSERT INTO outbox (granule_id, sink) VALUES ('nowhere', 'sqs')"))

@@ -64,8 +64,8 @@ class _Product:
         bare = {key: value for key, value in product.items() if key != "Attributes"}
         return cls(
             id=product["Id"],
-            published=_parse_time(product["PublicationDate"]),
-            sensing=_parse_time(product["ContentDate"]["Start"]),
+            published=_stored_time(product["PublicationDate"]),
+            sensing=_stored_time(product["ContentDate"]["Start"]),
             collection="SENTINEL-2",
             attributes={a["Name"]: str(a["Value"]) for a in product.get("Attributes", [])},
             full_json=json.dumps(product).encode(),
@@ -81,6 +81,13 @@ def _parse_time(value: str) -> dt.datetime:
     if parsed.tzinfo is None:
         raise BadRequest(400, f"time without zone: {value}")
     return parsed
+
+
+def _stored_time(value: str) -> dt.datetime:
+    """A product's own timestamp as the catalogue compares it: one without zone (malformed, but a product may
+    hold one) counts as UTC."""
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def _split_conjunction(expression: str) -> list[str]:

@@ -187,9 +187,9 @@ _decode_identity = msgspec.json.Decoder(_ProductIdentity).decode
 def _fault(exc: msgspec.ValidationError) -> tuple[str, str]:
     """(field, problem) from msgspec's "problem - at `$.Field[0].Sub`"; a problem raised by our own checks
     starts with the field inside that path ("End: …" at `$.ContentDate`)."""
-    problem, _, at = str(exc).rpartition(" - at `")
-    if not problem:
-        return "product", str(exc)
+    problem, separator, at = str(exc).rpartition(" - at `")
+    if not separator:  # about the product itself
+        problem, at = str(exc), ""
     path = at.rstrip("`").removeprefix("$").lstrip(".")
     inner, separator, rest = problem.partition(": ")
     if separator and inner.isidentifier():

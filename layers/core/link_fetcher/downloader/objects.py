@@ -53,12 +53,20 @@ def asset_keys(granule: Mapping[str, Any]) -> dict[str, str]:
 
 
 def object_key(granule: Mapping[str, Any]) -> str:
-    """The granule's main object: the product zip under its sensing day, or the STAC item JSON."""
+    """Where the granule's main object goes: the product zip under its sensing day and its Id (two products
+    may share a name: the Id keeps their objects apart), or the STAC item JSON."""
     if is_stac(granule):
         return f"{stac_prefix(granule)}/{_segment(stac_item_id(granule), 'item id')}.json"
     name = _segment(granule["filename"], "product name")
+    folder = _segment(granule["id"], "product id")
     day = granule.get("sensing_start")
-    return f"{day:%Y-%m-%d}/{name}.zip" if day else f"{name}.zip"
+    return f"{day:%Y-%m-%d}/{folder}/{name}.zip" if day else f"{folder}/{name}.zip"
+
+
+def stored_key(granule: Mapping[str, Any]) -> str:
+    """The key a downloaded granule's main object was stored under: the one recorded on its row (objects
+    stored before keys held the Id, `<day>/<name>.zip`, stay where they are), else today's layout."""
+    return granule.get("object_key") or object_key(granule)
 
 
 def expected_objects(granule: Mapping[str, Any]) -> list[ExpectedObject]:
@@ -67,7 +75,7 @@ def expected_objects(granule: Mapping[str, Any]) -> list[ExpectedObject]:
     if is_stac(granule):
         bands = [ExpectedObject(key, None) for key in asset_keys(granule).values()]
         return [*bands, ExpectedObject(object_key(granule), None)]
-    return [ExpectedObject(object_key(granule), granule.get("size"))]
+    return [ExpectedObject(stored_key(granule), granule.get("size"))]
 
 
 def key_folder(key: str) -> str | None:

@@ -105,10 +105,11 @@ class Downloader:
     def _download_row(self, granule: dict[str, Any]) -> Outcome:
         granule_id = granule["id"]
         try:
-            key = objects.object_key(granule)
             if granule["downloaded"] and self._in_place(granule):
-                log.info("%s already stored at %s", granule_id, key)
-                return Outcome(granule_id, Result.SKIPPED, object_key=key)
+                stored = objects.stored_key(granule)
+                log.info("%s already stored at %s", granule_id, stored)
+                return Outcome(granule_id, Result.SKIPPED, object_key=stored)
+            key = objects.object_key(granule)
             size = self._store_stac(granule) if objects.is_stac(granule) else self._store_product(granule, key)
         except _GRANULE_FAILURES as exc:
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

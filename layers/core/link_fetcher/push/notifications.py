@@ -18,7 +18,7 @@ HexDigest = Annotated[str, StringConstraints(max_length=128, pattern=r"^[0-9a-fA
 
 
 class NotifiedChecksum(Checksum):
-    value: HexDigest = Field(alias="Value")
+    value: HexDigest | None = Field(None, alias="Value")
 
 
 class NotifiedProduct(CdseProduct):
