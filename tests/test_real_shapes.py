@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import UNASSIGNED_SINK
 from link_fetcher.cli import main
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
@@ -25,6 +24,7 @@ from link_fetcher.push import PushEndpoint
 from link_fetcher.settings import PACKAGED_TILES_FILE, Settings
 from tests.factories import FIXTURES
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
+from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.fakes.stac_api import FakeStacApi
 from tests.push_support import PASSWORD, USERNAME, basic, encode, notification
 from tests.schema import assert_valid_message

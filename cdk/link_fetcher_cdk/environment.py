@@ -33,7 +33,7 @@ FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
     "relay": _RELAY,
     "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency"),
     "reconcile": ("reconcile_requeue_after_hours",),
-    "stac_fetcher": ("stac_page_size", "stac_http_attempts", *_RELAY),
+    "stac_fetcher": ("stac_page_size", "stac_http_attempts", "stac_keep_unknown_cloud", *_RELAY),
 }
 
 # Set by the stack (stack.py) from the resources it creates, never from `.env`.
