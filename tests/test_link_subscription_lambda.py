@@ -103,6 +103,19 @@ def test_bad_input_400_and_413(invoke, engine: Engine) -> None:
     assert granule_rows(engine) == []
 
 
+def test_out_of_range_timestamps_are_400_naming_the_field_not_502(invoke, engine: Engine) -> None:
+    for field, value in (("PublicationDate", "2024-09-12T14:52:06.118+16:00"), ("ContentDate", None)):
+        body = notification()
+        if value is None:
+            body["value"]["ContentDate"]["End"] = "0001-01-01T00:00:00+14:00"
+        else:
+            body["value"][field] = value
+        response = invoke(api_event(encode(body), {"Authorization": basic()}))
+        assert response["statusCode"] == 400, response
+        assert json.loads(response["body"])["error"].startswith(f"value.{field}")
+    assert granule_rows(engine) == []
+
+
 def test_other_routes_are_not_found(invoke) -> None:
     response = invoke(api_event(b"", {"Authorization": basic()}, method="GET"))
     assert response["statusCode"] == 404 and "POST /events" in json.loads(response["body"])["error"]

@@ -113,16 +113,20 @@ def test_search_page_with_every_variant_records_the_rest_and_completes_the_day(e
         assert f"skipped malformed product {bad['Id']}: {field}: " in caplog.text, name
 
 
-def test_the_same_product_in_another_case_is_one_granule_delivered_once(engine: Engine, cli_env, capsys) -> None:
+def test_fetch_cli_same_product_in_another_case_is_one_granule_and_a_malformed_one_is_reported(
+    engine: Engine, cli_env, capsys
+) -> None:
     products = day_products(DAY, "S2A", 3, allowed_share=1.0)
     shouted = variant(
         products[0], lambda p: p.update(Id=p["Id"].upper(), PublicationDate=products[2]["PublicationDate"])
     )
+    nameless = variant(products[1], lambda p: p.update(Id="0" + p["Id"][1:], Name=None))
     with FakeCatalogue() as catalogue:
-        catalogue.add([*products, shouted])
+        catalogue.add([*products, shouted, nameless])
         cli_env.setenv("CDSE_CATALOGUE_URL", catalogue.url)
         assert main(["fetch", "--day", DAY.isoformat(), "--platform", "S2A"]) == 0
     assert set(granules(engine)) == {p["Id"] for p in products} and outbox_count(engine) == 3
+    assert "2024-09-12 S2A: 1 of the skipped were malformed" in capsys.readouterr().out
 
 
 # --- push --------------------------------------------------------------------------------------------------

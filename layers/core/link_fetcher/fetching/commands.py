@@ -23,6 +23,7 @@ from link_fetcher.fetching.catalogue import CdseCatalogue
 from link_fetcher.fetching.fetch import DayFetcher, DayReport, PageOutcome
 from link_fetcher.fetching.query import PagingError, days_between
 from link_fetcher.http import HttpError
+from link_fetcher.products import MALFORMED
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS
 from link_fetcher.sinks import build_sinks
@@ -45,6 +46,11 @@ def _print_summary(reports: list[DayReport]) -> None:
             "unchanged" if report.unchanged else "yes" if report.completed else "no",
         )
     stdout.print(table)
+    for report in reports:
+        if malformed := report.skipped_because[MALFORMED]:
+            stdout.print(
+                f"{report.day} {report.platform}: {malformed} of the skipped were malformed (logged with Id and field)"
+            )
 
 
 def _fetch_all(fetcher: DayFetcher, pairs: list[tuple[dt.date, str]]) -> list[DayReport]:
