@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import types
 from collections.abc import Iterator, Sequence
 
@@ -18,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from db import record_granules
+from db.outbox import LEASE_LOCK_CLASS
 from examples import consume_redis, consume_sqs
 from link_fetcher.cli import main
 from link_fetcher.observability import NAMESPACE, Metric, Service
@@ -332,6 +332,8 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
         monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", endpoint.queue_url("q"))
         result = relay_lambda.handler({}, context)
+        freshness = result.pop("freshness")
+        assert freshness.keys() == {"search"} and freshness["search"]["count"] == 12
         assert result == {
             "sent": {"sqs": 12},
             "refused": {"sqs": 0},
@@ -378,23 +380,20 @@ def test_relay_gives_connections_back_with_synchronous_commit(engine, aws_env) -
 def test_lost_database_connection_mid_batch_repeats_only_that_batch(engine, aws_env) -> None:
     ids = record(engine, 30, ["sqs"])
 
-    def in_transaction(verb: str) -> list:
-        with engine.connect() as conn:  # a new transaction each time: pg_stat_activity is read once per transaction
-            return conn.execute(
-                text(
-                    f"SELECT {verb} FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
-                )
-            ).all()
-
     def drop_relay_connection(batch: int) -> None:
-        # The sink accepted batch 2: its transaction is open, waiting to mark it sent, while the relay's other
-        # connection claims batch 3 ahead. The database goes away once both are idle in their transactions.
+        # The sink accepted batch 2 and the relay is about to mark it; batch 3 is leased, not sent. The database
+        # drops the sessions holding a lease token (the relay's, and pooled ones of earlier relays) and waits
+        # until they are gone.
         if batch == 2:
-            deadline = time.monotonic() + 10
-            while len(in_transaction("pid")) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert len(in_transaction("pg_terminate_backend(pid)")) == 2
+            with engine.connect() as conn:
+                dropped = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND classid = :lock_class AND pid <> pg_backend_pid()"
+                    ),
+                    {"lock_class": LEASE_LOCK_CLASS},
+                ).all()
+            assert dropped and all(ended for (ended,) in dropped)
 
     with SqsEndpoint() as endpoint:
         sink = _sqs_sink(endpoint.url, endpoint.queue_url("q"))

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import json
+import time
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from db import DeliveryOutcome, DeliveryStatus, claim_pending, count_by_status, mark_outcomes, record_granules
-from db.outbox import _COUNT_IN_SQL
+from db import (
+    DeliveryOutcome,
+    DeliveryStatus,
+    count_by_status,
+    lease_pending,
+    lease_token,
+    mark_outcomes,
+    record_granules,
+    release_leases,
+)
+from db.outbox import _COUNT_IN_SQL, LEASE_LOCK_CLASS
 from tests.factories import granule_record
 
 
@@ -14,13 +24,47 @@ def _record(engine: Engine, count: int) -> None:
         record_granules(conn, [granule_record(i) for i in range(count)], ["sqs"])
 
 
-def test_claim_after_a_cursor_starts_there(engine: Engine) -> None:
+def _autocommit(engine: Engine) -> Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def test_lease_after_a_cursor_starts_there(engine: Engine) -> None:
     _record(engine, 30)
-    with engine.begin() as conn:
-        first = claim_pending(conn, "sqs", 10)
-        after = claim_pending(conn, "sqs", 10, after_id=first[-1].outbox_id)
+    with _autocommit(engine) as conn:
+        token = lease_token(conn)
+        first = lease_pending(conn, "sqs", token, 10)
+        after = lease_pending(conn, "sqs", token, 10, after_id=first[-1].outbox_id)
     assert [d.outbox_id for d in first] == list(range(1, 11))
     assert [d.outbox_id for d in after] == list(range(11, 21))
+
+
+def _wait_until_session_ends(conn: Connection, token: int) -> None:
+    """The server ends a session a moment after its client went away; its advisory lock goes with it."""
+    deadline = time.monotonic() + 10
+    held = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls AND objid = :token")
+    while conn.execute(held, {"cls": LEASE_LOCK_CLASS, "token": token}).scalar_one() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_lease_holds_while_its_session_lives_and_ends_with_it(engine: Engine) -> None:
+    """What a relay leased and has not marked is never leased by another while the relay's session is alive
+    (even after the lease committed); the moment that session ends (crash, lost connection) it is free."""
+    _record(engine, 30)
+    first, second = _autocommit(engine), _autocommit(engine)
+    token = lease_token(first)
+    assert lease_token(first) == token and lease_token(second) != token  # one token per session, held
+    leased = [d.outbox_id for d in lease_pending(first, "sqs", token, 20)]
+    other = lease_token(second)
+    assert [d.outbox_id for d in lease_pending(second, "sqs", other, 30)] == list(range(21, 31))
+    release_leases(second, other, list(range(21, 31)))
+    assert [d.outbox_id for d in lease_pending(second, "sqs", other, 30)] == list(range(21, 31))
+    release_leases(second, other, list(range(21, 31)))
+    mark_outcomes(first, [DeliveryOutcome(outbox_id, None) for outbox_id in leased[:10]], max_attempts=10)
+    first.invalidate()  # the relay holding 11..20, leased and not sent, dies
+    _wait_until_session_ends(second, token)
+    retaken = lease_pending(second, "sqs", other, 30)
+    assert [d.outbox_id for d in retaken] == list(range(11, 31))
+    second.close()
 
 
 def _rows_visited(node: dict) -> int:
@@ -53,9 +97,10 @@ def test_draining_with_a_cursor_does_not_reread_sent_rows_whatever_the_plan(engi
     with engine.begin() as conn:
         conn.execute(text("ANALYZE outbox"))
     cursor = 0
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
+        token = lease_token(conn)
         for _ in range(150):  # 1,500 sent
-            claimed = claim_pending(conn, "sqs", 10, after_id=cursor)
+            claimed = lease_pending(conn, "sqs", token, 10, after_id=cursor)
             mark_outcomes(conn, [DeliveryOutcome(d.outbox_id, None) for d in claimed], max_attempts=10)
             cursor = claimed[-1].outbox_id
     with engine.begin() as conn:

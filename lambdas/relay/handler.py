@@ -6,7 +6,6 @@ and the sink clients live as long as the container.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -36,7 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         oldest = oldest_pending_age(conn)
     metrics.add_metric(name=Metric.OLDEST_PENDING_DELIVERY, unit=MetricUnit.Seconds, value=oldest)
     metrics.add_metric(name=Metric.FAILED_DELIVERIES, unit=MetricUnit.Count, value=report.failed)
-    result = {**dataclasses.asdict(report), "oldest_pending_seconds": round(oldest)}
+    result = {**report.summary(), "oldest_pending_seconds": round(oldest)}
     if report.unavailable or report.failed:
         logger.warning("deliveries left behind", extra=result)
     else:

@@ -1,16 +1,20 @@
-"""Relay: deliver pending outbox rows to every configured sink, a batch at a time, each in one transaction."""
+"""Relay: deliver pending outbox rows to every configured sink, a batch at a time, each marked before the next."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from db import (
     UNASSIGNED_SINK,
@@ -18,8 +22,11 @@ from db import (
     DeliveryOutcome,
     DeliveryStatus,
     assign_unbound,
-    claim_pending,
+    end_leases,
+    lease_pending,
+    lease_token,
     mark_outcomes,
+    release_leases,
 )
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 # times with doubling pauses, before the run leaves them pending for the next relay.
 RESENDS = 2
 RESEND_PAUSE_S = 0.1
+# Batches a relay worker leases per statement: fewer statements per delivery, none of them between two sends
+# but the mark of the batch just sent.
+LEASE_BATCHES = 10
 
 
 @dataclasses.dataclass
@@ -42,10 +52,23 @@ class RelayReport:
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)
     pending: int = 0
     failed: int = 0
+    # Seconds from publication to delivery, per granule source, of each granule a sink took for the first time
+    # in this run (what the Lambdas publish as the FreshnessSeconds metric).
+    freshness: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @property
     def total_sent(self) -> int:
         return sum(self.sent.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The report as JSON-ready counts (what the relay Lambda returns and logs): freshness as its count and
+        worst figure per source, not every sample."""
+        counts = {name: getattr(self, name) for name in ("sent", "refused", "unavailable", "pending", "failed")}
+        freshness = {
+            source: {"count": len(seconds), "max_seconds": round(max(seconds), 1)}
+            for source, seconds in self.freshness.items()
+        }
+        return {**counts, "freshness": freshness}
 
 
 def to_message(granule: dict) -> Message:
@@ -95,8 +118,8 @@ def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message],
 def send_claimed(
     conn: Connection, sink: Sink, claimed: Sequence[ClaimedDelivery], max_attempts: int
 ) -> tuple[dict[str, str], str | None, list[DeliveryOutcome]]:
-    """Send claimed deliveries and record the outcomes in the claiming transaction: (refused, outage, outcomes).
-    The outcomes also hold the deliveries that failed for good (see `prepare_messages`)."""
+    """Send leased deliveries and record the outcomes (one statement, which ends their leases): (refused, outage,
+    outcomes). The outcomes also hold the deliveries that failed for good (see `prepare_messages`)."""
     messages, unusable = prepare_messages(claimed)
     refused, outage = deliver_batch(sink, messages) if messages else ({}, None)
     outcomes = []
@@ -110,97 +133,104 @@ def send_claimed(
 
 
 @contextlib.contextmanager
-def relay_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection whose commits do not wait for the WAL flush. Marking a batch sent is the only write, and a
-    PostgreSQL crash losing the last fraction of a second of such commits only repeats those batches (consumers
-    dedupe on id); a relay crash or a lost connection still repeats at most the batch in flight. Recording
-    elsewhere keeps synchronous commits: the setting is reset before the connection goes back to the pool."""
+def relay_connection(engine: Engine) -> Iterator[tuple[Connection, int]]:
+    """An autocommit connection and its lease token (`db.lease_token`). Its commits do not wait for the WAL
+    flush: marking a batch sent is the only write, and a PostgreSQL crash losing the last fraction of a second of
+    such commits only repeats those batches (consumers dedupe on id); a relay crash or a lost connection still
+    repeats at most the batch in flight. Recording elsewhere keeps synchronous commits: the setting is reset
+    before the connection goes back to the pool."""
     with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.exec_driver_sql("SET synchronous_commit = off")
-        conn.commit()
+        token = lease_token(conn)
         try:
-            yield conn
-        except BaseException:
-            # Its state is unknown (the database may have dropped it): discarded, not reset, so that the error
-            # raised is the one that stopped the relay, not a failed cleanup.
+            yield conn, token
+        except BaseException as exc:
+            # Discarded, not reset, so that the error raised is the one that stopped the relay, not a failed
+            # cleanup. Closing it ends its leases once the server notices; when the database is still there, they
+            # end now, so a relay started right after takes over at once.
+            if not isinstance(exc, DBAPIError):
+                with contextlib.suppress(Exception):
+                    end_leases(conn, token)
             conn.invalidate()
             raise
-        conn.rollback()
         conn.exec_driver_sql("RESET synchronous_commit")
-        conn.commit()
+
+
+def count_sent(
+    report: RelayReport, sink: str, claimed: Sequence[ClaimedDelivery], outcomes: Sequence[DeliveryOutcome]
+) -> None:
+    """Add a batch's accepted deliveries to the report, with the freshness of those this sink took first."""
+    now = dt.datetime.now(dt.UTC)
+    report.sent[sink] = report.sent.get(sink, 0) + sum(outcome.error is None for outcome in outcomes)
+    for delivery, outcome in zip(claimed, outcomes, strict=True):
+        published = delivery.granule.get("published")
+        if outcome.error is None and delivery.first_sent_at is None and published is not None:
+            source = delivery.granule.get("source") or "unknown"
+            report.freshness.setdefault(source, []).append((now - published).total_seconds())
 
 
 def relay_sink(
     engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
 ) -> None:
-    """Drain `sink`'s pending deliveries with `workers` workers. Each batch is sent while its rows are locked
-    (FOR UPDATE SKIP LOCKED), so workers and concurrent relays never share a delivery, and a crash before
-    COMMIT repeats at most the batch each worker has in flight."""
+    """Drain `sink`'s pending deliveries with `workers` workers, each on a connection of its own. A worker leases
+    LEASE_BATCHES batches in one statement, then sends them a batch at a time and marks each batch (one statement)
+    before it sends the next: workers and concurrent relays never share a delivery, a crash or a lost connection
+    repeats at most the batch each worker has in flight, and what a worker leased without sending is free for
+    the next relay as soon as its session ends."""
     stop = threading.Event()
     lock = threading.Lock()
-    refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being claimed again
+    refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
-
-    def claim_after(conn: Connection, cursor: int) -> tuple[RootTransaction, list[ClaimedDelivery]]:
-        # Deliveries committed behind the cursor while this run passed (or held by another relay that then
-        # failed) stay pending for the next run.
-        transaction = conn.begin()
-        with lock:
-            exclude = list(refused_this_run)
-        return transaction, claim_pending(conn, sink.name, batch_size, exclude, after_id=cursor)
-
-    def drain_batches(stack: contextlib.ExitStack) -> None:
-        """While one batch is sent and marked on one connection, the next is claimed (locked, not yet sent) on
-        another: the database's latency hides behind the sink's, and only the batch sent is ever at risk."""
-        sending = stack.enter_context(relay_connection(engine))
-        claiming: Connection | None = None  # opened once a second batch is needed
-        claimer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"claim-{sink.name}"))
-        transaction, claimed = claim_after(sending, 0)
-        while claimed and not stop.is_set():
-            # A short batch means the backlog is drained: what is recorded from now on waits for the next relay,
-            # so a background relay that keeps up sends full batches instead of spinning on batches of one.
-            next_claim = None
-            if len(claimed) == batch_size:
-                claiming = claiming or stack.enter_context(relay_connection(engine))
-                next_claim = claimer.submit(claim_after, claiming, claimed[-1].outbox_id)
-            try:
-                refused, outage, outcomes = send_claimed(sending, sink, claimed, max_attempts)
-                transaction.commit()
-            finally:
-                if next_claim is not None:
-                    wait([next_claim])  # its connection is idle again before anything else happens
-            with lock:
-                report.sent[sink.name] += sum(outcome.error is None for outcome in outcomes)
-                if outage is not None:
-                    report.unavailable[sink.name] = outage
-                else:
-                    report.refused[sink.name] += len(refused)
-                    refused_this_run.update(o.outbox_id for o in outcomes if o.error is not None)
-            if outage is not None:
-                stop.set()
-                log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
-            elif refused:
-                log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(claimed), refused)
-            if next_claim is None:
-                return
-            transaction, claimed = next_claim.result()
-            sending, claiming = claiming, sending
-        transaction.rollback()  # releases a batch claimed ahead when stopping
+    lease_size = batch_size * LEASE_BATCHES
 
     def drain() -> None:
+        with relay_connection(engine) as (conn, token):
+            leased: collections.deque[ClaimedDelivery] = collections.deque()
+            cursor = 0  # deliveries committed behind it while this run passed stay pending for the next run
+            caught_up = False
+            while not stop.is_set():
+                if not leased:
+                    if caught_up:
+                        break
+                    with lock:
+                        exclude = list(refused_this_run)
+                    leased.extend(lease_pending(conn, sink.name, token, lease_size, exclude=exclude, after_id=cursor))
+                    if not leased:
+                        break
+                    cursor = leased[-1].outbox_id
+                    # A short lease means the backlog is drained: what is recorded from now on waits for the next
+                    # relay, so a background relay that keeps up sends full batches instead of spinning on ones.
+                    caught_up = len(leased) < lease_size
+                batch = [leased.popleft() for _ in range(min(batch_size, len(leased)))]
+                refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)
+                with lock:
+                    count_sent(report, sink.name, batch, outcomes)
+                    if outage is not None:
+                        report.unavailable[sink.name] = outage
+                    else:
+                        report.refused[sink.name] += len(refused)
+                        refused_this_run.update(o.outbox_id for o in outcomes if o.error is not None)
+                if outage is not None:
+                    stop.set()
+                    log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
+                elif refused:
+                    log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(batch), refused)
+            release_leases(conn, token, [delivery.outbox_id for delivery in leased])
+
+    def drain_or_stop_all() -> None:
         try:
-            with contextlib.ExitStack() as stack:
-                drain_batches(stack)
+            drain()
         except BaseException:
             stop.set()  # e.g. the database went away: the other workers stop too
             raise
 
     if workers == 1:
-        drain()
+        drain_or_stop_all()
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"relay-{sink.name}") as pool:
-        for future in [pool.submit(drain) for _ in range(workers)]:
+        for future in [pool.submit(drain_or_stop_all) for _ in range(workers)]:
             future.result()
 
 
@@ -319,25 +349,22 @@ def deliver_recorded(
     engine: Engine, sinks: Sequence[Sink], granule_ids: Sequence[str], *, batch_size: int, max_attempts: int
 ) -> RelayReport:
     """Deliver granules just recorded (the push endpoint's request) to each sink now: only these, so a backlog
-    never lands on one request. Sent after the recording committed, while the deliveries are locked, as
-    `relay_sink` does; whatever is not delivered stays pending for the scheduled relay."""
+    never lands on one request. Leased and sent after the recording committed, as `relay_sink` does; whatever
+    is not delivered stays pending for the scheduled relay."""
     report = RelayReport()
-    with engine.connect() as conn:
+    with relay_connection(engine) as (conn, token):
         for sink in sinks:
             report.sent.setdefault(sink.name, 0)
             report.refused.setdefault(sink.name, 0)
-            for start in range(0, len(granule_ids), batch_size):
-                with conn.begin():
-                    # As in relay_connection: marking sent is the only write; an unflushed one only repeats a send.
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                    chunk = granule_ids[start : start + batch_size]
-                    claimed = claim_pending(conn, sink.name, batch_size, granule_ids=chunk)
-                    if not claimed:  # a concurrent relay holds them: it delivers them
-                        continue
-                    refused, outage, outcomes = send_claimed(conn, sink, claimed, max_attempts)
-                report.sent[sink.name] += sum(outcome.error is None for outcome in outcomes)
+            # Those a concurrent relay holds are not leased here: that relay delivers them.
+            leased = lease_pending(conn, sink.name, token, len(granule_ids), granule_ids=granule_ids)
+            for start in range(0, len(leased), batch_size):
+                batch = leased[start : start + batch_size]
+                refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)
+                count_sent(report, sink.name, batch, outcomes)
                 if outage is not None:
                     report.unavailable[sink.name] = outage
+                    release_leases(conn, token, [delivery.outbox_id for delivery in leased[start + batch_size :]])
                     break
                 report.refused[sink.name] += len(refused)
     return report

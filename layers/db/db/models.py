@@ -92,6 +92,8 @@ class Granule(Base):
         Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
         # Reconcile maps stored keys back to rows (migration 0004).
         Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),
+        # Freshness over the last day (`status`, the ops console) reads only the granules recorded in it (0006).
+        Index("ix_granule_first_seen", "first_seen"),
     )
 
 
@@ -134,6 +136,10 @@ class Outbox(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Freshness (migration 0006): when this sink first accepted the message; a requeue resends but keeps it.
+    first_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The relay session leasing this pending delivery: its token, held as a session advisory lock (db.outbox).
+    leased_by: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("granule_id", "sink"),

@@ -1,14 +1,14 @@
-"""The delivery outbox: claim pending deliveries without double-sending, record outcomes, list and requeue."""
+"""The delivery outbox: lease pending deliveries without double-sending, record outcomes, list and requeue."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DataError
 
 from db.models import DeliveryStatus, Granule
 from db.reading import load_granules
@@ -19,21 +19,33 @@ UNASSIGNED_SINK = "unassigned"
 # What a message is built from; not the full STAC `item` (kilobytes per row that no message carries).
 MESSAGE_COLUMNS = tuple(column.name for column in Granule.__table__.columns if column.name != "item")
 
-_CLAIMABLE = """
-    FROM outbox o JOIN granule g ON g.id = o.granule_id
-    WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
-      AND o.id <> ALL(CAST(:exclude AS bigint[]))
-      AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
-    ORDER BY o.id
-    LIMIT :limit
-    FOR UPDATE OF o SKIP LOCKED
-"""
+# A relay leases pending deliveries before sending them, in autocommit, many batches per statement, and marks
+# each batch after the sink took it (one statement). A lease lives as long as the relay's database session: the
+# session holds a PostgreSQL advisory lock on its token (LEASE_LOCK_CLASS, token) and writes the token into
+# `leased_by`. A lease whose token no session holds (the relay crashed, or lost its connection) is free to take:
+# `pg_try_advisory_xact_lock` succeeds on it, and only for the statement. So a relay that dies repeats at most
+# the batch it had sent and not yet marked; what it had leased but not sent goes to the next relay at once.
+LEASE_LOCK_CLASS = 0x6C66  # advisory lock key space (classid) of relay tokens; the objid is the token
+_TAKE_TOKEN_SQL = text("SELECT pg_try_advisory_lock(:lock_class, :token)")
 # Statements run once per relay batch are built once: text() parses its bind parameters on construction.
-_CLAIM_SQL = text(
-    f"SELECT o.id AS outbox_id, o.sink, o.attempts, {', '.join(f'g.{name}' for name in MESSAGE_COLUMNS)} {_CLAIMABLE}"
+_LEASE_SQL = text(
+    """
+    WITH free AS (
+        SELECT o.id FROM outbox o
+        WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
+          AND o.id <> ALL(CAST(:exclude AS bigint[]))
+          AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
+          AND (o.leased_by IS NULL OR (o.leased_by <> :token AND pg_try_advisory_xact_lock(:lock_class, o.leased_by)))
+        ORDER BY o.id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE outbox o SET leased_by = :token FROM free WHERE o.id = free.id
+    RETURNING o.id, o.granule_id, o.attempts, o.first_sent_at
+    """
 )
-# The same claim without the granules' columns: used when a granule of the batch cannot be read back.
-_CLAIM_IDS_SQL = text(f"SELECT o.id AS outbox_id, o.sink, o.attempts, o.granule_id {_CLAIMABLE}")
+_END_LEASES_SQL = text("SELECT pg_advisory_unlock(:lock_class, :token)")
+_RELEASE_SQL = text("UPDATE outbox SET leased_by = NULL WHERE id = ANY(CAST(:ids AS bigint[])) AND leased_by = :token")
 _MARK_SQL = text(
     """
     UPDATE outbox o SET
@@ -44,6 +56,8 @@ _MARK_SQL = text(
         attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
         last_error = r.error,
         sent_at = CASE WHEN r.error IS NULL THEN now() END,
+        first_sent_at = CASE WHEN r.error IS NULL THEN coalesce(o.first_sent_at, now()) ELSE o.first_sent_at END,
+        leased_by = NULL,
         updated_at = now()
     FROM unnest(
         CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]), CAST(:final AS boolean[])
@@ -59,6 +73,7 @@ class ClaimedDelivery:
     sink: str
     attempts: int
     granule: dict[str, Any]  # only {"id": …} when unreadable
+    first_sent_at: dt.datetime | None = None  # set once this sink took the granule (a requeued delivery)
     # Why the granule row cannot be read back (a value written before the range checks existed): retrying
     # cannot help, so the delivery fails at once instead of stopping every relay.
     unreadable: str | None = None
@@ -95,70 +110,87 @@ def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
     return result.rowcount
 
 
-def claim_pending(
+def lease_token(conn: Connection) -> int:
+    """This session's relay token, taken once per database connection (it lives in the pooled connection's
+    `info`): a random number whose advisory lock the session holds until it closes."""
+    token = conn.info.get("relay_lease_token")
+    while token is None:
+        candidate = secrets.randbelow(2**31 - 1) + 1
+        if conn.execute(_TAKE_TOKEN_SQL, {"lock_class": LEASE_LOCK_CLASS, "token": candidate}).scalar_one():
+            token = conn.info["relay_lease_token"] = candidate
+    return token
+
+
+def end_leases(conn: Connection, token: int) -> None:
+    """Give up this session's token: every delivery it leases and has not marked is free to take again."""
+    conn.execute(_END_LEASES_SQL, {"lock_class": LEASE_LOCK_CLASS, "token": token})
+    conn.info.pop("relay_lease_token", None)
+
+
+def lease_pending(
     conn: Connection,
     sink: str,
+    token: int,
     limit: int,
+    *,
     exclude: Sequence[int] = (),
     granule_ids: Sequence[str] | None = None,
     after_id: int = 0,
 ) -> list[ClaimedDelivery]:
-    """Lock up to `limit` pending deliveries of `sink`, oldest first, skipping rows another relay holds and the
-    outbox ids in `exclude` (those the sink refused earlier in this run); only those of `granule_ids` if given.
+    """Lease up to `limit` pending deliveries of `sink` to `token` (this session's, see `lease_token`), oldest
+    first, skipping those another live session leases or holds and the outbox ids in `exclude` (refused earlier
+    in this run); only those of `granule_ids` if given. Two statements: the lease, then the granules' rows.
 
-    `after_id`: a relay draining a backlog passes the last id it claimed, so each claim starts where the last
+    Run it in autocommit: the lease must be visible to other relays while this one sends. `mark_outcomes` ends
+    each lease; `release_leases` gives back what was leased and not sent.
+
+    `after_id`: a relay draining a backlog passes the last id it leased, so each lease starts where the last
     ended whatever index the planner picks. Without it, a plan that walks the primary key (chosen when the
-    statistics still see most rows pending) re-reads every row sent so far at each claim: quadratic.
+    statistics still see most rows pending) re-reads every row sent so far at each lease: quadratic.
 
-    The locks last until the caller's transaction ends, so the caller sends and records the outcome
-    inside that transaction: concurrent relays never see the same delivery.
-
-    A granule psycopg cannot read back does not fail the claim: the batch is claimed again without the
-    granules' columns (the locks taken are this transaction's, so the same rows come back), each granule is
-    read on its own and the unreadable ones come with `unreadable` set.
+    A granule psycopg cannot read back (a value stored before the range checks) does not fail the lease: that
+    delivery comes with `unreadable` set.
     """
-    params = {
-        "sink": sink,
-        "limit": limit,
-        "after_id": after_id,
-        "exclude": list(exclude),
-        "granule_ids": list(granule_ids) if granule_ids is not None else None,
-    }
-    try:
-        rows = [dict(row) for row in conn.execute(_CLAIM_SQL, params).mappings()]
-    except DataError:
-        return _claim_reading_each(conn, params)
-    claimed = []
-    for granule in rows:
-        claimed.append(
-            ClaimedDelivery(
-                outbox_id=granule.pop("outbox_id"),
-                sink=granule.pop("sink"),
-                attempts=granule.pop("attempts"),
-                granule=granule,
-            )
-        )
-    return claimed
-
-
-def _claim_reading_each(conn: Connection, params: dict[str, Any]) -> list[ClaimedDelivery]:
-    deliveries = conn.execute(_CLAIM_IDS_SQL, params).all()
-    granules, unreadable = load_granules(conn, [d.granule_id for d in deliveries], MESSAGE_COLUMNS)
+    leased = sorted(
+        conn.execute(
+            _LEASE_SQL,
+            {
+                "sink": sink,
+                "limit": limit,
+                "after_id": after_id,
+                "exclude": list(exclude),
+                "granule_ids": list(granule_ids) if granule_ids is not None else None,
+                "token": token,
+                "lock_class": LEASE_LOCK_CLASS,
+            },
+        ).all()
+    )
+    if not leased:
+        return []
+    granules, unreadable = load_granules(conn, [row.granule_id for row in leased], MESSAGE_COLUMNS)
     return [
         ClaimedDelivery(
-            outbox_id=d.outbox_id,
-            sink=d.sink,
-            attempts=d.attempts,
-            granule=granules.get(d.granule_id) or {"id": d.granule_id},
-            unreadable=unreadable.get(d.granule_id),
+            outbox_id=row.id,
+            sink=sink,
+            attempts=row.attempts,
+            granule=granules.get(row.granule_id) or {"id": row.granule_id},
+            first_sent_at=row.first_sent_at,
+            unreadable=unreadable.get(row.granule_id),
         )
-        for d in deliveries
+        for row in leased
     ]
 
 
+def release_leases(conn: Connection, token: int, outbox_ids: Sequence[int]) -> None:
+    """Give back deliveries leased to `token` and not sent (a relay stopping early), for any relay to take."""
+    if outbox_ids:
+        conn.execute(_RELEASE_SQL, {"ids": list(outbox_ids), "token": token})
+
+
 def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
-    """Record a batch's outcomes in one statement: accepted → sent; refused → attempts+1, failed at the limit;
-    not attempted (sink down) → stays pending with its error; final → failed now."""
+    """Record a batch's outcomes in one statement, and end their leases: accepted → sent (and first sent, once);
+    refused → attempts+1, failed at the limit; not attempted (sink down) → stays pending with its error; final →
+    failed now."""
     if not outcomes:
         return
     conn.execute(

@@ -1,0 +1,28 @@
+"""freshness and relay leases: outbox.first_sent_at (kept when a delivery is requeued), outbox.leased_by (the
+relay session that holds a pending delivery), and an index on granule.first_seen for the last day's figures
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-26
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("outbox", sa.Column("first_sent_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("outbox", sa.Column("leased_by", sa.Integer(), nullable=True))
+    op.execute("UPDATE outbox SET first_sent_at = sent_at WHERE sent_at IS NOT NULL")
+    op.create_index("ix_granule_first_seen", "granule", ["first_seen"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_granule_first_seen", table_name="granule")
+    op.drop_column("outbox", "leased_by")
+    op.drop_column("outbox", "first_sent_at")
