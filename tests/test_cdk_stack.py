@@ -18,8 +18,11 @@ from cdk_nag import AwsSolutionsChecks
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT, DeployConfig
 from cdk.link_fetcher_cdk.monitoring import relay_period
 from cdk.link_fetcher_cdk.stack import LinkFetcherStack
-from link_fetcher.observability import FUNCTION_SERVICES, NAMESPACE, Metric, Service
+from link_fetcher.fetching import fetch
+from link_fetcher.observability import FRESHNESS_SOURCES, FUNCTION_SERVICES, NAMESPACE, Metric, Service
+from link_fetcher.push import decisions
 from link_fetcher.settings import Settings
+from link_fetcher.stac import items
 
 LAMBDAS = PROJECT_ROOT / "lambdas"
 
@@ -225,8 +228,9 @@ def test_secrets_and_iam_are_scoped_to_each_function(stack, template: Template) 
 
 def test_alarms_notify_the_encrypted_topic(template: Template) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # One Errors alarm per function, polling failures, push 5xx, dead letters, the backlog and failed deliveries.
-    assert len(alarms) == 8 + 5
+    # One Errors alarm per function, polling failures, push 5xx, dead letters, the backlog, failed deliveries and
+    # freshness per source.
+    assert len(alarms) == 8 + 5 + 3
     (topic_id, topic) = next(iter(resources(template, "AWS::SNS::Topic").items()))
     assert "KmsMasterKeyId" in topic["Properties"]
     for alarm in alarms.values():
@@ -272,6 +276,31 @@ def test_a_silent_relay_or_a_failed_delivery_raises_an_alarm(template: Template)
     assert (backlog["Period"], backlog["EvaluationPeriods"], backlog["Threshold"]) == (300, 2, 3600)
     failed = relay_alarm(template, Metric.FAILED_DELIVERIES)
     assert (failed["Threshold"], failed["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_freshness_alarms_on_each_source_p95_above_the_objective() -> None:
+    settings = Settings(_env_file=None, freshness_slo_seconds=1800)
+    stack = LinkFetcherStack(
+        cdk.App(context={"aws:cdk:bundling-stacks": []}),
+        "fresh",
+        project_root=PROJECT_ROOT,
+        config=DeployConfig(_env_file=None),
+        settings=settings,
+    )
+    alarms = [
+        alarm["Properties"]
+        for alarm in resources(Template.from_stack(stack), "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == Metric.FRESHNESS
+    ]
+    assert sorted(a["Dimensions"][0]["Value"] for a in alarms) == sorted(FRESHNESS_SOURCES)
+    for alarm in alarms:
+        assert alarm["Namespace"] == NAMESPACE and [d["Name"] for d in alarm["Dimensions"]] == ["source"]
+        assert (alarm["ExtendedStatistic"], alarm["Period"], alarm["Threshold"]) == ("p95", 3600, 1800)
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_the_freshness_sources_are_the_granule_sources() -> None:
+    assert set(FRESHNESS_SOURCES) == {fetch.SOURCE, decisions.SOURCE, items.SOURCE}
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ the CLI (`relay`, `pending`, `status`) and the scheduled relay Lambda."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import types
@@ -324,7 +325,9 @@ def relay_lambda(monkeypatch):
 
 
 def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lambda, capsys) -> None:
-    ids = record(engine, 12, ["sqs"])
+    published = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    with engine.begin() as conn:
+        ids = record_granules(conn, [granule_record(i, published=published) for i in range(12)], ["sqs"])
     context = types.SimpleNamespace(
         function_name="relay", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
     )
@@ -332,8 +335,14 @@ def test_relay_lambda_returns_the_report(cli_env, engine, monkeypatch, relay_lam
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
         monkeypatch.setenv("TO_DOWNLOAD_QUEUE_URL", endpoint.queue_url("q"))
         result = relay_lambda.handler({}, context)
+        # Each first delivery's freshness, published per source for the stack's alarm.
         freshness = result.pop("freshness")
         assert freshness.keys() == {"search"} and freshness["search"]["count"] == 12
+        assert 1800 <= freshness["search"]["max_seconds"] < 1800 + 60
+        documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        (fresh,) = [document for document in documents if Metric.FRESHNESS in document]
+        assert fresh["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["source"]] and fresh["source"] == "search"
+        assert len(fresh[Metric.FRESHNESS]) == 12 and all(1800 <= s < 1860 for s in fresh[Metric.FRESHNESS])
         assert result == {
             "sent": {"sqs": 12},
             "refused": {"sqs": 0},

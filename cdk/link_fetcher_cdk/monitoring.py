@@ -19,11 +19,12 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from link_fetcher.observability import NAMESPACE, Metric, Service
+from link_fetcher.observability import FRESHNESS_SOURCES, NAMESPACE, Metric, Service
 
 from .config import DeployConfig
 
 OLDEST_PENDING_LIMIT = Duration.hours(1)
+FRESHNESS_PERIOD = Duration.hours(1)
 PERIOD = Duration.minutes(5)
 # Bounds of the relay alarms' period, which must span at least one scheduled relay run.
 RELAY_PERIOD_MAX = Duration.hours(6)
@@ -136,3 +137,23 @@ class Monitoring(Construct):
             "A delivery ran out of attempts and ended failed: fix the sink, then invoke the relay with "
             '{"retry_failed": true}',
         )
+
+    def watch_freshness(self, slo_seconds: int) -> None:
+        """An alarm per granule source when the p95 of FreshnessSeconds (publication to first delivery, published
+        by every function that delivers) over an hour reaches FRESHNESS_SLO_SECONDS. An hour with no delivery says
+        nothing about freshness (the oldest pending delivery alarm covers a stuck relay)."""
+        for source in FRESHNESS_SOURCES:
+            p95 = cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=Metric.FRESHNESS,
+                dimensions_map={"source": source},
+                period=FRESHNESS_PERIOD,
+                statistic="p95",
+            )
+            self._alarm(
+                f"Freshness{source.capitalize()}",
+                p95,
+                slo_seconds,
+                f"p95 freshness of {source} granules (publication to first delivery) over "
+                f"{FRESHNESS_PERIOD.to_human_string()} is above FRESHNESS_SLO_SECONDS ({slo_seconds} s)",
+            )

@@ -162,6 +162,7 @@ class LinkFetcherStack(Stack):
         monitoring.watch_push(push.api)
         monitoring.watch_dead_letters(delivery.dead_letter_queue)
         monitoring.watch_deliveries(config.relay_schedule)
+        monitoring.watch_freshness(settings.freshness_slo_seconds)
         for name, value, description in (
             ("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription"),
             ("PushCredentialsSecretArn", push_credentials.secret.secret_arn, "NotificationEpUsername/Password"),

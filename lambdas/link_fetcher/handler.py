@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import Service
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
@@ -56,6 +57,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request.query_date, platform, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
     )
     delivery = relay_with_settings(fetcher().engine, get_settings(), configured_sinks())
+    publish_freshness(delivery.freshness)
     logger.info(
         "day fetched",
         extra={

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import oldest_pending_age
 from link_fetcher.database import engine_for
+from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import relay_with_settings
 from link_fetcher.settings import get_settings
@@ -35,6 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         oldest = oldest_pending_age(conn)
     metrics.add_metric(name=Metric.OLDEST_PENDING_DELIVERY, unit=MetricUnit.Seconds, value=oldest)
     metrics.add_metric(name=Metric.FAILED_DELIVERIES, unit=MetricUnit.Count, value=report.failed)
+    publish_freshness(report.freshness)
     result = {**report.summary(), "oldest_pending_seconds": round(oldest)}
     if report.unavailable or report.failed:
         logger.warning("deliveries left behind", extra=result)

@@ -38,10 +38,18 @@ FUNCTION_SERVICES: dict[str, Service] = {
 }
 
 
+# The values of FreshnessSeconds' `source` dimension: the granule sources (`granule.source`), one alarm each.
+FRESHNESS_SOURCES = ("search", "subscription", "stac")
+
+
 class Metric(StrEnum):
-    """Metric names the stack alarms on (with dimension `service`)."""
+    """Metric names the stack alarms on (with dimension `service`, unless said otherwise)."""
 
     # Published by the relay after each run: age of the oldest delivery still pending (0 when none is).
     OLDEST_PENDING_DELIVERY = "OldestPendingDeliverySeconds"
     # Published by the relay after each run: deliveries of the configured sinks that ended `failed`.
     FAILED_DELIVERIES = "FailedDeliveries"
+    # Published by every function that delivers (fetch, push, STAC, relay), one value per granule a sink took for
+    # the first time: seconds from its publication to that delivery. Dimension `source` only (search,
+    # subscription, stac), so the stack alarms on a source's p95 whichever function delivered it.
+    FRESHNESS = "FreshnessSeconds"

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     relay_max_attempts: int = Field(10, ge=1)
     # 1 keeps SPEC §5's bound: a crash repeats at most one batch; n workers repeat at most n batches.
     relay_workers: int = Field(1, ge=1, le=16)
+    # Freshness objective: the stack alarms when a source's p95 (publication → first delivery) exceeds it;
+    # `status` marks the sources above it.
+    freshness_slo_seconds: int = Field(3600, ge=1)
 
     # Push endpoint credentials: a Secrets Manager secret ({"username", "password"}) in AWS, else these.
     subscription_username: str | None = None

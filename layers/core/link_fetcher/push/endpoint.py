@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, record_granules
+from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import MALFORMED, Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
@@ -212,3 +213,4 @@ class PushEndpoint:
             self.logger.warning("sink unavailable; delivery stays pending", extra={"sink": sink, "error": error})
         if report.total_sent:
             self.count("delivered", report.total_sent)
+        publish_freshness(report.freshness)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from link_fetcher.freshness import publish_freshness
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink
@@ -49,6 +50,7 @@ def run_watch(
         keep_unknown_cloud=settings.stac_keep_unknown_cloud,
     )
     report = relay_with_settings(engine, settings, sinks)
+    publish_freshness(report.freshness)
     return {
         "watch": watch.name,
         "datetime": str(query.time_range),
