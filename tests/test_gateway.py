@@ -380,6 +380,8 @@ def test_console_summary_counts_deliveries_and_granules_per_day(client, engine: 
         )
     summary = client.get("/console/summary", headers=auth(READ_KEY)).json()
     assert summary["database"] == "ok"
+    (redis_sink,) = summary["deliveries"]["by_sink"].values()
+    assert redis_sink.pop("oldest_pending_seconds") < 60
     assert summary["deliveries"]["by_sink"] == {"redis": {"pending": 4, "sent": 0, "failed": 1}}
     assert [(d["id"], d["last_error"]) for d in summary["deliveries"]["oldest_failed"]] == [
         (records[0].id, "queue gone")
@@ -389,6 +391,9 @@ def test_console_summary_counts_deliveries_and_granules_per_day(client, engine: 
     assert len(recorded["days"]) == 30 and recorded["days"][-1] == dt.datetime.now(dt.UTC).date().isoformat()
     assert recorded["platforms"]["S2A"][-1] == 3 and sum(recorded["platforms"]["S2A"]) == 3
     assert recorded["platforms"]["S2B"][-1] == 1 and recorded["platforms"]["S2B"][-3] == 1
+    # Nothing delivered: the four granules of the last 24 h are undelivered, no freshness per day yet.
+    assert summary["freshness"]["last_24h"]["search"]["undelivered"] == 4
+    assert summary["freshness"]["per_day"] == []
 
 
 @pytest.mark.unit

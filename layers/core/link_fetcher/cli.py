@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": (
         "link_fetcher.core_commands:status",
-        "Granules found per publication day and platform, and the delivery backlog.",
+        "Granules found per publication day and platform, the delivery backlog, and freshness per source.",
     ),
     "subscriptions": (
         "link_fetcher.subscriptions.commands:subscriptions",

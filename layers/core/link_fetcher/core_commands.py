@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.table import Table
-from sqlalchemy import select
 
 from db import DeliveryStatus, list_deliveries, upgrade_head
 from db.migrate import current_revision
@@ -26,34 +26,81 @@ def migrate(obj: CliContext) -> int:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as one JSON object.")
 @pass_context
-def status(obj: CliContext) -> int:
-    """Granules found per publication day and platform, and the delivery backlog."""
-    from db import GranuleCount, count_by_status
+def status(obj: CliContext, as_json: bool) -> int:
+    """Granules found per publication day and platform, the delivery backlog, and freshness per source.
+
+    Freshness covers the granules recorded in the last 24 h: publication to first delivery to a sink."""
+    from db.status import status_document
 
     with obj.engine().connect() as conn:
-        counts = conn.execute(select(GranuleCount.__table__).order_by(GranuleCount.date, GranuleCount.platform))
-        table = Table(title="granule_count")
-        for column in ("day", "platform", "available", "fetched", "completed", "last fetched (UTC)"):
-            table.add_column(column, justify="right" if column in ("available", "fetched") else "left")
-        for row in counts:
-            table.add_row(
-                row.date.isoformat(),
-                row.platform,
-                str(row.available_links),
-                str(row.fetched_links),
-                "yes" if row.completed else "no",
-                row.last_fetched_time.strftime("%Y-%m-%d %H:%M:%S") if row.last_fetched_time else "",
-            )
-        deliveries = count_by_status(conn)
-    stdout.print(table)
-    delivery_table = Table(title="deliveries")
-    for column in ("sink", "pending", "sent", "failed"):
-        delivery_table.add_column(column, justify="left" if column == "sink" else "right")
-    for sink in sorted({sink for sink, _ in deliveries}):
-        delivery_table.add_row(sink, *(str(deliveries.get((sink, s), 0)) for s in DeliveryStatus))
-    stdout.print(delivery_table)
+        document = status_document(conn)
+    if as_json:
+        sys.stdout.write(json.dumps(document) + "\n")
+        return 0
+    stdout.print(days_table(document["days"]))
+    stdout.print(deliveries_table(document["deliveries"]))
+    stdout.print(freshness_table(document["freshness"], obj.settings.freshness_slo_seconds))
     return 0
+
+
+def days_table(days: list[dict[str, Any]]) -> Table:
+    table = Table(title="granule_count")
+    for column in ("day", "platform", "available", "fetched", "completed", "last fetched (UTC)"):
+        table.add_column(column, justify="right" if column in ("available", "fetched") else "left")
+    for day in days:
+        last = day["last_fetched_time"]
+        table.add_row(
+            day["day"],
+            day["platform"],
+            str(day["available"]),
+            str(day["fetched"]),
+            "yes" if day["completed"] else "no",
+            last[:19].replace("T", " ") if last else "",
+        )
+    return table
+
+
+def deliveries_table(deliveries: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="deliveries")
+    for column in ("sink", "pending", "sent", "failed", "oldest pending"):
+        table.add_column(column, justify="left" if column == "sink" else "right")
+    for sink, counts in deliveries.items():
+        oldest = counts["oldest_pending_seconds"]
+        table.add_row(
+            sink, *(str(counts[str(s)]) for s in DeliveryStatus), duration(oldest) if counts["pending"] else ""
+        )
+    return table
+
+
+def freshness_table(freshness: dict[str, dict[str, Any]], slo_seconds: int) -> Table:
+    table = Table(title=f"freshness, last 24 h (publication → first delivery; objective p95 ≤ {duration(slo_seconds)})")
+    for column in ("source", "delivered", "p50", "p95", "max", "recording p95", "relaying p95", "undelivered"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, figures in freshness.items():
+        p95 = figures["p95_seconds"]
+        table.add_row(
+            source,
+            str(figures["count"]),
+            duration(figures["p50_seconds"]),
+            f"[red]{duration(p95)}[/red]" if p95 is not None and p95 > slo_seconds else duration(p95),
+            duration(figures["max_seconds"]),
+            duration(figures["recording"]["p95_seconds"]),
+            duration(figures["relaying"]["p95_seconds"]),
+            str(figures["undelivered"]),
+        )
+    return table
+
+
+def duration(seconds: float | None) -> str:
+    """`42 s`, `12.5 min`, `3.2 h`, `2.1 d`; empty when there is nothing to measure."""
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @click.command()

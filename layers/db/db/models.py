@@ -144,5 +144,6 @@ class Outbox(Base):
     __table_args__ = (
         UniqueConstraint("granule_id", "sink"),
         Index("ix_outbox_pending", "sink", "id", postgresql_where=text("status = 'pending'")),
-        Index("ix_outbox_status_created", "status", "created_at"),
+        # Counts per sink and state, the oldest pending delivery per sink (widened in migration 0006).
+        Index("ix_outbox_status_sink_created", "status", "sink", "created_at"),
     )

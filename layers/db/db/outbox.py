@@ -239,7 +239,7 @@ def requeue(conn: Connection, granule_ids: Sequence[str], sinks: Sequence[str]) 
 
 
 _COUNT_ALL_SQL = text("SELECT sink, status, count(*) FROM outbox GROUP BY sink, status")
-# Through ix_outbox_status_created: the rows of those states only, not the sent history (which only grows).
+# Through ix_outbox_status_sink_created: the rows of those states only, not the sent history (which only grows).
 _COUNT_IN_SQL = text(
     "SELECT sink, status, count(*) FROM outbox WHERE status = ANY(CAST(:statuses AS text[])) GROUP BY sink, status"
 )

@@ -1,4 +1,5 @@
-"""What the ops console shows from Postgres: deliveries pending or failed, and granules recorded per day.
+"""What the ops console shows from Postgres: deliveries per sink with the backlog's age, the oldest pending or
+failed ones, granules recorded per day, and freshness (last 24 h per source, and per day).
 
 Blocking SQLAlchemy calls; the app runs them in a worker thread.
 """
@@ -12,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from db import DeliveryStatus, count_by_status, list_deliveries
+from db import DeliveryStatus, list_deliveries
+from db.status import deliveries, freshness, freshness_per_day
 
 CHART_DAYS = 30
 LISTED_DELIVERIES = 20
@@ -46,19 +48,29 @@ def recorded_per_day(engine: Engine, today: dt.date, days: int = CHART_DAYS) -> 
 
 
 def delivery_summary(engine: Engine) -> dict[str, Any]:
-    """Deliveries per sink and status, and the oldest pending and failed ones (with their last error)."""
+    """Deliveries per sink and status with the oldest pending one's age, and the oldest pending and failed ones
+    (with their last error)."""
     with engine.connect() as conn:
-        counts = count_by_status(conn)
+        by_sink = deliveries(conn)
         failed = list(itertools.islice(list_deliveries(conn, [DeliveryStatus.FAILED]), LISTED_DELIVERIES))
         pending = list(itertools.islice(list_deliveries(conn, [DeliveryStatus.PENDING]), LISTED_DELIVERIES))
-    by_sink: dict[str, dict[str, int]] = {}
-    for (sink, status), count in sorted(counts.items()):
-        by_sink.setdefault(sink, {str(s): 0 for s in DeliveryStatus})[status] = count
     return {"by_sink": by_sink, "oldest_pending": pending, "oldest_failed": failed}
 
 
+def freshness_summary(engine: Engine, today: dt.date, days: int = CHART_DAYS) -> dict[str, Any]:
+    """`last_24h`: the figures of `status` per source; `per_day`: per UTC day of recording (the last `days`) and
+    source, the delivered granules and their p50 / p95 / max freshness."""
+    since = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        return {"last_24h": freshness(conn), "per_day": freshness_per_day(conn, since)}
+
+
 def console_data(engine: Engine, today: dt.date) -> dict[str, Any]:
-    return {"deliveries": delivery_summary(engine), "recorded": recorded_per_day(engine, today)}
+    return {
+        "deliveries": delivery_summary(engine),
+        "recorded": recorded_per_day(engine, today),
+        "freshness": freshness_summary(engine, today),
+    }
 
 
 def check_database(engine: Engine) -> None:

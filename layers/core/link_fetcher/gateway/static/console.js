@@ -3,6 +3,7 @@
 
 const REFRESH_MS = 5000;
 const COLOURS = { S2A: "#2f6fdf", S2B: "#e07a1f", S2C: "#2e9d5b", unknown: "#8a8f99" };
+const SOURCE_COLOURS = { search: "#2f6fdf", subscription: "#e07a1f", stac: "#2e9d5b" };
 const SVG = "http://www.w3.org/2000/svg";
 
 // The key travels in the URL fragment (#token=…), which browsers never send to the server, so it is never logged.
@@ -49,6 +50,7 @@ function drawDeliveries(summary) {
     const note = summary.database === "absent" ? "no database configured (DATABASE_URL)" : summary.database;
     fill("deliveries", [], null, note);
     fill("problems", [], null, note);
+    fill("freshness", [], null, note);
     return;
   }
   const sinks = Object.entries(summary.deliveries.by_sink);
@@ -57,7 +59,18 @@ function drawDeliveries(summary) {
     cell(row, counts.pending, "number");
     cell(row, counts.sent, "number");
     cell(row, counts.failed, counts.failed ? "number bad" : "number");
+    cell(row, counts.pending ? duration(counts.oldest_pending_seconds) : "", "number");
   }, "no deliveries recorded");
+  fill("freshness", Object.entries(summary.freshness.last_24h), (row, [source, figures]) => {
+    cell(row, source);
+    cell(row, figures.count, "number");
+    cell(row, duration(figures.p50_seconds), "number");
+    cell(row, duration(figures.p95_seconds), "number");
+    cell(row, duration(figures.max_seconds), "number");
+    cell(row, duration(figures.recording.p95_seconds), "number");
+    cell(row, duration(figures.relaying.p95_seconds), "number");
+    cell(row, figures.undelivered, figures.undelivered ? "number bad" : "number");
+  }, "nothing recorded in the last 24 h");
   const problems = summary.deliveries.oldest_failed.concat(summary.deliveries.oldest_pending);
   fill("problems", problems, (row, delivery) => {
     cell(row, delivery.filename || delivery.id);
@@ -66,6 +79,15 @@ function drawDeliveries(summary) {
     cell(row, delivery.attempts, "number");
     cell(row, delivery.last_error || "");
   }, "nothing pending or failed");
+}
+
+// 42 s, 12.5 min, 3.2 h, 2.1 d (as `link-fetcher status` prints them); empty when there is nothing to measure.
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+    if (Math.abs(seconds) >= size) return `${(seconds / size).toFixed(1)} ${unit}`;
+  }
+  return `${Math.round(seconds)} s`;
 }
 
 function svgElement(name, attributes, parent) {
@@ -127,6 +149,57 @@ function drawChart(recorded) {
   });
 }
 
+// Grouped bars: one group per day with a p95 bar per source (its title gives count, p50, p95 and max).
+function drawFreshness(freshness, days) {
+  const chart = document.getElementById("freshness-chart");
+  const legend = document.getElementById("freshness-legend");
+  legend.replaceChildren();
+  if (!freshness || !freshness.per_day.length) {
+    chart.textContent = freshness ? "nothing delivered in these days" : "no database configured";
+    chart.className = "muted";
+    return;
+  }
+  const sources = [...new Set(freshness.per_day.map((d) => d.source))].sort();
+  const top = Math.max(1, ...freshness.per_day.map((d) => d.p95_seconds || 0));
+  const width = 900, height = 220, left = 64, bottom = 40, plotHeight = height - bottom - 10;
+  const slot = (width - left - 10) / days.length;
+  const barWidth = Math.max(1, (slot - 4) / sources.length);
+  chart.replaceChildren();
+  chart.className = "";
+  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "p95 freshness per day" }, chart);
+  svgElement("line", { x1: left, y1: 10 + plotHeight, x2: width - 10, y2: 10 + plotHeight, stroke: "#99a" }, svg);
+  [0, 0.5, 1].forEach((fraction) => {
+    const y = 10 + plotHeight * (1 - fraction);
+    svgElement("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#667" }, svg)
+      .textContent = duration(top * fraction) || "0";
+  });
+  freshness.per_day.forEach((d) => {
+    const i = days.indexOf(d.day);
+    if (i < 0 || d.p95_seconds === null) return;
+    const barHeight = (d.p95_seconds / top) * plotHeight;
+    const bar = svgElement("rect", {
+      class: "fresh", x: left + i * slot + 2 + sources.indexOf(d.source) * barWidth, y: 10 + plotHeight - barHeight,
+      width: barWidth, height: barHeight, fill: SOURCE_COLOURS[d.source] || COLOURS.unknown,
+      "data-day": d.day, "data-source": d.source, "data-p95": d.p95_seconds,
+    }, svg);
+    svgElement("title", {}, bar).textContent =
+      `${d.day} ${d.source}: ${d.count} delivered, p50 ${duration(d.p50_seconds)}, p95 ${duration(d.p95_seconds)}, max ${duration(d.max_seconds)}`;
+  });
+  days.forEach((day, i) => {
+    if (i % 5 === 0 || i === days.length - 1) {
+      svgElement("text", { x: left + i * slot + slot / 2, y: height - 18, "text-anchor": "middle", "font-size": 11, fill: "#667" }, svg)
+        .textContent = day.slice(5);
+    }
+  });
+  sources.forEach((source) => {
+    const item = document.createElement("span");
+    const swatch = document.createElement("i");
+    swatch.style.background = SOURCE_COLOURS[source] || COLOURS.unknown;
+    item.append(swatch, source);
+    legend.appendChild(item);
+  });
+}
+
 async function refresh() {
   const key = sessionStorage.getItem("gatewayKey");
   const status = document.getElementById("status");
@@ -151,6 +224,7 @@ async function refresh() {
     drawStreams(body.streams);
     drawDeliveries(body);
     drawChart(body.database === "ok" ? body.recorded : null);
+    drawFreshness(body.database === "ok" ? body.freshness : null, body.database === "ok" ? body.recorded.days : []);
     status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · database: ${body.database}`;
     status.className = "muted";
     document.body.dataset.loaded = "true";

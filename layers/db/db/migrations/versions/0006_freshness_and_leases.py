@@ -1,5 +1,6 @@
 """freshness and relay leases: outbox.first_sent_at (kept when a delivery is requeued), outbox.leased_by (the
-relay session that holds a pending delivery), and an index on granule.first_seen for the last day's figures
+relay session that holds a pending delivery), an index on granule.first_seen for the last day's figures, and
+outbox's (status, created_at) index widened to (status, sink, created_at) for the counts per sink
 
 Revision ID: 0006
 Revises: 0005
@@ -20,9 +21,14 @@ def upgrade() -> None:
     op.add_column("outbox", sa.Column("leased_by", sa.Integer(), nullable=True))
     op.execute("UPDATE outbox SET first_sent_at = sent_at WHERE sent_at IS NOT NULL")
     op.create_index("ix_granule_first_seen", "granule", ["first_seen"])
+    # Counts per sink and state (`status`, the console) and the oldest pending per sink read this index only.
+    op.create_index("ix_outbox_status_sink_created", "outbox", ["status", "sink", "created_at"])
+    op.drop_index("ix_outbox_status_created", table_name="outbox")
 
 
 def downgrade() -> None:
+    op.create_index("ix_outbox_status_created", "outbox", ["status", "created_at"])
+    op.drop_index("ix_outbox_status_sink_created", table_name="outbox")
     op.drop_index("ix_granule_first_seen", table_name="granule")
     op.drop_column("outbox", "leased_by")
     op.drop_column("outbox", "first_sent_at")
