@@ -81,6 +81,10 @@ def test_records_delivers_and_counts(invoke, engine: Engine, sqs, unique_name, c
     assert retry["statusCode"] == 204
     assert queued_ids(sqs, unique_name) == [body["value"]["Id"]]
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    # The delivery's freshness (publication to SQS) for the stack's alarm, by source, then the outcome counts.
+    (fresh,) = [metric for metric in emitted if "FreshnessSeconds" in metric]
+    assert fresh["source"] == "subscription" and fresh["FreshnessSeconds"]  # one value per sink that took it
+    emitted = [metric for metric in emitted if metric is not fresh]
     assert [metric.get("recorded") for metric in emitted] == [[1.0], None]
     assert [metric.get("duplicate") for metric in emitted] == [None, [1.0]]
 

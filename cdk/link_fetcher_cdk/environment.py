@@ -68,6 +68,7 @@ LOCAL_ONLY: dict[str, str] = {
     "gateway_max_block_ms": "the stream gateway is not deployed",
     "gateway_max_connections_per_key": "the stream gateway is not deployed",
     "gateway_send_queue": "the stream gateway is not deployed",
+    "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
 }
 
 
