@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import Engine, text
 
-from benchmarks.sqs_endpoint import SqsEndpoint
 from db import record_granules
 from db.outbox import _COUNT_ALL_SQL, _COUNT_IN_SQL
 from db.status import _OLDEST_PENDING_SQL, FRESHNESS_PER_DAY_SQL, FRESHNESS_SQL, freshness, status_document
 from link_fetcher.cli import main
 from tests.factories import granule_record
+from tests.fakes.sqs_endpoint import SqsEndpoint
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
