@@ -92,7 +92,7 @@ class Granule(Base):
         Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
         # Reconcile maps stored keys back to rows (migration 0004).
         Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),
-        # Freshness over the last day (`status`, the ops console) reads only the granules recorded in it (0006).
+        # Freshness over the last day (`status`, the ops console) reads only the granules recorded in it (0007).
         Index("ix_granule_first_seen", "first_seen"),
     )
 
@@ -136,7 +136,7 @@ class Outbox(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # Freshness (migration 0006): when this sink first accepted the message; a requeue resends but keeps it.
+    # Freshness (migration 0007): when this sink first accepted the message; a requeue resends but keeps it.
     first_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The relay session leasing this pending delivery: its token, held as a session advisory lock (db.outbox).
     leased_by: Mapped[int | None] = mapped_column(Integer)
@@ -144,6 +144,6 @@ class Outbox(Base):
     __table_args__ = (
         UniqueConstraint("granule_id", "sink"),
         Index("ix_outbox_pending", "sink", "id", postgresql_where=text("status = 'pending'")),
-        # Counts per sink and state, the oldest pending delivery per sink (widened in migration 0006).
+        # Counts per sink and state, the oldest pending delivery per sink (widened in migration 0007).
         Index("ix_outbox_status_sink_created", "status", "sink", "created_at"),
     )

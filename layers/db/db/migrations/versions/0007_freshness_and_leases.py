@@ -2,16 +2,16 @@
 relay session that holds a pending delivery), an index on granule.first_seen for the last day's figures, and
 outbox's (status, created_at) index widened to (status, sink, created_at) for the counts per sink
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-26
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
