@@ -38,9 +38,11 @@ test-unit: install
 browser:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+## ruff (lint and format) and mypy (strict on layers/, configured in pyproject.toml).
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 format: install
 	$(RUN) ruff format .

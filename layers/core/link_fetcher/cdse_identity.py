@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -70,12 +70,13 @@ class TokenProvider:
         self._request({"grant_type": "password", "username": self._username, "password": self._password})
 
     def _request(self, form: dict[str, str]) -> None:
-        def call() -> dict:
+        def call() -> dict[str, Any]:
             response = self._session.post(self._url, data={**form, "client_id": CLIENT_ID})
             if response.status_code in (400, 401):
                 raise HttpError("CDSE identity: credentials refused (check CDSE_USERNAME / CDSE_PASSWORD)", 401)
             raise_for_status(response, "CDSE identity")
-            return response.json()
+            payload: dict[str, Any] = response.json()
+            return payload
 
         payload = with_retries(call, what="CDSE identity")
         now = time.monotonic()

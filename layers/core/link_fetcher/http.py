@@ -77,9 +77,14 @@ def make_session(
     return session
 
 
-def with_retries(
-    call: Callable[[], Any], *, what: str, attempts: int = 6, backoff: float = 0.5, sleep: Callable = time.sleep
-) -> Any:
+def with_retries[T](
+    call: Callable[[], T],
+    *,
+    what: str,
+    attempts: int = 6,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run `call`, retrying a response body cut off mid-read (the one failure urllib3 does not retry)."""
     for attempt in range(1, attempts + 1):
         try:

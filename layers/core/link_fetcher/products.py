@@ -13,9 +13,9 @@ import dataclasses
 import datetime as dt
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -62,10 +62,27 @@ def _in_range(value: dt.datetime) -> dt.datetime:
 Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
+class _NamedValue(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+
+
+class _ChecksumValue(Protocol):
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+
+
 class ProductLookups:
     """Attribute and checksum lookups, shared by the two product models below."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # what the models below define
+        attributes: Sequence[_NamedValue]
+        checksums: Sequence[_ChecksumValue]
 
     def attribute(self, name: str) -> Any:
         return next((attribute.value for attribute in self.attributes if attribute.name == name), None)

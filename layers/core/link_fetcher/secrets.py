@@ -35,4 +35,4 @@ def clear_cache() -> None:
     """Forget the secrets read so far (tests; a process that must see a rotation at once)."""
     from aws_lambda_powertools.utilities import parameters
 
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated

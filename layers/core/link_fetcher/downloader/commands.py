@@ -52,6 +52,7 @@ def download(obj: CliContext, ids: tuple[str, ...], from_queue: bool, max_messag
     except ValueError as exc:  # e.g. a plain-http CDSE_DOWNLOAD_URL
         raise ConfigurationError(str(exc)) from exc
     if from_queue:
+        assert settings.to_download_queue_url  # checked above
         queue = SqsQueue(settings.to_download_queue_url)
         try:
             outcomes = consume(downloader, queue, limit=max_messages, on_outcome=_print_outcome)

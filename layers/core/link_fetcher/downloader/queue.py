@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
 from link_fetcher.downloader.service import Downloader, Outcome, Result, granule_id_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
 RECEIVE_WAIT_SECONDS = 2  # long poll: an empty answer then means the queue is empty, not unlucky sampling
 
@@ -55,7 +58,9 @@ class SqsQueue:
 
     def delete(self, messages: Sequence[ReceivedMessage]) -> None:
         if messages:
-            entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+            ]
             self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
 

@@ -158,7 +158,7 @@ class _MultipartWriter:
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
         self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
-        self._in_flight: Future | None = None
+        self._in_flight: Future[dict[str, Any]] | None = None
 
     def _upload(self, number: int, body: bytearray) -> dict[str, Any]:
         response = self._client.upload_part(
@@ -218,7 +218,7 @@ class S3Storage:
 
         def head(key: str) -> int | None:
             try:
-                return self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+                return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     return None

@@ -37,7 +37,7 @@ class Digests:
         self._md5 = hashlib.md5(usedforsecurity=False) if expected.md5 else None
         self._blake3 = blake3.blake3() if expected.blake3 else None
         self._md5_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="md5") if self._md5 else None
-        self._md5_pending: collections.deque[Future] = collections.deque()
+        self._md5_pending: collections.deque[Future[None]] = collections.deque()
 
     def __enter__(self) -> Digests:
         return self
@@ -62,8 +62,8 @@ class Digests:
         expected = self.expected
         if expected.size is not None and self.size != expected.size:
             return f"size {self.size} != expected {expected.size}"
-        if self._md5 is not None and self._md5.hexdigest() != expected.md5.lower():
+        if self._md5 is not None and expected.md5 and self._md5.hexdigest() != expected.md5.lower():
             return f"MD5 {self._md5.hexdigest()} != expected {expected.md5}"
-        if self._blake3 is not None and self._blake3.hexdigest() != expected.blake3.lower():
+        if self._blake3 is not None and expected.blake3 and self._blake3.hexdigest() != expected.blake3.lower():
             return f"BLAKE3 {self._blake3.hexdigest()} != expected {expected.blake3}"
         return None

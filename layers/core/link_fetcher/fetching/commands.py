@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from link_fetcher.cli_support import (
@@ -66,7 +66,7 @@ def _fetch_all(fetcher: DayFetcher, pairs: list[tuple[dt.date, str]]) -> list[Da
         for day, platform in pairs:
             task = progress.add_task(f"{day} {platform}", total=None, new=0, skipped=0)
 
-            def on_page(outcome: PageOutcome, task=task) -> None:
+            def on_page(outcome: PageOutcome, task: TaskID = task) -> None:
                 fields = progress.tasks[task].fields
                 progress.update(
                     task,

@@ -100,7 +100,8 @@ class Cursor:
             return page_size
         if self.ties < MAX_TOP:
             return MAX_TOP
-        raise PagingError(f"{MAX_TOP} or more products published at {odata_time(self.published)}: cannot page them")
+        instant = odata_time(self.published) if self.published else "the day's start"
+        raise PagingError(f"{MAX_TOP} or more products published at {instant}: cannot page them")
 
 
 def advance(cursor: Cursor, published: Sequence[dt.datetime]) -> tuple[Cursor, int]:

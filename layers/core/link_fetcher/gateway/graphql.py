@@ -13,7 +13,7 @@ import strawberry
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.fastapi import GraphQLRouter
+from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from strawberry.types.unset import UnsetType
@@ -49,7 +49,8 @@ class Entry:
 
 
 def _gateway(info: Info) -> Gateway:
-    return info.context["gateway"]
+    gateway: Gateway = info.context["gateway"]
+    return gateway
 
 
 def _visible(info: Info, stream: str) -> str:
@@ -131,7 +132,8 @@ async def graphql_context(connection: HTTPConnection) -> dict[str, Any]:
 
 
 class GatewayGraphQLRouter(GraphQLRouter):
-    async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
+    async def on_ws_connect(self, context: BaseContext | dict[str, Any]) -> UnsetType | dict[str, object] | None:
+        assert isinstance(context, dict)  # graphql_context makes a dict
         if context["principal"] is None:
             params = context.get("connection_params") or {}
             key = params.get("token") or presented_key({"authorization": str(params.get("Authorization", ""))})

@@ -26,7 +26,8 @@ class Gateway:
 
 
 def gateway_of(connection: HTTPConnection) -> Gateway:
-    return connection.app.state.gateway
+    gateway: Gateway = connection.app.state.gateway
+    return gateway
 
 
 def error_response(error: GatewayError) -> JSONResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from link_fetcher.gateway.errors import GatewayError
 
@@ -15,7 +16,7 @@ from link_fetcher.gateway.errors import GatewayError
 Entry = dict[str, Any]
 
 
-def _entries(reply: list[Any]) -> list[Entry]:
+def _entries(reply: Any) -> list[Entry]:
     """XREAD / XREADGROUP reply for one stream → entries."""
     if not reply:
         return []
@@ -72,12 +73,14 @@ class StreamStore:
     async def last_id(self, stream: str) -> str:
         """The id of the newest entry ever added ("0-0" for a stream that does not exist yet)."""
         try:
-            return (await self.redis.xinfo_stream(stream))["last-generated-id"]
+            return str((await self.redis.xinfo_stream(stream))["last-generated-id"])
         except ResponseError:
             return "0-0"
 
     async def append(self, stream: str, fields: dict[str, str]) -> str:
-        return await self.redis.xadd(stream, fields)
+        entry: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}  # as redis-py types it
+        entry_id = await self.redis.xadd(stream, entry)
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
     async def create_group(self, stream: str, group: str, start: str) -> None:
         try:
@@ -115,7 +118,7 @@ class StreamStore:
 
     async def group_feed(
         self, stream: str, group: str, consumer: str, batch: int, block_ms: int
-    ) -> AsyncIterator[list[Entry]]:
+    ) -> AsyncGenerator[list[Entry]]:
         """The consumer's pending entries first (what a crashed reader never acked), then new ones, forever."""
         cursor = "0"
         while entries := await self.group_read(stream, group, consumer, batch, None, after=cursor):
@@ -125,7 +128,7 @@ class StreamStore:
             if entries := await self.group_read(stream, group, consumer, batch, block_ms):
                 yield entries
 
-    async def tail_feed(self, stream: str, after: str, batch: int, block_ms: int) -> AsyncIterator[list[Entry]]:
+    async def tail_feed(self, stream: str, after: str, batch: int, block_ms: int) -> AsyncGenerator[list[Entry]]:
         """Entries after `after` forever; `$` is pinned to the current last id so nothing added between reads is
         missed."""
         cursor = await self.last_id(stream) if after == "$" else after

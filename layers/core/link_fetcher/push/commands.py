@@ -39,12 +39,19 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
         highlight=False,
         soft_wrap=True,
     )
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
-        uvicorn.run(app, **options)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return 0
     if configured_url(obj.settings) is None:
         # The workers reach the embedded database this process started.
         os.environ["DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
-    uvicorn.run("link_fetcher.push.server:app_from_environment", factory=True, workers=workers, **options)
+    uvicorn.run(
+        "link_fetcher.push.server:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0

@@ -40,6 +40,7 @@ def build_sinks(settings: Settings) -> list[Sink]:
         if name == "sqs":
             from link_fetcher.sinks.sqs import SqsSink
 
+            assert settings.to_download_queue_url  # sink_names() lists "sqs" only when it is set
             sinks.append(SqsSink(settings.to_download_queue_url))
         elif name == "redis":
             from link_fetcher.sinks.redis_stream import RedisStreamSink

@@ -14,6 +14,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from link_fetcher.messages import to_cloudevent
 from link_fetcher.sinks import Message, SinkUnavailable
@@ -40,7 +41,7 @@ def stream_fields(event: CloudEvent) -> dict[str, str]:
 
 def event_from_fields(fields: Mapping[str | bytes, str | bytes]) -> CloudEvent:
     """The CloudEvent back from a stream entry's fields (what consumers call)."""
-    attributes = {_text(name): _text(value) for name, value in fields.items()}
+    attributes: dict[str, Any] = {_text(name): _text(value) for name, value in fields.items()}
     data = attributes.pop("data", None)
     if "time" in attributes:
         attributes["time"] = dt.datetime.fromisoformat(attributes["time"])
@@ -64,6 +65,8 @@ class RedisStreamSink:
     def from_settings(cls, settings: Settings) -> RedisStreamSink:
         # Short timeouts and a single quick retry: a Redis that is down must not hold the relay (and the other
         # sinks) for long; its deliveries stay pending for the next relay.
+        if not settings.redis_url:
+            raise ValueError("REDIS_URL is not set")
         client = redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=2,
@@ -77,7 +80,8 @@ class RedisStreamSink:
         for message in messages:
             time = message.recorded_at or dt.datetime.now(dt.UTC)
             fields = stream_fields(to_cloudevent(message.body, time=time))
-            pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            entry: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}  # as redis-py types it
+            pipe.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)
         try:
             pipe.execute()
         except redis.RedisError as exc:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from link_fetcher.sinks import Message, SinkUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 # Fail fast when the queue is unreachable: the delivery stays pending and a later relay retries it. No
 # client-side parameter validation: the entries are built here, SQS checks them anyway, and it costs ~25% of a call.
@@ -24,15 +29,18 @@ SQS_CLIENT_CONFIG = Config(
 class SqsSink:
     name = "sqs"
 
-    def __init__(self, queue_url: str, client: object | None = None) -> None:
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
         self.queue_url = queue_url
         self.fifo = queue_url.endswith(".fifo")
         self._client = client or boto3.client("sqs", config=SQS_CLIENT_CONFIG)
 
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
-        entries = []
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for index, message in enumerate(messages):
-            entry = {"Id": str(index), "MessageBody": json.dumps(message.body, separators=(",", ":"))}
+            entry: SendMessageBatchRequestEntryTypeDef = {
+                "Id": str(index),
+                "MessageBody": json.dumps(message.body, separators=(",", ":")),
+            }
             if self.fifo:
                 entry["MessageGroupId"] = message.group
                 entry["MessageDeduplicationId"] = message.id

@@ -101,7 +101,9 @@ def check_geometry(geometry: Any, where: str = "GeoJSON") -> dict[str, Any]:
     depth = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
     coordinates = geometry.get("coordinates")
     _check_positions(coordinates, depth[kind], f"{where} {kind}")
-    polygons = [coordinates] if kind == "Polygon" else coordinates if kind == "MultiPolygon" else []
+    polygons: list[Any] = (
+        [coordinates] if kind == "Polygon" else list(coordinates or []) if kind == "MultiPolygon" else []
+    )
     for polygon in polygons:
         for ring in polygon:
             _check_ring(ring, f"{where} {kind}")

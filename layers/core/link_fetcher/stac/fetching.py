@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -130,7 +131,7 @@ def _record_page(
     engine: Engine,
     api: StacApi,
     collection: str,
-    page: list[dict],
+    page: list[dict[str, Any]],
     criteria: ItemCriteria,
     sink_names: Sequence[str],
     summary: CollectionSummary,

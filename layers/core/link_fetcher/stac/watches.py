@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from link_fetcher.stac.area import Area, load_geojson, parse_bbox
 from link_fetcher.stac.fetching import StacQuery
@@ -73,7 +74,7 @@ class Watch(BaseModel):
         )
 
 
-def _problem(error: dict[str, Any]) -> str:
+def _problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "watch"
     return f"{where}: {error['msg']}"
 

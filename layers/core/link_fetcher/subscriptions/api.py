@@ -57,13 +57,15 @@ class SubscriptionsApi:
                 f"`subscriptions list` shows it, `subscriptions delete ID` removes it ({_detail(response)})"
             )
         self._check(response, "create subscription")
-        return response.json()
+        created: dict[str, Any] = response.json()
+        return created
 
     def list(self) -> list[dict[str, Any]]:
         response = self._request("GET", f"{self._url}/Info")
         self._check(response, "list subscriptions")
         listed = response.json()
-        return listed.get("value", []) if isinstance(listed, dict) else listed
+        subscriptions: list[dict[str, Any]] = listed.get("value", []) if isinstance(listed, dict) else listed
+        return subscriptions
 
     def delete(self, subscription_id: str) -> None:
         response = self._request("DELETE", f"{self._url}({quote(subscription_id, safe='')})")
