@@ -71,7 +71,7 @@ class RelayReport:
         return {**counts, "freshness": freshness}
 
 
-def to_message(granule: dict) -> Message:
+def to_message(granule: dict[str, Any]) -> Message:
     return Message(
         id=granule["id"],
         body=to_download_body(granule),

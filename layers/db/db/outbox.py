@@ -118,7 +118,7 @@ def lease_token(conn: Connection) -> int:
         candidate = secrets.randbelow(2**31 - 1) + 1
         if conn.execute(_TAKE_TOKEN_SQL, {"lock_class": LEASE_LOCK_CLASS, "token": candidate}).scalar_one():
             token = conn.info["relay_lease_token"] = candidate
-    return token
+    return int(token)
 
 
 def end_leases(conn: Connection, token: int) -> None:

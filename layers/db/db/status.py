@@ -73,7 +73,9 @@ def _percentiles(row: Any, prefix: str) -> dict[str, float | None]:
     }
 
 
-def freshness(conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = FRESHNESS_WINDOW) -> dict:
+def freshness(
+    conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = FRESHNESS_WINDOW
+) -> dict[str, dict[str, Any]]:
     """{source: figures} over the granules recorded in the last `window`: `count` (delivered ones, the sample
     of the percentiles), `p50_seconds`, `p95_seconds`, `max_seconds` (publication → first delivery), `recorded`,
     `undelivered`, and the split `recording` / `relaying` (same three figures each)."""
@@ -102,7 +104,7 @@ def freshness_per_day(conn: Connection, since: dt.datetime) -> list[dict[str, An
 def deliveries(conn: Connection) -> dict[str, dict[str, Any]]:
     """{sink: {pending, sent, failed, oldest_pending_seconds}}: the backlog and its age per sink."""
     counts = count_by_status(conn)
-    oldest = dict(conn.execute(_OLDEST_PENDING_SQL).all())
+    oldest: dict[str, Any] = {sink: seconds for sink, seconds in conn.execute(_OLDEST_PENDING_SQL).tuples()}
     by_sink: dict[str, dict[str, Any]] = {}
     for sink in sorted({sink for sink, _ in counts}):
         by_sink[sink] = {str(status): counts.get((sink, status), 0) for status in DeliveryStatus}

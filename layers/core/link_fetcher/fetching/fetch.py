@@ -69,7 +69,8 @@ def select_records(
     products: Sequence[ListedProduct | MalformedProduct], criteria: Criteria, download_url: str, now: dt.datetime
 ) -> tuple[list[GranuleRecord], collections.Counter[str]]:
     """The records worth keeping, and why the others were not (a product that cannot be read: `malformed`)."""
-    records, rejected = [], collections.Counter()
+    records: list[GranuleRecord] = []
+    rejected: collections.Counter[str] = collections.Counter()
     for product in products:
         if isinstance(product, MalformedProduct):
             log.warning("skipped malformed %s", product.describe())

@@ -27,7 +27,8 @@ class NotifiedProduct(CdseProduct):
     id: ProductId = Field(alias="Id")
     name: StoredText = Field(alias="Name")
     content_length: int | None = Field(None, alias="ContentLength", ge=0, le=2**63 - 1)
-    checksums: list[NotifiedChecksum] = Field(default_factory=list, alias="Checksum")
+    # A stricter item model than the base's Checksum (untrusted input), read the same way.
+    checksums: list[NotifiedChecksum] = Field(default_factory=list, alias="Checksum")  # type: ignore[assignment]
 
 
 class Notification(BaseModel):
