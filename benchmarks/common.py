@@ -71,13 +71,15 @@ def sqs_client(endpoint_url: str):
 
 
 @contextlib.contextmanager
-def sqs_endpoint_process() -> Iterator[str]:
-    """tests/fakes/sqs_endpoint.py on a free port in a child process; yields its URL."""
+def sqs_endpoint_process(latency_ms: float = 0.0) -> Iterator[str]:
+    """tests/fakes/sqs_endpoint.py on a free port in a child process (`latency_ms` added to each call), so its
+    CPU is not charged to the process measured, as a real queue's would not be; yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.sqs_endpoint", "--port", str(port)], stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "tests.fakes.sqs_endpoint", "--port", str(port), "--latency-ms", str(latency_ms)],
+        stdout=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10

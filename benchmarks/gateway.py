@@ -27,7 +27,7 @@ import httpx
 import redis
 import websockets
 
-from link_fetcher.messages import to_cloudevent, to_download_body
+from link_fetcher.messages import to_download_body
 from link_fetcher.sinks.redis_stream import stream_fields
 from tests.factories import granule_record
 
@@ -48,7 +48,7 @@ def fill(client: redis.Redis, stream: str, count: int) -> list[str]:
         pipe = client.pipeline(transaction=False)
         for index in range(start, min(start + 1000, count)):
             body = to_download_body(dataclasses.asdict(granule_record(index)))
-            pipe.xadd(stream, stream_fields(to_cloudevent(body, time=now)))
+            pipe.xadd(stream, stream_fields(body, time=now))
         ids.extend(pipe.execute())
     return ids
 

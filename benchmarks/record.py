@@ -10,7 +10,7 @@ import argparse
 import time
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
-from benchmarks.relay import measure
+from benchmarks.relay import relay_rate
 from db import record_granules
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
@@ -37,7 +37,7 @@ def main() -> None:
         inserts = counter.count("WITH") / len(batches)  # the recording statement is one WITH … INSERT
 
         sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download", client=sqs_client(sqs_url))
-        relayed = [(workers, measure(engine, sink, workers, args.granules)) for workers in args.workers]
+        relayed = [(workers, relay_rate(engine, sink, workers, args.granules)) for workers in args.workers]
 
     rate = args.granules / recorded_seconds
     print(f"recorded  {args.granules} granules in {len(batches)} batches: {rate:,.0f} granules/s")

@@ -1,9 +1,17 @@
-"""Relay throughput: N pending deliveries per sink relayed to Redis Streams and to the SQS-compatible endpoint.
+"""Relay at the sink's speed: in one run, a bare loop sending to the sink and the relay delivering as many
+pending deliveries to it, and their ratio. Goal: the relay ≥ 80 % of the bare loop.
 
-Each sink is measured alone (the other one's deliveries stay pending), in batches of 10 as in production, for
-each worker count. Redis is the real server at REDIS_URL; SQS is tests/fakes/sqs_endpoint.py (not moto) in a
-process of its own, so its CPU is not charged to the relay, as a real queue's would not be.
-Usage: python -m benchmarks.relay [--deliveries N] [--workers 1 4]
+- SQS: the bare loop is boto3 SendMessageBatch of 10 entries (bodies encoded beforehand) with the sink's client
+  configuration; both go to tests/fakes/sqs_endpoint.py in a process of its own (`--latency-ms` delays each
+  call, as a remote queue would).
+- Redis: the bare loop is MULTI/EXEC pipelines of 10 XADDs (fields built beforehand), what the sink sends.
+
+The relay starts from N pending deliveries in PostgreSQL (made pending again before each round, untimed) and
+pays for everything a real run does: leasing, reading the granules, building and encoding each message,
+marking each batch sent. With `--workers W` the relay runs W workers and the bare loop W threads. The two
+alternate, round after round, so load from elsewhere on the machine falls on both alike: each round's ratio is
+printed, then the median and range.
+Usage: python -m benchmarks.relay [--deliveries 2000] [--rounds 5] [--workers 1] [--latency-ms 0] [--sinks ...]
 """
 
 from __future__ import annotations
@@ -11,25 +19,51 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import statistics
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from sqlalchemy import Engine, text
 
-from benchmarks.common import scratch_database, sqs_endpoint_process
+from benchmarks.common import SERVER_URL, scratch_database, sqs_client, sqs_endpoint_process
 from db import record_granules
-from link_fetcher.relay import relay
-from link_fetcher.sinks import Sink
+from link_fetcher.relay import relay, to_message
+from link_fetcher.sinks import Message
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import ACCOUNT
 
+BATCH = 10
 
-def measure(engine: Engine, sink: Sink, workers: int, deliveries: int) -> float:
-    """Deliveries/s for one relay of `sink`'s whole backlog, after making all of it pending again."""
+
+def batches(items: Sequence, size: int = BATCH) -> list[Sequence]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def bare_rate(send: Callable[[object], object], prepared: Sequence, workers: int) -> float:
+    """Messages/s for sending every prepared batch, with `workers` threads taking batches in turn."""
+    count = sum(len(batch) for batch in prepared)
+    started = time.perf_counter()
+    if workers == 1:
+        for batch in prepared:
+            send(batch)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(send, prepared))
+    return count / (time.perf_counter() - started)
+
+
+def relay_rate(engine: Engine, sink: SqsSink | RedisStreamSink, workers: int, deliveries: int) -> float:
+    """Deliveries/s for one relay of `sink`'s whole backlog, made pending again first (untimed)."""
     with engine.begin() as conn:
-        conn.execute(text("UPDATE outbox SET status = 'pending', attempts = 0 WHERE sink = :s"), {"s": sink.name})
+        conn.execute(
+            text("UPDATE outbox SET status = 'pending', attempts = 0, sent_at = NULL WHERE sink = :s"), {"s": sink.name}
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE outbox"))  # each round starts from the same table, not the last's garbage
     started = time.perf_counter()
     report = relay(engine, [sink], workers=workers)
     seconds = time.perf_counter() - started
@@ -37,33 +71,75 @@ def measure(engine: Engine, sink: Sink, workers: int, deliveries: int) -> float:
     return deliveries / seconds
 
 
+def compare(label: str, bare: Callable[[], float], relayed: Callable[[], float], rounds: int) -> None:
+    ratios = []
+    for round_number in range(1, rounds + 1):
+        # Alternate which goes first: a trend in the machine's load then favours neither.
+        first, second = (bare, relayed) if round_number % 2 else (relayed, bare)
+        results = {first: first(), second: second()}
+        ratio = results[relayed] / results[bare]
+        ratios.append(ratio)
+        print(f"  {label} {round_number}: bare {results[bare]:8,.0f}/s  relay {results[relayed]:8,.0f}/s  {ratio:5.0%}")
+    print(
+        f"{label}: relay / bare loop median {statistics.median(ratios):.0%} "
+        f"(range {min(ratios):.0%} to {max(ratios):.0%}, {rounds} rounds)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--deliveries", type=int, default=2_000, help="per round and sink")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="relay workers = bare-loop threads")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per SQS call at the endpoint")
+    parser.add_argument("--sinks", nargs="+", choices=["sqs", "redis"], default=["sqs", "redis"])
     args = parser.parse_args()
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     stream = f"lf-bench-{secrets.token_hex(4)}"
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.deliveries)]
-    with scratch_database() as engine, sqs_endpoint_process() as sqs_url:
-        os.environ.update(AWS_ENDPOINT_URL=sqs_url, AWS_DEFAULT_REGION="us-east-1")
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
-        for start in range(0, len(records), 1_000):
-            with engine.begin() as conn:
-                record_granules(conn, records[start : start + 1_000], ["redis", "sqs"])
+    print(
+        f"{args.deliveries} deliveries per round, {args.workers} relay worker(s) / bare-loop thread(s), "
+        f"batches of {BATCH}; PostgreSQL {SERVER_URL.rsplit('@', 1)[-1]}, Redis {redis_url.rsplit('@', 1)[-1]}, "
+        f"SQS endpoint +{args.latency_ms:g} ms per call; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    with scratch_database() as engine, sqs_endpoint_process(args.latency_ms) as sqs_url:
+        with engine.begin() as conn:
+            record_granules(conn, records, args.sinks)
+            messages: list[Message] = [
+                to_message(dict(row._mapping))
+                for row in conn.execute(text("SELECT * FROM granule ORDER BY id"))  # as the relay reads them
+            ]
         client = redis.Redis.from_url(redis_url)
-        sinks = [
-            RedisStreamSink(client, stream, maxlen=args.deliveries),
-            SqsSink(f"{sqs_url}/{ACCOUNT}/to-download"),  # the production client configuration
-        ]
         try:
-            for sink in sinks:
-                for workers in args.workers:
-                    rate = measure(engine, sink, workers, args.deliveries)
-                    label = "Redis Streams" if sink.name == "redis" else "SQS (fake endpoint)"
-                    print(f"relayed {args.deliveries} to {label}, {workers} worker(s): {rate:,.0f} deliveries/s")
+            if "sqs" in args.sinks:
+                sqs = sqs_client(sqs_url)
+                sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download", client=sqs)  # one client, the sink's config
+                prepared = [sink.entries(batch) for batch in batches(messages)]
+                compare(
+                    "SQS",
+                    lambda: bare_rate(lambda b: sqs.send_message_batch(QueueUrl=sink.queue_url, Entries=b), prepared,
+                                      args.workers),
+                    lambda: relay_rate(engine, sink, args.workers, args.deliveries),
+                    args.rounds,
+                )  # fmt: skip
+            if "redis" in args.sinks:
+                redis_sink = RedisStreamSink(client, stream, maxlen=args.deliveries)
+                fields = [[redis_sink.fields(message) for message in batch] for batch in batches(messages)]
+
+                def xadd_batch(batch: Sequence[dict[str, str]]) -> None:
+                    pipe = client.pipeline(transaction=True)
+                    for entry in batch:
+                        pipe.xadd(stream, entry, maxlen=args.deliveries, approximate=True)
+                    pipe.execute()
+
+                compare(
+                    "Redis",
+                    lambda: bare_rate(xadd_batch, fields, args.workers),
+                    lambda: relay_rate(engine, redis_sink, args.workers, args.deliveries),
+                    args.rounds,
+                )
         finally:
             client.delete(stream)
 

@@ -397,8 +397,9 @@ def test_lost_database_connection_mid_batch_repeats_only_that_batch(engine, aws_
             with engine.connect() as conn:
                 dropped = conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
-                        "WHERE locktype = 'advisory' AND classid = :lock_class AND pid <> pg_backend_pid()"
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND classid = :lock_class AND pid <> pg_backend_pid() "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),
                     {"lock_class": LEASE_LOCK_CLASS},
                 ).all()

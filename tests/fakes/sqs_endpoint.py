@@ -4,7 +4,10 @@ moto's SQS costs ~10 ms a message, so it would measure moto. This serves the cal
 consumers make — CreateQueue, GetQueueUrl, GetQueueAttributes, SendMessage(Batch), ReceiveMessage,
 DeleteMessage(Batch) — from memory, and can refuse chosen entries or be stopped to play "queue down".
 
-Run alone: python -m tests.fakes.sqs_endpoint --port 9324
+`latency` (seconds, `--latency-ms` when run alone) delays every reply, as a remote queue's round trip would;
+concurrent calls wait concurrently (a thread per connection).
+
+Run alone: python -m tests.fakes.sqs_endpoint --port 9324 [--latency-ms 5]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import collections
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +36,7 @@ class FakeSqs:
         self.refuse: Callable[[dict[str, Any]], bool] = lambda entry: False
         self.batch_calls = 0
         self.down = False  # set by SqsEndpoint.stop(): open keep-alive connections are dropped too
+        self.latency = 0.0  # seconds added to every reply
 
     def _queue(self, url: str) -> collections.deque[dict[str, Any]]:
         name = url.rstrip("/").rsplit("/", 1)[-1]
@@ -122,6 +127,8 @@ def _handler(fake: FakeSqs) -> type[BaseHTTPRequestHandler]:
             action = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
             status, payload = fake.handle(action, request, self.headers.get("Host", "localhost"))
             body = json.dumps(payload).encode()
+            if fake.latency:
+                time.sleep(fake.latency)
             self.send_response(status)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Content-Length", str(len(body)))
@@ -137,8 +144,9 @@ def _handler(fake: FakeSqs) -> type[BaseHTTPRequestHandler]:
 class SqsEndpoint:
     """The fake on a background thread: `with SqsEndpoint() as endpoint: endpoint.url`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
         self.fake = FakeSqs()
+        self.fake.latency = latency
         self.server = ThreadingHTTPServer((host, port), _handler(self.fake))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -167,7 +175,8 @@ class SqsEndpoint:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9324)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every reply")
     args = parser.parse_args()
-    endpoint = SqsEndpoint(port=args.port)
-    print(f"fake SQS on {endpoint.url}")
+    endpoint = SqsEndpoint(port=args.port, latency=args.latency_ms / 1000)
+    print(f"fake SQS on {endpoint.url}, {args.latency_ms:g} ms per call")
     endpoint.server.serve_forever()

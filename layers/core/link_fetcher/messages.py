@@ -52,19 +52,21 @@ def cloudevent_type(body: Mapping[str, Any]) -> str:
 
 
 def to_cloudevent(body: Mapping[str, Any], *, time: dt.datetime) -> CloudEvent:
-    """The CloudEvent announcing `body` (SPEC §5). `time` is when link-fetcher recorded it, so a repeated
+    """The CloudEvent announcing `body` (SPEC §5): `cloudevent_attributes`, with `body` as its data."""
+    return CloudEvent(cloudevent_attributes(body, time=time), data=dict(body))
+
+
+def cloudevent_attributes(body: Mapping[str, Any], *, time: dt.datetime) -> dict[str, Any]:
+    """The attributes of the CloudEvent announcing `body`. `time` is when link-fetcher recorded it, so a repeated
     delivery carries the same event. `producer` and `href` serve consumers of the plain subject/producer/href form."""
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": body["id"],
-            "source": f"/{PRODUCER}/{body['source']}",
-            "type": cloudevent_type(body),
-            "subject": body["filename"],
-            "time": time.astimezone(dt.UTC),
-            "datacontenttype": "application/json",
-            "producer": PRODUCER,
-            "href": body["download_url"],
-        },
-        data=dict(body),
-    )
+    return {
+        "specversion": "1.0",
+        "id": body["id"],
+        "source": f"/{PRODUCER}/{body['source']}",
+        "type": cloudevent_type(body),
+        "subject": body["filename"],
+        "time": time.astimezone(dt.UTC),
+        "datacontenttype": "application/json",
+        "producer": PRODUCER,
+        "href": body["download_url"],
+    }

@@ -40,7 +40,8 @@ _LEASE_SQL = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE outbox o SET leased_by = :token FROM free WHERE o.id = free.id
+    UPDATE outbox o SET leased_by = :token
+    WHERE o.id = ANY(ARRAY(SELECT id FROM free))  -- through the primary key, whatever the table's size
     RETURNING o.id, o.granule_id, o.attempts, o.first_sent_at
     """
 )
@@ -62,7 +63,7 @@ _MARK_SQL = text(
     FROM unnest(
         CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]), CAST(:final AS boolean[])
     ) AS r(id, error, attempted, final)
-    WHERE o.id = r.id
+    WHERE o.id = r.id AND o.id = ANY(CAST(:ids AS bigint[]))  -- the second: the rows through the primary key
     """
 )
 

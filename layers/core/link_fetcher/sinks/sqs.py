@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import boto3
+import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,6 +24,7 @@ SQS_CLIENT_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
     parameter_validation=False,
 )
+_ENCODER = msgspec.json.Encoder()  # compact JSON, ~10x json.dumps
 
 
 class SqsSink:
@@ -34,19 +35,23 @@ class SqsSink:
         self.fifo = queue_url.endswith(".fifo")
         self._client = client or boto3.client("sqs", config=SQS_CLIENT_CONFIG)
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def entries(self, messages: Sequence[Message]) -> list[SendMessageBatchRequestEntryTypeDef]:
+        """The SendMessageBatch entries of a batch; `Id` is the message's index in it."""
         entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for index, message in enumerate(messages):
             entry: SendMessageBatchRequestEntryTypeDef = {
                 "Id": str(index),
-                "MessageBody": json.dumps(message.body, separators=(",", ":")),
+                "MessageBody": _ENCODER.encode(message.body).decode(),
             }
             if self.fifo:
                 entry["MessageGroupId"] = message.group
                 entry["MessageDeduplicationId"] = message.id
             entries.append(entry)
+        return entries
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
         try:
-            response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=self.entries(messages))
         except (BotoCoreError, ClientError) as exc:
             raise SinkUnavailable(f"SQS {self.queue_url}: {exc}") from exc
         refused = {
