@@ -15,8 +15,9 @@ import boto3
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from db import get_engine, upgrade_head
+from db import get_engine
 from db.engine import normalise_url
+from db.migrate import upgrade_head
 from link_fetcher.sinks.sqs import SQS_CLIENT_CONFIG
 
 SERVER_URL = normalise_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from db import get_engine, reset_engines, upgrade_head
+from db import get_engine, reset_engines
 from db.engine import normalise_url
+from db.migrate import upgrade_head
 from link_fetcher.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"

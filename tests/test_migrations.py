@@ -10,8 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from db import Base, downgrade_base, get_engine, upgrade_head
-from db.migrate import current_revision, head_revision
+from db import Base, get_engine
+from db.migrate import current_revision, downgrade_base, head_revision, upgrade_head
 
 EXPECTED_TABLES = {"granule", "granule_count", "status", "outbox", "alembic_version"}
 

@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from db import get_engine, upgrade_head
-from db.migrate import current_revision
+from db import get_engine
+from db.migrate import current_revision, upgrade_head
 from link_fetcher.database import configured_url
 from link_fetcher.observability import Service
 from link_fetcher.settings import Settings

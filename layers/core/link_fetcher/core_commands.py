@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from db import DeliveryStatus, list_deliveries, upgrade_head
-from db.migrate import current_revision
+from db import DeliveryStatus, list_deliveries
+from db.migrate import current_revision, upgrade_head
 from link_fetcher.cli_support import CliContext, ConfigurationError, pass_context, report_delivery, run_relay, stdout
 from link_fetcher.sinks import build_sinks
 

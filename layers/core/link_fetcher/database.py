@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from db import DatabaseUnavailable, get_engine, upgrade_head
+from db import DatabaseUnavailable, get_engine
 from db.engine import normalise_url
 from link_fetcher.secrets import SecretUnavailable, read_secret
 from link_fetcher.settings import Settings
@@ -68,6 +68,8 @@ def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
     if url is None:
         if not allow_embedded:
             raise RuntimeError("DATABASE_URL (or DATABASE_SECRET_ARN) is not set")
+        from db.migrate import upgrade_head  # Alembic: only the CLI's embedded database gets here, not a Lambda
+
         engine = get_engine(embedded_url(settings.embedded_db_dir), pool_size=pool_size)
         upgrade_head(engine)
         return engine

@@ -1,7 +1,10 @@
-"""link-fetcher database layer: models, migrations, engine, once-only recording and the delivery outbox."""
+"""link-fetcher database layer: models, migrations, engine, once-only recording and the delivery outbox.
+
+The migrations (`db.migrate`: upgrade_head, downgrade_base, current_revision) are imported from there, not here:
+Alembic costs a function's cold start a few hundred milliseconds, and only the migrate function and the CLI run it.
+"""
 
 from db.engine import DatabaseUnavailable, describe_url, get_engine, reset_engines
-from db.migrate import downgrade_base, upgrade_head
 from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Status
 from db.outbox import (
     UNASSIGNED_SINK,
@@ -37,7 +40,6 @@ __all__ = [
     "assign_unbound",
     "count_by_status",
     "describe_url",
-    "downgrade_base",
     "end_leases",
     "get_engine",
     "lease_pending",
@@ -51,5 +53,4 @@ __all__ = [
     "requeue",
     "reset_engines",
     "retry_failed",
-    "upgrade_head",
 ]
