@@ -127,8 +127,8 @@ class CdseProduct(ProductLookups, BaseModel):
 
     id: str = Field(alias="Id", min_length=1)
     name: str = Field(alias="Name", min_length=1)
-    content_length: int | None = Field(None, alias="ContentLength", ge=0)
-    publication_date: Timestamp | None = Field(None, alias="PublicationDate")
+    content_length: int | None = Field(None, alias="ContentLength", ge=0, le=2**63 - 1)
+    publication_date: Timestamp = Field(alias="PublicationDate")
     content_date: ContentDate = Field(alias="ContentDate")
     checksums: list[Checksum] = Field(default_factory=list, alias="Checksum")
     attributes: list[Attribute] = Field(default_factory=list, alias="Attributes")
@@ -167,8 +167,8 @@ class ListedProduct(msgspec.Struct, ProductLookups, rename="pascal"):
     id: Annotated[str, msgspec.Meta(pattern=PRODUCT_ID_PATTERN)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL_PATTERN)]
     content_date: ListedContentDate
-    content_length: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    publication_date: dt.datetime | None = None
+    publication_date: dt.datetime  # a page is paged by it
+    content_length: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     checksums: list[ListedChecksum] = msgspec.field(default_factory=list, name="Checksum")
     attributes: list[ListedAttribute] = msgspec.field(default_factory=list)
     online: bool | None = None
@@ -239,10 +239,21 @@ def decode_listed_product(raw: bytes) -> ListedProduct | MalformedProduct:
 Product = CdseProduct | ListedProduct
 
 
+# Attribute values are free-form: only values of these shapes are kept (anything else is as if absent).
+_TILE = re.compile(r"T?(\d{2}[A-Z]{3})")
+_SERIAL = re.compile(r"[A-D]")
+_PRODUCT_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _attribute_match(product: Product, name: str, pattern: re.Pattern[str]) -> re.Match[str] | None:
+    value = product.attribute(name)
+    return pattern.fullmatch(value) if isinstance(value, str) else None
+
+
 def tile_of(product: Product) -> str | None:
     """MGRS tile: the `tileId` attribute, else the `_T28PHQ_` part of the name."""
-    if tile := product.attribute("tileId"):
-        return str(tile).removeprefix("T")
+    if match := _attribute_match(product, "tileId", _TILE):
+        return match[1]
     match = _NAME_PATTERN.match(product.name)
     return match["tile"] if match else None
 
@@ -251,13 +262,13 @@ def platform_of(product: Product) -> str | None:
     """`S2A`…: the name's prefix, else `platformSerialIdentifier` (`A`)."""
     if match := _NAME_PATTERN.match(product.name):
         return match["platform"]
-    serial = product.attribute("platformSerialIdentifier")
-    return f"S2{serial}" if serial else None
+    match = _attribute_match(product, "platformSerialIdentifier", _SERIAL)
+    return f"S2{match[0]}" if match else None
 
 
 def product_type_of(product: Product) -> str | None:
-    if product_type := product.attribute("productType"):
-        return str(product_type)
+    if match := _attribute_match(product, "productType", _PRODUCT_TYPE):
+        return match[0]
     match = _NAME_PATTERN.match(product.name)
     return _PRODUCT_TYPE_BY_LEVEL.get(match["level"]) if match else None
 

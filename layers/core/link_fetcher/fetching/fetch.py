@@ -94,8 +94,6 @@ def _published(products: Sequence[ListedProduct | MalformedProduct]) -> list[dt.
     known = [date for date in dates if date is not None]
     if dates and not known:
         raise PagingError("CDSE returned a page with no usable PublicationDate")
-    if any(isinstance(product, ListedProduct) and product.publication_date is None for product in products):
-        raise PagingError("CDSE returned a product without PublicationDate")
     filled: list[dt.datetime] = []
     for date in dates:
         filled.append(date or (filled[-1] if filled else known[0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ _SENTINEL_PLATFORM = re.compile(r"^sentinel-?2([a-d])$", re.IGNORECASE)
 _PLATFORM_IN_ID = re.compile(r"^(S2[A-D])_")  # S2A_MSIL2A_20260628T115421_… (CDSE STAC item ids)
 # An item id becomes part of a granule id and of object keys: one path segment of printable characters.
 _ITEM_ID = re.compile(r"^[^/\\\x00-\x1f]{1,1024}$")
+_PLATFORM = re.compile(r"[\w .:/-]{1,64}")  # a platform or product type worth keeping: a short name
 _TIMESTAMPS = ("datetime", "start_datetime", "end_datetime", "published", "created")
 
 
@@ -55,7 +57,7 @@ def platform_of(item: Mapping[str, Any]) -> str | None:
     """`S2A`… for Sentinel-2 (as CDSE granules name it), else the item's `platform` as given; without one, the
     `S2A_` prefix of a Sentinel-2 item id."""
     platform = (item.get("properties") or {}).get("platform")
-    if not isinstance(platform, str):
+    if not isinstance(platform, str) or not _PLATFORM.fullmatch(platform):
         match = _PLATFORM_IN_ID.match(str(item.get("id", "")).upper())
         return match[1] if match else None
     match = _SENTINEL_PLATFORM.match(platform.strip())
@@ -66,7 +68,7 @@ def product_type_of(item: Mapping[str, Any]) -> str | None:
     """STAC 1.1's `product:type` (CDSE), else `s2:product_type` (Earth Search)."""
     properties = item.get("properties") or {}
     for key in ("product:type", "s2:product_type"):
-        if isinstance(value := properties.get(key), str) and value:
+        if isinstance(value := properties.get(key), str) and _PLATFORM.fullmatch(value):
             return value
     return None
 
@@ -102,6 +104,8 @@ def item_problem(item: Any) -> str | None:
             return f"properties.{key}: {problem}"
     if not isinstance(item.get("assets") or {}, Mapping):
         return "assets: not an object"
+    if "\\u0000" in json.dumps(item):  # the item is stored whole (JSONB), which refuses NUL
+        return "item: holds a NUL character"
     return None
 
 
@@ -118,7 +122,8 @@ def cloud_cover(item: Mapping[str, Any]) -> float | None:
 
 def self_href(item: Mapping[str, Any], *, api_url: str, collection: str) -> str:
     """The item's `self` link; the standard items path under the API when the item gives none."""
-    for link in item.get("links") or []:
+    links = item.get("links")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
             return str(link["href"])
     return f"{api_url.rstrip('/')}/collections/{collection}/items/{item['id']}"
@@ -143,7 +148,11 @@ def selected_assets(item: Mapping[str, Any], bands: Sequence[str]) -> dict[str, 
     """{band: href} for the bands asked for, in the order asked; every asset when no band is named."""
     assets = item.get("assets") or {}
     names = bands or list(assets)
-    return {name: assets[name]["href"] for name in names if isinstance(assets.get(name), dict)}
+    return {
+        name: assets[name]["href"]
+        for name in names
+        if isinstance(assets.get(name), dict) and isinstance(assets[name].get("href"), str) and assets[name]["href"]
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
