@@ -46,7 +46,9 @@ def timestamp_problem(value: dt.datetime) -> str | None:
     if offset is None:
         return "has no UTC offset"
     if abs(offset) > MAX_UTC_OFFSET:
-        return f"UTC offset {value.isoformat()[19:]} is beyond ±14:00"
+        minutes = abs(int(offset.total_seconds())) // 60
+        sign = "-" if offset < dt.timedelta(0) else "+"
+        return f"UTC offset {sign}{minutes // 60:02d}:{minutes % 60:02d} is beyond ±14:00"
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         return f"year {value.year} is outside {EARLIEST_YEAR}..{LATEST_YEAR}"
     return None
