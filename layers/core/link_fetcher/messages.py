@@ -8,6 +8,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
+from db import Source
 from link_fetcher.text import utc_iso
 
 PRODUCER = "link-fetcher"
@@ -37,7 +38,7 @@ def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
         body["checksum"] = granule["checksum"]
     if granule.get("blake3"):
         body["blake3"] = granule["blake3"]
-    if granule["source"] == "stac":
+    if granule["source"] == Source.STAC:
         # A STAC item: `href` is its self link (what plain subject/producer/href consumers read), `assets`
         # holds only the bands the watch asked for.
         body["href"] = granule["download_url"]
@@ -48,7 +49,7 @@ def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
 
 def cloudevent_type(body: Mapping[str, Any]) -> str:
     """The CloudEvent `type` that announces `body`."""
-    return STAC_ITEM_FOUND if body.get("source") == "stac" else GRANULE_FOUND
+    return STAC_ITEM_FOUND if body.get("source") == Source.STAC else GRANULE_FOUND
 
 
 def to_cloudevent(body: Mapping[str, Any], *, time: dt.datetime) -> CloudEvent:

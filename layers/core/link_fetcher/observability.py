@@ -38,7 +38,7 @@ FUNCTION_SERVICES: dict[str, Service] = {
 }
 
 
-# The values of FreshnessSeconds' `source` dimension: the granule sources (`granule.source`), one alarm each.
+# The values of FreshnessSeconds' `source` dimension, one alarm each: the granule sources (db.Source; a test compares).
 FRESHNESS_SOURCES = ("search", "subscription", "stac")
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import msgspec
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from db import GranuleRecord
+from db import GranuleRecord, Source
 
 # S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE
 _NAME_PATTERN = re.compile(
@@ -279,7 +279,7 @@ def download_url(download_base_url: str, product_id: str) -> str:
     return f"{download_base_url.rstrip('/')}/odata/v1/Products({product_id})/$value"
 
 
-def to_record(product: Product, *, source: str, download_base_url: str) -> GranuleRecord:
+def to_record(product: Product, *, source: Source, download_base_url: str) -> GranuleRecord:
     product_id = product.id.lower()  # CDSE compares Ids case-insensitively: one spelling is stored
     return GranuleRecord(
         id=product_id,

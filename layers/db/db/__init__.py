@@ -5,7 +5,7 @@ Alembic costs a function's cold start a few hundred milliseconds, and only the m
 """
 
 from db.engine import DatabaseUnavailable, describe_url, get_engine, reset_engines
-from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Status
+from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Source, Status
 from db.outbox import (
     UNASSIGNED_SINK,
     ClaimedDelivery,
@@ -36,6 +36,7 @@ __all__ = [
     "GranuleCount",
     "GranuleRecord",
     "Outbox",
+    "Source",
     "Status",
     "assign_unbound",
     "count_by_status",

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -24,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,9 +51,41 @@ TIMESTAMP_RANGE_CHECKS = {
 
 
 class DeliveryStatus(enum.StrEnum):
+    """`outbox.status`: pending → sent, or failed after RELAY_MAX_ATTEMPTS refusals."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+
+
+class Source(enum.StrEnum):
+    """`granule.source`: where link-fetcher first learned of the product (also the message's `source`)."""
+
+    SEARCH = "search"  # the CDSE OData poll
+    SUBSCRIPTION = "subscription"  # a CDSE push notification
+    STAC = "stac"  # a STAC API watch
+
+
+def known_values_check(column: str, values: type[enum.StrEnum]) -> str:
+    """The CHECK condition that keeps `column` to the members of `values` (migration 0008)."""
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
+
+
+class StrEnumText[E: enum.StrEnum](TypeDecorator[E]):
+    """A TEXT column read back as a member of a StrEnum (written as its value)."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, values: type[E]) -> None:
+        super().__init__()
+        self.values = values
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(self.values(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.values(value)
 
 
 class Granule(Base):
@@ -71,7 +105,7 @@ class Granule(Base):
     sensing_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     published: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     download_url: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(Text, comment="search | subscription | stac")
+    source: Mapped[Source] = mapped_column(StrEnumText(Source), comment="search | subscription | stac")
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Downloader state (migration 0002).
     downloaded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -89,6 +123,7 @@ class Granule(Base):
 
     __table_args__ = (
         *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),
+        CheckConstraint(known_values_check("source", Source), name="source_known"),
         Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
         # Reconcile maps stored keys back to rows (migration 0004).
         Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),
@@ -130,7 +165,7 @@ class Outbox(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     granule_id: Mapped[str] = mapped_column(Text, ForeignKey("granule.id", ondelete="CASCADE"))
     sink: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    status: Mapped[DeliveryStatus] = mapped_column(StrEnumText(DeliveryStatus), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -143,6 +178,7 @@ class Outbox(Base):
 
     __table_args__ = (
         UniqueConstraint("granule_id", "sink"),
+        CheckConstraint(known_values_check("status", DeliveryStatus), name="status_known"),
         Index("ix_outbox_pending", "sink", "id", postgresql_where=text("status = 'pending'")),
         # Counts per sink and state, the oldest pending delivery per sink (widened in migration 0007).
         Index("ix_outbox_status_sink_created", "status", "sink", "created_at"),

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from db.models import Source
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GranuleRecord:
@@ -18,7 +20,7 @@ class GranuleRecord:
     id: str
     filename: str
     download_url: str
-    source: str
+    source: Source
     tile_id: str | None = None
     platform: str | None = None
     product_type: str | None = None

@@ -9,7 +9,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-STAC_SOURCE = "stac"
+from db import Source
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -27,7 +28,7 @@ def _segment(value: str, what: str) -> str:
 
 
 def is_stac(granule: Mapping[str, Any]) -> bool:
-    return granule.get("source") == STAC_SOURCE
+    return granule.get("source") == Source.STAC
 
 
 def stac_item_id(granule: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from db import GranuleRecord, record_granules
+from db import GranuleRecord, Source, record_granules
 from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
 from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
 from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance
@@ -34,7 +34,7 @@ from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SOURCE = "search"
+SOURCE = Source.SEARCH
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from db import GranuleRecord
+from db import GranuleRecord, Source
 from link_fetcher.products import Criteria, load_allowed_tiles, rejection_reason, to_record
 from link_fetcher.push.notifications import Notification
 from link_fetcher.settings import Settings
 
-SOURCE = "subscription"
+SOURCE = Source.SUBSCRIPTION
 RECORDED_EVENT = "created"
 
 

@@ -9,11 +9,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from db import GranuleRecord
+from db import GranuleRecord, Source
 from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
 
-SOURCE = "stac"
+SOURCE = Source.STAC
 
 # An MGRS tile inside an item id: S2B_33UUP_20240901_0_L2A (Earth Search) or …_R022_T33UUP_… (ESA names).
 _TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=_|$)")

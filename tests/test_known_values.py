@@ -1,0 +1,47 @@
+"""Sources and delivery statuses are StrEnums in the code and CHECK constraints in the database (migration 0008)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import DeliveryStatus, Granule, Outbox, Source, record_granules
+from db.models import known_values_check
+from link_fetcher.observability import FRESHNESS_SOURCES
+from tests.factories import granule_record
+
+
+def test_the_database_refuses_an_unknown_source(engine: Engine) -> None:
+    unknown = dataclasses.replace(granule_record(1), source="scraped")  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match="ck_granule_source_known"), engine.begin() as conn:
+        record_granules(conn, [unknown], ["sqs"])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM granule")).scalar_one() == 0
+
+
+def test_the_database_refuses_an_unknown_delivery_status(engine: Engine) -> None:
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(1)], ["sqs"])
+    with pytest.raises(IntegrityError, match="ck_outbox_status_known"), engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET status = 'lost'"))
+
+
+def test_rows_read_through_the_models_hold_enum_members(engine: Engine) -> None:
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(1, source=Source.STAC)], ["sqs"])
+    with Session(engine) as session:
+        granule = session.scalars(select(Granule)).one()
+        outbox = session.scalars(select(Outbox)).one()
+    assert granule.source is Source.STAC
+    assert outbox.status is DeliveryStatus.PENDING
+
+
+@pytest.mark.unit
+def test_the_checks_name_every_member() -> None:
+    assert known_values_check("source", Source) == "source IN ('search', 'subscription', 'stac')"
+    assert known_values_check("status", DeliveryStatus) == "status IN ('pending', 'sent', 'failed')"
+    assert set(FRESHNESS_SOURCES) == set(Source)  # one freshness alarm per source
