@@ -8,7 +8,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from db import Source
+from db import GranuleRow, Source
 from link_fetcher.text import utc_iso
 
 PRODUCER = "link-fetcher"
@@ -20,7 +20,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else utc_iso(value)
 
 
-def to_download_body(granule: Mapping[str, Any]) -> dict[str, Any]:
+def to_download_body(granule: GranuleRow) -> dict[str, Any]:
     """The JSON body consumers receive; `checksum` (MD5) and `blake3` are omitted when CDSE gave none."""
     body: dict[str, Any] = {
         "id": granule["id"],

@@ -21,6 +21,7 @@ from db import (
     ClaimedDelivery,
     DeliveryOutcome,
     DeliveryStatus,
+    GranuleRow,
     assign_unbound,
     end_leases,
     lease_pending,
@@ -71,7 +72,7 @@ class RelayReport:
         return {**counts, "freshness": freshness}
 
 
-def to_message(granule: dict[str, Any]) -> Message:
+def to_message(granule: GranuleRow) -> Message:
     return Message(
         id=granule["id"],
         body=to_download_body(granule),
@@ -103,8 +104,8 @@ def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message],
     turned into a message: they fail alone, so one bad row never holds up the batch (or every later relay)."""
     messages, unusable = [], {}
     for delivery in claimed:
-        if delivery.unreadable is not None:
-            unusable[delivery.outbox_id] = delivery.unreadable
+        if delivery.granule is None:
+            unusable[delivery.outbox_id] = delivery.unreadable or "granule row missing"
             continue
         try:
             messages.append(to_message(delivery.granule))
@@ -127,7 +128,7 @@ def send_claimed(
         if d.outbox_id in unusable:
             outcomes.append(DeliveryOutcome(d.outbox_id, unusable[d.outbox_id], final=True))
         else:
-            outcomes.append(DeliveryOutcome(d.outbox_id, refused.get(d.granule["id"]), attempted=outage is None))
+            outcomes.append(DeliveryOutcome(d.outbox_id, refused.get(d.granule_id), attempted=outage is None))
     mark_outcomes(conn, outcomes, max_attempts)
     return refused, outage, outcomes
 
@@ -164,9 +165,9 @@ def count_sent(
     now = dt.datetime.now(dt.UTC)
     report.sent[sink] = report.sent.get(sink, 0) + sum(outcome.error is None for outcome in outcomes)
     for delivery, outcome in zip(claimed, outcomes, strict=True):
-        published = delivery.granule.get("published")
+        published = delivery.granule["published"] if delivery.granule is not None else None
         if outcome.error is None and delivery.first_sent_at is None and published is not None:
-            source = delivery.granule.get("source") or "unknown"
+            source = delivery.granule["source"] if delivery.granule is not None else "unknown"
             report.freshness.setdefault(source, []).append((now - published).total_seconds())
 
 

@@ -22,7 +22,7 @@ from db.outbox import (
     requeue,
     retry_failed,
 )
-from db.reading import load_granules
+from db.reading import GranuleRow, load_granules
 from db.recording import GranuleRecord, record_granules
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Granule",
     "GranuleCount",
     "GranuleRecord",
+    "GranuleRow",
     "Outbox",
     "Source",
     "Status",

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from db.models import DeliveryStatus, Granule
-from db.reading import load_granules
+from db.reading import GranuleRow, load_granules
 
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
 UNASSIGNED_SINK = "unassigned"
@@ -73,7 +73,8 @@ class ClaimedDelivery:
     outbox_id: int
     sink: str
     attempts: int
-    granule: dict[str, Any]  # only {"id": …} when unreadable
+    granule_id: str
+    granule: GranuleRow | None  # None when unreadable
     first_sent_at: dt.datetime | None = None  # set once this sink took the granule (a requeued delivery)
     # Why the granule row cannot be read back (a value written before the range checks existed): retrying
     # cannot help, so the delivery fails at once instead of stopping every relay.
@@ -174,7 +175,8 @@ def lease_pending(
             outbox_id=row.id,
             sink=sink,
             attempts=row.attempts,
-            granule=granules.get(row.granule_id) or {"id": row.granule_id},
+            granule_id=row.granule_id,
+            granule=granules.get(row.granule_id),
             first_sent_at=row.first_sent_at,
             unreadable=unreadable.get(row.granule_id),
         )

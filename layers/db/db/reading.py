@@ -5,26 +5,57 @@ before the range checks (migration 0005) may hold some. One such row must fail a
 it is read with.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: TypedDict reads NotRequired from evaluated annotations.
 
+import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DataError
 
 
+class GranuleRow(TypedDict):
+    """A `granule` row read back, column by column (db.models.Granule; a test keeps the two in step). `item`, the
+    full STAC item, is left out where it is not needed (the relay)."""
+
+    id: str
+    filename: str
+    tile_id: str | None
+    platform: str | None
+    product_type: str | None
+    size: int | None
+    checksum: str | None
+    blake3: str | None
+    sensing_start: dt.datetime | None
+    sensing_end: dt.datetime | None
+    published: dt.datetime | None
+    download_url: str
+    source: str  # a db.Source value
+    first_seen: dt.datetime
+    downloaded: bool
+    downloaded_at: dt.datetime | None
+    download_retries: int
+    object_key: str | None
+    download_error: str | None
+    collection: str | None
+    cloud_cover: float | None
+    assets: dict[str, str] | None
+    item: NotRequired[dict[str, Any] | None]
+    online: bool | None
+
+
 def load_granules(
     conn: Connection, ids: Sequence[str], columns: Sequence[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+) -> tuple[dict[str, GranuleRow], dict[str, str]]:
     """({id: row} of the recorded ids that can be read, {id: why not} of those that cannot). One statement for
     the batch; one per granule only when the batch holds an unreadable row."""
     statement = text(f"SELECT {', '.join(columns)} FROM granule WHERE id = ANY(CAST(:ids AS text[]))")
     try:
-        return {row["id"]: dict(row) for row in conn.execute(statement, {"ids": list(ids)}).mappings()}, {}
+        return {row["id"]: _row(row) for row in conn.execute(statement, {"ids": list(ids)}).mappings()}, {}
     except DataError:
         pass
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, GranuleRow] = {}
     unreadable: dict[str, str] = {}
     for granule_id in dict.fromkeys(ids):
         try:
@@ -33,5 +64,9 @@ def load_granules(
             unreadable[granule_id] = f"granule row unreadable: {exc.orig}"
             continue
         if row is not None:
-            rows[granule_id] = dict(row)
+            rows[granule_id] = _row(row)
     return rows, unreadable
+
+
+def _row(mapping: Any) -> GranuleRow:
+    return cast(GranuleRow, dict(mapping))  # the columns selected are GranuleRow's (all, or all but `item`)

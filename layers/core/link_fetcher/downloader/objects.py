@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from db import Source
+from db import GranuleRow, Source
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -27,17 +27,17 @@ def _segment(value: str, what: str) -> str:
     return value
 
 
-def is_stac(granule: Mapping[str, Any]) -> bool:
+def is_stac(granule: GranuleRow) -> bool:
     return granule.get("source") == Source.STAC
 
 
-def stac_item_id(granule: Mapping[str, Any]) -> str:
+def stac_item_id(granule: GranuleRow) -> str:
     """The item id: the item's own `id`, else the part of the granule id after `collection/`."""
     item = granule.get("item") or {}
     return str(item.get("id") or granule["id"].split("/", 1)[-1])
 
 
-def stac_prefix(granule: Mapping[str, Any]) -> str:
+def stac_prefix(granule: GranuleRow) -> str:
     return f"{_segment(granule['collection'] or '', 'collection')}/{_segment(stac_item_id(granule), 'item id')}"
 
 
@@ -47,13 +47,13 @@ def asset_key(prefix: str, band: str, href: str) -> str:
     return f"{prefix}/{_segment(band, 'band')}{suffix}"
 
 
-def asset_keys(granule: Mapping[str, Any]) -> dict[str, str]:
+def asset_keys(granule: GranuleRow) -> dict[str, str]:
     """{band: object key} for the selected assets of a STAC granule."""
     prefix = stac_prefix(granule)
     return {band: asset_key(prefix, band, href) for band, href in (granule.get("assets") or {}).items()}
 
 
-def object_key(granule: Mapping[str, Any]) -> str:
+def object_key(granule: GranuleRow) -> str:
     """Where the granule's main object goes: the product zip under its sensing day and its Id (two products
     may share a name: the Id keeps their objects apart), or the STAC item JSON."""
     if is_stac(granule):
@@ -64,13 +64,13 @@ def object_key(granule: Mapping[str, Any]) -> str:
     return f"{day:%Y-%m-%d}/{folder}/{name}.zip" if day else f"{folder}/{name}.zip"
 
 
-def stored_key(granule: Mapping[str, Any]) -> str:
+def stored_key(granule: GranuleRow) -> str:
     """The key a downloaded granule's main object was stored under: the one recorded on its row (objects
     stored before keys held the Id, `<day>/<name>.zip`, stay where they are), else today's layout."""
     return granule.get("object_key") or object_key(granule)
 
 
-def expected_objects(granule: Mapping[str, Any]) -> list[ExpectedObject]:
+def expected_objects(granule: GranuleRow) -> list[ExpectedObject]:
     """Every object a downloaded granule must have in storage. The STAC item JSON comes last: it is written
     last, so its presence means the bands were stored."""
     if is_stac(granule):

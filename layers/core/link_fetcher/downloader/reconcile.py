@@ -8,11 +8,10 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Engine
 
-from db import requeue
+from db import GranuleRow, requeue
 from link_fetcher.downloader import objects, state
 from link_fetcher.downloader.storage import Storage
 
@@ -73,7 +72,7 @@ def reconcile(
 
 
 def _check_downloaded(
-    engine: Engine, storage: Storage, rows: list[dict[str, Any]], sink_names: Sequence[str], report: ReconcileReport
+    engine: Engine, storage: Storage, rows: list[GranuleRow], sink_names: Sequence[str], report: ReconcileReport
 ) -> None:
     expected = {row["id"]: objects.expected_objects(row) for row in rows}
     found = storage.sizes([obj.key for wanted in expected.values() for obj in wanted])

@@ -14,6 +14,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
+from db import GranuleRow
 from link_fetcher.cdse_identity import token_provider
 from link_fetcher.downloader import objects, state
 from link_fetcher.downloader.storage import Storage, build_storage
@@ -102,7 +103,7 @@ class Downloader:
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="download") as pool:
             return list(pool.map(one, ids))
 
-    def _download_row(self, granule: dict[str, Any]) -> Outcome:
+    def _download_row(self, granule: GranuleRow) -> Outcome:
         granule_id = granule["id"]
         try:
             if granule["downloaded"] and self._in_place(granule):
@@ -122,12 +123,12 @@ class Downloader:
         log.info("%s stored at %s (%d bytes)", granule_id, key, size)
         return Outcome(granule_id, Result.DOWNLOADED, object_key=key, size=size)
 
-    def _in_place(self, granule: Mapping[str, Any]) -> bool:
+    def _in_place(self, granule: GranuleRow) -> bool:
         expected = objects.expected_objects(granule)
         found = self.storage.sizes([obj.key for obj in expected])
         return all(obj.key in found and obj.size in (None, found[obj.key]) for obj in expected)
 
-    def _store_product(self, granule: Mapping[str, Any], key: str) -> int:
+    def _store_product(self, granule: GranuleRow, key: str) -> int:
         expected = Expected(size=granule.get("size"), md5=granule.get("checksum"), blake3=granule.get("blake3"))
         return stream_verified(
             self._products.opener(granule["id"]),
@@ -138,7 +139,7 @@ class Downloader:
             content_type=ZIP_TYPE,
         )
 
-    def _store_stac(self, granule: Mapping[str, Any]) -> int:
+    def _store_stac(self, granule: GranuleRow) -> int:
         """The selected assets (public, no token), then the item JSON pointing at the stored copies."""
         hrefs = granule.get("assets") or {}
         item = granule.get("item") or {}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from sqlalchemy import Connection, select, text
 
 import db
-from db import Granule
+from db import Granule, GranuleRow
 
 LAST_DOWNLOAD_KEY = "last_file_downloaded_time"
 
@@ -17,7 +16,7 @@ LAST_DOWNLOAD_KEY = "last_file_downloaded_time"
 _ALL_COLUMNS = tuple(column.name for column in Granule.__table__.columns)
 
 
-def load_granules(conn: Connection, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def load_granules(conn: Connection, ids: Sequence[str]) -> tuple[dict[str, GranuleRow], dict[str, str]]:
     """({id: row as a dict} for the ids that are recorded and readable, {id: why not} for unreadable rows)."""
     return db.load_granules(conn, ids, _ALL_COLUMNS)
 
@@ -57,7 +56,7 @@ def mark_failed(conn: Connection, granule_id: str, error: str) -> None:
 
 def downloaded_since(
     conn: Connection, since: dt.datetime | None, batch: int = 500
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, str]]]:
+) -> Iterator[tuple[list[GranuleRow], dict[str, str]]]:
     """Rows marked downloaded (first seen at or after `since`), in batches: (readable rows, {id: why not} for
     the rows that cannot be read back)."""
     query = select(Granule.id).where(Granule.downloaded).order_by(Granule.id)
