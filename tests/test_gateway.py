@@ -348,9 +348,12 @@ def test_graphql_subscription_without_a_key_is_rejected(gateway_url, stream) -> 
 
 
 def test_healthz_reports_redis_and_database(client, database_url) -> None:
-    assert client.get("/healthz").json() == {"redis": "ok", "database": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok"}  # details only for a key holder
+    assert client.get("/healthz", headers=auth(READ_KEY)).json() == {"status": "ok", "redis": "ok", "database": "ok"}
+    assert client.get("/healthz", headers=auth("wrong-key")).status_code == 401
     with running_gateway(gateway_settings("redis://127.0.0.1:6379/0", None)) as url:
-        assert httpx.get(f"{url}/healthz").json() == {"redis": "ok", "database": "absent"}
+        health = httpx.get(f"{url}/healthz", headers=auth(READ_KEY)).json()
+        assert health == {"status": "ok", "redis": "ok", "database": "absent"}
         summary = httpx.get(f"{url}/console/summary", headers=auth(READ_KEY)).json()
         assert summary["database"] == "absent" and "recorded" not in summary
 
@@ -358,7 +361,8 @@ def test_healthz_reports_redis_and_database(client, database_url) -> None:
 def test_redis_down_is_a_503_not_a_crash(database_url) -> None:
     settings = gateway_settings("redis://127.0.0.1:1/0", "postgresql://postgres@127.0.0.1:1/none")
     with running_gateway(settings) as url:
-        health = httpx.get(f"{url}/healthz", timeout=20)
+        assert httpx.get(f"{url}/healthz", timeout=20).json() == {"status": "unavailable"}
+        health = httpx.get(f"{url}/healthz", headers=auth(READ_KEY), timeout=20)
         assert health.status_code == 503
         assert health.json()["redis"].startswith("error: ") and health.json()["database"].startswith("error: ")
         streams = httpx.get(f"{url}/streams", headers=auth(READ_KEY), timeout=20)
@@ -405,3 +409,88 @@ def test_chart_series_fills_missing_days_and_drops_old_ones() -> None:
         "days": ["2024-09-28", "2024-09-29", "2024-09-30"],
         "platforms": {"S2A": [0, 0, 4], "S2B": [2, 0, 0]},
     }
+
+
+# --- abuse: one key must not starve the others ----------------------------------------------------------------
+
+
+def test_long_polls_count_against_the_keys_connection_limit(gateway_url, rds, stream) -> None:
+    """GATEWAY_MAX_CONNECTIONS_PER_KEY is 3 here: a fourth blocking read of the same key is a 429 while the
+    others wait; another key is not affected, and a read that does not block is not counted."""
+    rds.xadd(stream, {"seed": "1"})
+
+    async def attempt() -> tuple[list[int], int, int]:
+        async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+            polls = [
+                asyncio.create_task(
+                    http.get(f"/streams/{stream}/entries", params={"after": "$", "block": 1500}, headers=auth(READ_KEY))
+                )
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.5)  # the three are waiting in Redis
+            fourth = await http.get(
+                f"/streams/{stream}/entries", params={"after": "$", "block": 1500}, headers=auth(READ_KEY)
+            )
+            quick = await http.get(f"/streams/{stream}/entries", headers=auth(READ_KEY))
+            other = await http.get(
+                f"/streams/{stream}/entries", params={"after": "$", "block": 100}, headers=auth(WRITE_KEY)
+            )
+            statuses = [(await poll).status_code for poll in polls]
+            return statuses, fourth.status_code, quick.status_code * 1000 + other.status_code
+
+    statuses, fourth, others = asyncio.run(attempt())
+    assert statuses == [200, 200, 200] and fourth == 429 and others == 200_200
+
+
+def test_graphql_aliases_depth_and_total_entries_are_bounded(client, rds, stream) -> None:
+    rds.xadd(stream, {"seed": "1"})
+    aliases = " ".join(f'a{i}: entries(stream: "{stream}", count: 1) {{ id }}' for i in range(11))
+    many = client.post("/graphql", json={"query": f"{{ {aliases} }}"}, headers=auth(READ_KEY)).json()
+    assert "aliases" in many["errors"][0]["message"] and not many.get("data")
+    huge = "{ streams { " + "name " * 3000 + "} }"  # one query of thousands of tokens is refused before it runs
+    assert (
+        "tokens" in client.post("/graphql", json={"query": huge}, headers=auth(READ_KEY)).json()["errors"][0]["message"]
+    )
+    # Within the alias limit, the entries read in all are still bounded (GATEWAY_MAX_COUNT is 500 here).
+    three = " ".join(f'a{i}: entries(stream: "{stream}", count: 200) {{ id }}' for i in range(3))
+    answer = client.post("/graphql", json={"query": f"{{ {three} }}"}, headers=auth(READ_KEY)).json()
+    assert "at most 500 entries in all" in answer["errors"][0]["message"]
+
+
+def test_keys_that_are_not_streams_and_ids_beyond_64_bits_are_4xx(client, rds, unique_name) -> None:
+    rds.set(unique_name, "a plain string")
+    try:
+        for method, path, body in (
+            ("GET", f"/streams/{unique_name}/entries", None),
+            ("POST", f"/streams/{unique_name}/entries", {"a": "1"}),
+            ("POST", f"/streams/{unique_name}/groups", {"group": "g", "start": "0"}),
+        ):
+            response = client.request(method, path, json=body, headers=auth(ADMIN_KEY))
+            assert response.status_code == 404, (path, response.text)
+    finally:
+        rds.delete(unique_name)
+    too_big = f"{2**64}-0"
+    response = client.get(f"/streams/{unique_name}/entries", params={"after": too_big}, headers=auth(READ_KEY))
+    assert response.status_code == 400 and "is not an entry id" in response.json()["error"]
+    fits = f"{2**64 - 1}-{2**64 - 1}"
+    assert (
+        client.get(f"/streams/{unique_name}/entries", params={"after": fits}, headers=auth(READ_KEY)).status_code == 200
+    )
+
+
+def test_docs_and_openapi_need_a_key(client) -> None:
+    for path in ("/docs", "/openapi.json"):
+        assert client.get(path).status_code == 401
+    assert client.get("/openapi.json", headers=auth(READ_KEY)).json()["info"]["title"] == "link-fetcher stream gateway"
+    page = client.get("/docs", params={"token": READ_KEY})
+    assert page.status_code == 200 and "/openapi.json?token=" in page.text
+
+
+def test_appends_trim_the_stream(database_url, rds, unique_name) -> None:
+    with running_gateway(gateway_settings("redis://127.0.0.1:6379/0", None, redis_stream_maxlen=100)) as url:
+        try:
+            for n in range(1000):
+                httpx.post(f"{url}/streams/{unique_name}/entries", json={"n": str(n)}, headers=auth(WRITE_KEY))
+            assert rds.xlen(unique_name) < 300  # trimmed to about 100 (approximate trimming works per node)
+        finally:
+            rds.delete(unique_name)

@@ -8,21 +8,23 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from link_fetcher.database import configured_url, engine_for
 from link_fetcher.gateway import console
-from link_fetcher.gateway.auth import ConnectionLimiter, Role, parse_api_keys
+from link_fetcher.gateway.auth import ConnectionLimiter, Role, authorize, parse_api_keys, presented_key
 from link_fetcher.gateway.errors import GatewayError
 from link_fetcher.gateway.graphql import graphql_router
 from link_fetcher.gateway.limits import Limits
@@ -53,7 +55,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         keys=keys,
         limits=limits,
-        store=StreamStore(redis),
+        store=StreamStore(redis, settings.redis_stream_maxlen),
         limiter=ConnectionLimiter(limits.max_connections_per_key),
         engine=engine,
     )
@@ -67,10 +69,14 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         await gateway.store.redis.aclose()
 
+    # The API description and its page need a key like the rest (read role): `/docs?token=KEY` for a browser.
     app = FastAPI(
         title="link-fetcher stream gateway",
         description="The granule delivery streams over REST, WebSocket and GraphQL, and an ops console.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.gateway = gateway
 
@@ -92,14 +98,33 @@ def create_app(settings: Settings) -> FastAPI:
     async def redis_down(_request: Request, exc: RedisError) -> JSONResponse:
         return error_response(GatewayError(503, f"redis unavailable: {one_line(exc)}"))
 
+    @app.exception_handler(ResponseError)
+    async def redis_refused(_request: Request, exc: ResponseError) -> JSONResponse:
+        # Redis refusing a command is the request's fault: a key that is not a stream, an id it will not take.
+        if str(exc).startswith("WRONGTYPE"):
+            return error_response(GatewayError(404, "no stream by that name: the key holds another type"))
+        return error_response(GatewayError(400, f"refused by redis: {one_line(exc)}"))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        authorize(gateway.keys, presented_key(request.headers, request.query_params), Role.READ)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page(request: Request) -> HTMLResponse:
+        key = presented_key(request.headers, request.query_params)
+        authorize(gateway.keys, key, Role.READ)
+        return get_swagger_ui_html(openapi_url=f"/openapi.json?{urlencode({'token': key})}", title=app.title)
+
     app.include_router(rest_router)
     app.include_router(websocket_router)
     app.include_router(graphql_router(), prefix="/graphql", tags=["graphql"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz(gateway: GatewayDep) -> JSONResponse:
-        """`redis` and `database` are "ok", "absent" (no DATABASE_URL) or the error; 503 unless both are fine."""
+    async def healthz(request: Request, gateway: GatewayDep) -> JSONResponse:
+        """`{"status": "ok"}` (or 503 `unavailable`); with a read key, also `redis` and `database`: "ok",
+        "absent" (no DATABASE_URL) or the error. 503 unless both are fine."""
         health: dict[str, str] = {}
         try:
             await gateway.store.redis.ping()
@@ -115,7 +140,12 @@ def create_app(settings: Settings) -> FastAPI:
             except SQLAlchemyError as exc:
                 health["database"] = f"error: {one_line(getattr(exc, 'orig', None) or exc)}"
         healthy = health["redis"] == "ok" and health["database"] in ("ok", "absent")
-        return JSONResponse(health, status_code=200 if healthy else 503)
+        status = {"status": "ok" if healthy else "unavailable"}
+        key = presented_key(request.headers)
+        if key is not None:  # the details name hosts and errors: for key holders only
+            authorize(gateway.keys, key, Role.READ)
+            status.update(health)
+        return JSONResponse(status, status_code=200 if healthy else 503)
 
     @app.get("/", include_in_schema=False)
     async def console_page() -> FileResponse:

@@ -6,6 +6,7 @@ Every operation needs a read key: `Authorization: Bearer` on HTTP; on a WebSocke
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -13,6 +14,7 @@ import strawberry
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.types import Info
@@ -64,11 +66,18 @@ class Query:
         described = await _gateway(info).store.describe(_gateway(info).settings.gateway_streams)
         return [Stream(**{**stream, "groups": [Group(**group) for group in stream["groups"]]}) for stream in described]
 
-    @strawberry.field(description="Entries after an id, at most `count`.")
+    @strawberry.field(description="Entries after an id, at most `count` (and GATEWAY_MAX_COUNT in all a query).")
     async def entries(self, info: Info, stream: str, after: str = "0", count: int = 10) -> list[Entry]:
         gateway = _gateway(info)
         check_entry_id(after, "after", allow_latest=True)
-        found = await gateway.store.read(_visible(info, stream), after, gateway.limits.check_count(count), None)
+        # Aliases repeat a field: the entries one query reads are bounded in all, as one REST read is.
+        left = info.context.setdefault("entries_left", gateway.limits.max_count)
+        if gateway.limits.check_count(count) > left:
+            raise GatewayError(
+                400, f"a query reads at most {gateway.limits.max_count} entries in all (GATEWAY_MAX_COUNT)"
+            )
+        info.context["entries_left"] = left - count
+        found = await gateway.store.read(_visible(info, stream), after, count, None)
         return [Entry(**entry) for entry in found]
 
 
@@ -112,7 +121,18 @@ class Subscription:
                 await feed.aclose()
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+# A query's cost is bounded before it runs: aliases, depth and size (one query cannot stand for thousands).
+MAX_ALIASES, MAX_DEPTH, MAX_TOKENS = 10, 6, 2000
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[
+        functools.partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        functools.partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+    ],
+)
 
 
 async def graphql_context(connection: HTTPConnection) -> dict[str, Any]:

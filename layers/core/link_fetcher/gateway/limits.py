@@ -9,8 +9,9 @@ import re
 from link_fetcher.gateway.errors import GatewayError
 from link_fetcher.settings import Settings
 
-# A full (`1718000000000-0`) or partial (`1718000000000`) stream entry id.
-_ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+# A full (`1718000000000-0`) or partial (`1718000000000`) stream entry id; each part at most 2^64 - 1.
+_ENTRY_ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+_MAX_ID_PART = 2**64 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +67,8 @@ def check_entry_id(value: str, what: str = "id", *, allow_latest: bool = False) 
     """A stream entry id (or `$`, "after the last one", where allowed); 400 otherwise."""
     if allow_latest and value == "$":
         return value
-    if not _ENTRY_ID.fullmatch(value):
+    match = _ENTRY_ID.fullmatch(value)
+    if not match or any(int(part) > _MAX_ID_PART for part in match.groups() if part is not None):
         expected = "an entry id like 1718000000000-0" + (" or $" if allow_latest else "")
         raise GatewayError(400, f"{what} {value[:60]!r} is not {expected}")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -37,6 +38,13 @@ async def current_gateway(request: Request) -> Gateway:
 
 GatewayDep = Annotated[Gateway, Depends(current_gateway)]
 Stream = Annotated[str, Depends(visible_stream)]
+Reader = Annotated[Principal, require(Role.READ)]
+
+
+def long_poll(gateway: Gateway, principal: Principal, block_ms: int) -> contextlib.AbstractContextManager[None]:
+    """A blocking read holds a connection open like a WebSocket: it counts against the key's limit (429 past it),
+    so one key's polls cannot take every connection."""
+    return gateway.limiter.hold(principal) if block_ms else contextlib.nullcontext()
 
 
 class EntryOut(BaseModel):
@@ -85,18 +93,19 @@ async def list_streams(gateway: GatewayDep) -> list[StreamOut]:
     return await gateway.store.describe(gateway.settings.gateway_streams)  # type: ignore[return-value]
 
 
-@router.get("/streams/{stream}/entries", dependencies=[require(Role.READ)])
+@router.get("/streams/{stream}/entries")
 async def read_entries(
     gateway: GatewayDep,
     stream: Stream,
+    principal: Reader,
     after: Annotated[str, Query(description="entry id to read after; $ for only new entries")] = "0",
     count: int = 100,
     block: Annotated[int, Query(description="milliseconds to wait when nothing is there yet")] = 0,
 ) -> EntriesOut:
     check_entry_id(after, "after", allow_latest=True)
-    entries = await gateway.store.read(
-        stream, after, gateway.limits.check_count(count), gateway.limits.check_block(block)
-    )
+    count, block = gateway.limits.check_count(count), gateway.limits.check_block(block)
+    with long_poll(gateway, principal, block):
+        entries = await gateway.store.read(stream, after, count, block)
     return {"entries": entries}  # type: ignore[return-value]
 
 
@@ -136,15 +145,18 @@ async def create_group(gateway: GatewayDep, stream: Stream, body: GroupCreate) -
     return {"stream": stream, "group": body.group, "start": body.start}
 
 
-@router.post("/streams/{stream}/groups/{group}/read", dependencies=[require(Role.READ)])
-async def read_as_consumer(gateway: GatewayDep, stream: Stream, group: str, body: GroupRead) -> EntriesOut:
+@router.post("/streams/{stream}/groups/{group}/read")
+async def read_as_consumer(
+    gateway: GatewayDep, stream: Stream, group: str, body: GroupRead, principal: Reader
+) -> EntriesOut:
     """New entries for this consumer (pending until acked), or with `pending: true` its unacked ones."""
     count = gateway.limits.check_count(body.count)
     block = gateway.limits.check_block(body.block)
     if body.pending:
         entries = await gateway.store.group_read(stream, group, body.consumer, count, None, after="0")
     else:
-        entries = await gateway.store.group_read(stream, group, body.consumer, count, block)
+        with long_poll(gateway, principal, block):
+            entries = await gateway.store.group_read(stream, group, body.consumer, count, block)
     return {"entries": entries}  # type: ignore[return-value]
 
 

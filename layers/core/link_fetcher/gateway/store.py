@@ -31,8 +31,9 @@ def _group_error(exc: ResponseError, stream: str, group: str) -> GatewayError | 
 
 
 class StreamStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, maxlen: int | None = None) -> None:
         self.redis = redis
+        self.maxlen = maxlen or None  # appends trim the stream to about this many entries (0: never)
 
     async def describe(self, pattern: str) -> list[dict[str, Any]]:
         """Every stream matching `pattern` with its length, first/last ids and groups, in two round trips."""
@@ -79,7 +80,7 @@ class StreamStore:
 
     async def append(self, stream: str, fields: dict[str, str]) -> str:
         entry: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}  # as redis-py types it
-        entry_id = await self.redis.xadd(stream, entry)
+        entry_id = await self.redis.xadd(stream, entry, maxlen=self.maxlen, approximate=True)
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
     async def create_group(self, stream: str, group: str, start: str) -> None:
