@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from db.outbox import LEASE_LOCK_CLASS
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Message
 from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
@@ -36,7 +38,7 @@ CLOUDEVENT_FIELDS = {
 def redis_client(redis_url: str, unique_name: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
-    client.delete(unique_name)
+    client.delete(unique_name, f"{unique_name}:relayed")
     client.close()
 
 
@@ -139,3 +141,74 @@ def test_wrong_key_type_is_an_outage_not_a_loss(engine, make_settings, redis_url
     report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
     assert "WRONGTYPE" in report.unavailable["redis"] and report.pending == 5
     assert _pending_count(engine) == 5
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class _CrashesAfter(RedisStreamSink):
+    """The Redis sink; `after(n)` runs once Redis took the n-th batch (with its receipt)."""
+
+    def __init__(self, sink: RedisStreamSink, after) -> None:
+        super().__init__(sink._client, sink.stream, maxlen=sink.maxlen)
+        self.after, self.batches = after, 0
+
+    def send_with_receipt(self, messages: Sequence[Message], receipt: str | None) -> dict[str, str]:
+        refused = super().send_with_receipt(messages, receipt)
+        self.batches += 1
+        self.after(self.batches)
+        return refused
+
+
+def _crash_after(batch: int):
+    def after(n: int) -> None:
+        if n == batch:
+            raise SimulatedCrash("the relay died after Redis took the batch, before marking it sent")
+
+    return after
+
+
+def test_a_relay_marks_once_per_lease_and_a_crash_repeats_nothing(
+    engine, make_settings, redis_url, redis_client, unique_name
+) -> None:
+    """The batches of a lease are marked sent together: Redis keeps each batch's receipt (the relay's token)
+    with it. A relay that dies after Redis took two batches leaves them pending; the next relay finds their
+    receipts, marks them sent without sending them again, and sends only the rest."""
+    ids = record(engine, 30, ["redis"])
+    sink = _sink(make_settings, redis_url, unique_name)
+    with pytest.raises(SimulatedCrash):
+        relay(engine, [_CrashesAfter(sink, _crash_after(2))])
+    assert _pending_count(engine) == 30 and redis_client.xlen(unique_name) == 20
+    assert redis_client.hlen(sink.receipts_key) == 20
+    report = relay(engine, [sink])
+    assert report.sent == {"redis": 10} and report.pending == 0  # the 20 already in the stream are not sent again
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)  # each once
+    assert redis_client.hlen(sink.receipts_key) == 0  # receipts go once their deliveries are marked
+
+
+def test_lost_database_connection_mid_lease_repeats_nothing(
+    engine, make_settings, redis_url, redis_client, unique_name
+) -> None:
+    """The database ends the relay's session after Redis took batch 2: the relay sends nothing more (it checks
+    its connection before each batch) and fails; the next relay finds the two batches' receipts."""
+    ids = record(engine, 30, ["redis"])
+    sink = _sink(make_settings, redis_url, unique_name)
+
+    def drop_relay_sessions(batch: int) -> None:
+        if batch == 2:
+            with engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND classid = :lock_class AND pid <> pg_backend_pid() "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ),
+                    {"lock_class": LEASE_LOCK_CLASS},
+                )
+
+    with pytest.raises(DBAPIError):
+        relay(engine, [_CrashesAfter(sink, drop_relay_sessions)])
+    assert redis_client.xlen(unique_name) == 20
+    assert relay(engine, [sink]).sent == {"redis": 10}
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import select
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
 from link_fetcher.messages import to_download_body
 from link_fetcher.settings import Settings
-from link_fetcher.sinks import Message, Sink, SinkUnavailable
+from link_fetcher.sinks import Message, ReceiptSink, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +82,32 @@ def to_message(granule: GranuleRow) -> Message:
     )
 
 
-def deliver_batch(sink: Sink, messages: Sequence[Message]) -> tuple[dict[str, str], str | None]:
-    """Send a batch, then resend only the entries the sink refused. Returns ({message id: error} for those
-    still not accepted, the outage if the sink went down, in which case every entry not yet accepted is listed)."""
+def deliver_batch(
+    sink: Sink, messages: Sequence[Message], receipt: str | None = None
+) -> tuple[dict[str, str], str | None]:
+    """Send a batch (with `receipt` to a ReceiptSink), then resend only the entries the sink refused. Returns
+    ({message id: error} for those still not accepted, the outage if the sink went down, in which case every
+    entry not yet accepted is listed)."""
     outstanding = list(messages)
     refused: dict[str, str] = {}
     for resend in range(RESENDS + 1):
         if resend:
             time.sleep(RESEND_PAUSE_S * 2 ** (resend - 1))
         try:
-            refused = sink.send(outstanding)
+            if receipt is not None and isinstance(sink, ReceiptSink):
+                refused = sink.send_with_receipt(outstanding, receipt)
+            else:
+                refused = sink.send(outstanding)
         except SinkUnavailable as exc:
             return {message.id: str(exc) for message in outstanding}, str(exc)
         if not refused:
             break
         outstanding = [message for message in outstanding if message.id in refused]
     return refused, None
+
+
+# What building a message from a bad row can raise.
+UNUSABLE = (KeyError, TypeError, ValueError, OverflowError, AttributeError)
 
 
 def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message], dict[int, str]]:
@@ -109,28 +120,69 @@ def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message],
             continue
         try:
             messages.append(to_message(delivery.granule))
-        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:  # what a bad row can cause
+        except UNUSABLE as exc:
             unusable[delivery.outbox_id] = f"cannot build the message: {type(exc).__name__}: {exc}"
     for outbox_id, error in unusable.items():
         log.error("delivery %d failed for good: %s", outbox_id, error)
     return messages, unusable
 
 
-def send_claimed(
-    conn: Connection, sink: Sink, claimed: Sequence[ClaimedDelivery], max_attempts: int
-) -> tuple[dict[str, str], str | None, list[DeliveryOutcome]]:
-    """Send leased deliveries and record the outcomes (one statement, which ends their leases): (refused, outage,
-    outcomes). The outcomes also hold the deliveries that failed for good (see `prepare_messages`)."""
+def send_batch(
+    sink: Sink, claimed: Sequence[ClaimedDelivery], receipt: str | None = None
+) -> tuple[dict[str, str], str | None, list[DeliveryOutcome], list[str]]:
+    """Send leased deliveries: (refused, outage, outcomes, ids of the messages sent). The outcomes also hold the
+    deliveries that failed for good (see `prepare_messages`)."""
     messages, unusable = prepare_messages(claimed)
-    refused, outage = deliver_batch(sink, messages) if messages else ({}, None)
+    refused, outage = deliver_batch(sink, messages, receipt) if messages else ({}, None)
     outcomes = []
     for d in claimed:
         if d.outbox_id in unusable:
             outcomes.append(DeliveryOutcome(d.outbox_id, unusable[d.outbox_id], final=True))
         else:
             outcomes.append(DeliveryOutcome(d.outbox_id, refused.get(d.granule_id), attempted=outage is None))
+    return refused, outage, outcomes, [message.id for message in messages]
+
+
+def send_claimed(
+    conn: Connection, sink: Sink, claimed: Sequence[ClaimedDelivery], max_attempts: int
+) -> tuple[dict[str, str], str | None, list[DeliveryOutcome]]:
+    """Send leased deliveries and record the outcomes (one statement, which ends their leases): (refused, outage,
+    outcomes)."""
+    refused, outage, outcomes, _ = send_batch(sink, claimed)
     mark_outcomes(conn, outcomes, max_attempts)
     return refused, outage, outcomes
+
+
+def settle_received(
+    conn: Connection, sink: ReceiptSink, leased: Sequence[ClaimedDelivery], token: int
+) -> list[ClaimedDelivery]:
+    """Of deliveries taken over from relays that ended without marking them, mark sent those the sink already
+    holds under the ended relay's receipt (no repeat), and return the rest to send."""
+    taken_over: dict[int, dict[int, str]] = {}  # previous token: {outbox id: message id}
+    for delivery in leased:
+        if delivery.previous_lease is None or delivery.previous_lease == token or delivery.granule is None:
+            continue
+        with contextlib.suppress(*UNUSABLE):  # never sent, then: `send_batch` fails it
+            # The id it was sent under, as `send_batch` builds it.
+            message_id = to_message(delivery.granule).id
+            taken_over.setdefault(delivery.previous_lease, {})[delivery.outbox_id] = message_id
+    held: dict[int, str] = {}
+    for previous, message_ids in taken_over.items():
+        received = sink.received(list(message_ids.values()), str(previous))
+        held.update((outbox_id, i) for outbox_id, i in message_ids.items() if i in received)
+    if held:
+        mark_outcomes(conn, [DeliveryOutcome(outbox_id, None) for outbox_id in sorted(held)], max_attempts=1)
+        sink.forget(list(held.values()))
+        log.info("%d deliveries a relay that ended had sent were marked sent, not sent again", len(held))
+    return [delivery for delivery in leased if delivery.outbox_id not in held]
+
+
+def connection_spoke(conn: Connection) -> bool:
+    """Whether the server sent something unasked on this idle connection: in practice, that it ended the session
+    (terminated, shut down). A relay that marks once per lease checks this before each batch, so it sends nothing
+    more once another relay may have taken its deliveries over."""
+    readable, _, _ = select.select([conn.connection.dbapi_connection.fileno()], [], [], 0)  # type: ignore[union-attr]
+    return bool(readable)
 
 
 @contextlib.contextmanager
@@ -178,7 +230,9 @@ def relay_sink(
     LEASE_BATCHES batches in one statement, then sends them a batch at a time and marks each batch (one statement)
     before it sends the next: workers and concurrent relays never share a delivery, a crash or a lost connection
     repeats at most the batch each worker has in flight, and what a worker leased without sending is free for
-    the next relay as soon as its session ends."""
+    the next relay as soon as its session ends. To a ReceiptSink (Redis) the batches go with the worker's receipt
+    and a lease is marked once, after its last batch: a relay taking over skips what the sink holds under a
+    dead relay's receipt, so nothing is repeated; a worker whose session the server ended sends nothing more."""
     stop = threading.Event()
     lock = threading.Lock()
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again
@@ -191,21 +245,55 @@ def relay_sink(
             leased: collections.deque[ClaimedDelivery] = collections.deque()
             cursor = 0  # deliveries committed behind it while this run passed stay pending for the next run
             caught_up = False
+            # A ReceiptSink keeps this relay's receipt with each batch, so the batches of a lease are marked
+            # together: `unmarked` holds the outcomes sent since the last mark.
+            receipt_sink = sink if isinstance(sink, ReceiptSink) else None
+            unmarked: list[DeliveryOutcome] = []
+            unmarked_ids: list[str] = []
+
+            def mark_unmarked() -> None:
+                mark_outcomes(conn, unmarked, max_attempts)
+                if receipt_sink is not None:
+                    receipt_sink.forget(unmarked_ids)
+                unmarked.clear()
+                unmarked_ids.clear()
+
             while not stop.is_set():
                 if not leased:
+                    mark_unmarked()
                     if caught_up:
                         break
                     with lock:
                         exclude = list(refused_this_run)
-                    leased.extend(lease_pending(conn, sink.name, token, lease_size, exclude=exclude, after_id=cursor))
-                    if not leased:
+                    chunk = lease_pending(conn, sink.name, token, lease_size, exclude=exclude, after_id=cursor)
+                    if not chunk:
                         break
-                    cursor = leased[-1].outbox_id
+                    cursor = chunk[-1].outbox_id
                     # A short lease means the backlog is drained: what is recorded from now on waits for the next
                     # relay, so a background relay that keeps up sends full batches instead of spinning on ones.
-                    caught_up = len(leased) < lease_size
+                    caught_up = len(chunk) < lease_size
+                    if receipt_sink is not None:
+                        try:
+                            chunk = settle_received(conn, receipt_sink, chunk, token)
+                        except SinkUnavailable as exc:
+                            with lock:
+                                report.unavailable[sink.name] = str(exc)
+                            stop.set()
+                            release_leases(conn, token, [delivery.outbox_id for delivery in chunk])
+                            break
+                    leased.extend(chunk)
+                    continue
                 batch = [leased.popleft() for _ in range(min(batch_size, len(leased)))]
-                refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)
+                if receipt_sink is None:
+                    refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)
+                else:
+                    if connection_spoke(conn):
+                        mark_unmarked()  # raises if the session ended: nothing more is sent
+                    refused, outage, outcomes, sent_ids = send_batch(sink, batch, str(token))
+                    unmarked.extend(outcomes)
+                    unmarked_ids.extend(sent_ids)
+                    if outage is not None:
+                        mark_unmarked()
                 with lock:
                     count_sent(report, sink.name, batch, outcomes)
                     if outage is not None:
@@ -218,6 +306,7 @@ def relay_sink(
                     log.warning("sink %s unavailable, deliveries stay pending: %s", sink.name, outage)
                 elif refused:
                     log.warning("sink %s refused %d of %d messages: %s", sink.name, len(refused), len(batch), refused)
+            mark_unmarked()
             release_leases(conn, token, [delivery.outbox_id for delivery in leased])
 
     def drain_or_stop_all() -> None:
@@ -359,6 +448,13 @@ def deliver_recorded(
             report.refused.setdefault(sink.name, 0)
             # Those a concurrent relay holds are not leased here: that relay delivers them.
             leased = lease_pending(conn, sink.name, token, len(granule_ids), granule_ids=granule_ids)
+            if isinstance(sink, ReceiptSink):
+                try:
+                    leased = settle_received(conn, sink, leased, token)
+                except SinkUnavailable as exc:
+                    report.unavailable[sink.name] = str(exc)
+                    release_leases(conn, token, [delivery.outbox_id for delivery in leased])
+                    continue
             for start in range(0, len(leased), batch_size):
                 batch = leased[start : start + batch_size]
                 refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)

@@ -174,6 +174,8 @@ class Outbox(Base):
     # Freshness (migration 0007): when this sink first accepted the message; a requeue resends but keeps it.
     first_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The relay session leasing this pending delivery: its token, held as a session advisory lock (db.outbox).
+    # The table keeps half of each page free (fillfactor 50, migration 0007) so that a lease rewrites its row in
+    # place without touching the indexes.
     leased_by: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (

@@ -31,7 +31,7 @@ _TAKE_TOKEN_SQL = text("SELECT pg_try_advisory_lock(:lock_class, :token)")
 _LEASE_SQL = text(
     """
     WITH free AS (
-        SELECT o.id FROM outbox o
+        SELECT o.id, o.leased_by AS previous FROM outbox o
         WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
           AND o.id <> ALL(CAST(:exclude AS bigint[]))
           AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
@@ -40,9 +40,9 @@ _LEASE_SQL = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE outbox o SET leased_by = :token
-    WHERE o.id = ANY(ARRAY(SELECT id FROM free))  -- through the primary key, whatever the table's size
-    RETURNING o.id, o.granule_id, o.attempts, o.first_sent_at
+    UPDATE outbox o SET leased_by = :token FROM free
+    WHERE o.id = free.id AND o.id = ANY(ARRAY(SELECT id FROM free))  -- the rows through the primary key
+    RETURNING o.id, o.granule_id, o.attempts, o.first_sent_at, free.previous
     """
 )
 _END_LEASES_SQL = text("SELECT pg_advisory_unlock(:lock_class, :token)")
@@ -79,6 +79,8 @@ class ClaimedDelivery:
     # Why the granule row cannot be read back (a value written before the range checks existed): retrying
     # cannot help, so the delivery fails at once instead of stopping every relay.
     unreadable: str | None = None
+    # The token of a relay that had leased it and ended without marking it (crashed, lost its connection).
+    previous_lease: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ def lease_pending(
             granule=granules.get(row.granule_id),
             first_sent_at=row.first_sent_at,
             unreadable=unreadable.get(row.granule_id),
+            previous_lease=row.previous,
         )
         for row in leased
     ]

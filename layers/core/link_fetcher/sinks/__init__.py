@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from link_fetcher.settings import Settings
@@ -30,6 +30,26 @@ class Sink(Protocol):
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
         """Deliver a batch (≤ 10). Return {message id: error} for the entries refused; raise SinkUnavailable
         when nothing could be delivered."""
+        ...
+
+
+@runtime_checkable
+class ReceiptSink(Sink, Protocol):
+    """A sink that keeps, atomically with each batch, a receipt naming the relay that sent it. The relay then
+    marks its deliveries sent once per lease instead of once per batch: a relay taking over a dead relay's
+    deliveries first asks which of them the sink already holds under that relay's receipt, and sends only the
+    others, so no batch is repeated."""
+
+    def send_with_receipt(self, messages: Sequence[Message], receipt: str) -> dict[str, str]:
+        """`send`, keeping `receipt` for each message id with the batch (all or nothing)."""
+        ...
+
+    def received(self, message_ids: Sequence[str], receipt: str) -> set[str]:
+        """The ids among `message_ids` the sink holds under `receipt`; SinkUnavailable when it cannot tell."""
+        ...
+
+    def forget(self, message_ids: Sequence[str]) -> None:
+        """Drop the receipts of deliveries now marked sent (best effort: receipts also expire)."""
         ...
 
 

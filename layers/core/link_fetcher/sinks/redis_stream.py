@@ -1,10 +1,13 @@
 """Redis Streams sink: each granule becomes one stream entry whose fields are a CloudEvent's attributes (SPEC §5).
 
-A relay batch is one MULTI/EXEC pipeline of XADDs: one round trip, and the batch lands whole or not at all.
+A relay batch is one MULTI/EXEC pipeline of XADDs: one round trip, and the batch lands whole or not at all. With
+it goes the relay's receipt for each message (the hash `<stream>:relayed`, message id → relay token), so the relay
+marks a lease's batches sent together and a relay taking over a dead one's deliveries skips those already here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from link_fetcher.settings import Settings
 
 _JSON = JSONFormat()
+# Receipts outlive any relay run by far; those a crash leaves behind (already marked sent) go with the key.
+RECEIPTS_TTL_S = 24 * 3600
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -85,13 +90,41 @@ class RedisStreamSink:
         fields = stream_fields(message.body, time=message.recorded_at or dt.datetime.now(dt.UTC))
         return {name: value for name, value in fields.items()}
 
+    @property
+    def receipts_key(self) -> str:
+        """The hash of receipts (message id → the sending relay's receipt) beside the stream."""
+        return f"{self.stream}:relayed"
+
     def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        return self.send_with_receipt(messages, None)
+
+    def send_with_receipt(self, messages: Sequence[Message], receipt: str | None) -> dict[str, str]:
         pipe = self._client.pipeline(transaction=True)
         for message in messages:
             pipe.xadd(self.stream, self.fields(message), maxlen=self.maxlen, approximate=True)
+        if receipt is not None:
+            # In the same MULTI/EXEC: the entries and their receipts land together or not at all.
+            pipe.hset(self.receipts_key, mapping={message.id: receipt for message in messages})
         try:
             pipe.execute()
         except redis.RedisError as exc:
             # Down, unreachable, or the key is not a stream: nothing of this batch was added (MULTI/EXEC).
             raise SinkUnavailable(f"Redis stream {self.stream}: {one_line(exc)}") from exc
         return {}
+
+    def received(self, message_ids: Sequence[str], receipt: str) -> set[str]:
+        if not message_ids:
+            return set()
+        try:
+            held = self._client.hmget(self.receipts_key, list(message_ids))
+        except redis.RedisError as exc:
+            raise SinkUnavailable(f"Redis stream {self.stream}: {one_line(exc)}") from exc
+        return {i for i, value in zip(message_ids, held, strict=True) if value is not None and _text(value) == receipt}
+
+    def forget(self, message_ids: Sequence[str]) -> None:
+        if message_ids:
+            with contextlib.suppress(redis.RedisError):  # they expire anyway
+                pipe = self._client.pipeline(transaction=False)
+                pipe.hdel(self.receipts_key, *message_ids)
+                pipe.expire(self.receipts_key, RECEIPTS_TTL_S)  # what a crash leaves goes with the key
+                pipe.execute()
