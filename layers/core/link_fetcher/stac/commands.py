@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,30 +50,34 @@ def _area(bbox: str | None, intersects: Path | None) -> Area:
     return parse_bbox(bbox) if bbox is not None else load_geojson(intersects)  # type: ignore[arg-type]
 
 
-def _queries_from_options(
-    *,
-    api: str | None,
-    collections: tuple[str, ...],
-    bbox: str | None,
-    intersects: Path | None,
-    datetime_text: str | None,
-    window: str | None,
-    assets: tuple[str, ...],
-    max_cloud: float | None,
-    now: dt.datetime,
-) -> list[tuple[str, StacQuery]]:
-    if not api or not collections or not datetime_text:
-        raise ConfigurationError("stac-fetch needs --api, --collection and --datetime (or --watch NAME / --all)")
-    query = StacQuery(
-        api_url=api,
-        collections=tuple(dict.fromkeys(collections)),
-        area=_area(bbox, intersects),
-        time_range=parse_range(datetime_text, now=now),
-        window=parse_duration(window) if window else DEFAULT_WINDOW,
-        bands=_bands(assets),
-        max_cloud=max_cloud,
-    )
-    return [("", query)]
+@dataclasses.dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """The search as the command-line options describe it (instead of a watch)."""
+
+    api: str | None
+    collections: tuple[str, ...]
+    bbox: str | None
+    intersects: Path | None
+    window: str | None
+    assets: tuple[str, ...]
+    max_cloud: float | None
+
+    def given(self) -> bool:
+        return any(getattr(self, field.name) not in (None, ()) for field in dataclasses.fields(self))
+
+    def queries(self, datetime_text: str | None, now: dt.datetime) -> list[tuple[str, StacQuery]]:
+        if not self.api or not self.collections or not datetime_text:
+            raise ConfigurationError("stac-fetch needs --api, --collection and --datetime (or --watch NAME / --all)")
+        query = StacQuery(
+            api_url=self.api,
+            collections=tuple(dict.fromkeys(self.collections)),
+            area=_area(self.bbox, self.intersects),
+            time_range=parse_range(datetime_text, now=now),
+            window=parse_duration(self.window) if self.window else DEFAULT_WINDOW,
+            bands=_bands(self.assets),
+            max_cloud=self.max_cloud,
+        )
+        return [("", query)]
 
 
 def _queries_from_watches(
@@ -139,17 +145,12 @@ def _fetch_all(
 @pass_context
 def stac_fetch(
     obj: CliContext,
-    api: str | None,
-    collections: tuple[str, ...],
-    bbox: str | None,
-    intersects: Path | None,
+    /,
     datetime_text: str | None,
-    window: str | None,
-    assets: tuple[str, ...],
-    max_cloud: float | None,
     watch_names: tuple[str, ...],
     all_watches: bool,
     watches_file: Path | None,
+    **search: Any,
 ) -> int:
     """Record each new item of an area on a STAC API (by time windows, every page), then deliver it once.
 
@@ -158,25 +159,15 @@ def stac_fetch(
     """
     now = dt.datetime.now(dt.UTC)
     from_watches = bool(watch_names) or all_watches
-    search_options = api or collections or bbox or intersects or window or assets or max_cloud is not None
+    options = SearchOptions(**search)  # the other options: --api, --collection, --bbox, …
     try:
-        if from_watches and search_options:
+        if from_watches and options.given():
             raise ConfigurationError("--watch/--all take the search from the watches file: drop the search options")
         if from_watches:
             path = watches_file or obj.settings.stac_watches_file
             queries = _queries_from_watches(path, watch_names, all_watches, datetime_text, now)
         else:
-            queries = _queries_from_options(
-                api=api,
-                collections=collections,
-                bbox=bbox,
-                intersects=intersects,
-                datetime_text=datetime_text,
-                window=window,
-                assets=assets,
-                max_cloud=max_cloud,
-                now=now,
-            )
+            queries = options.queries(datetime_text, now)
         checked = open_and_check(queries, attempts=obj.settings.stac_http_attempts)
     except (AreaError, TimeRangeError, WatchConfigError, UnknownCollection, UnknownBands, StacUnreachable) as exc:
         raise ConfigurationError(str(exc)) from None

@@ -97,6 +97,37 @@ function svgElement(name, attributes, parent) {
   return element;
 }
 
+// The frame both charts share: the SVG, the baseline, three value ticks (0, half, top) and a label every
+// fifth day. Returns the SVG and the geometry the bars are drawn in.
+function chartFrame(chart, { height, left, label, top, tick, days }) {
+  const width = 900, bottom = 40, plotHeight = height - bottom - 10;
+  const slot = (width - left - 10) / days.length;
+  chart.replaceChildren();
+  chart.className = "";
+  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label }, chart);
+  svgElement("line", { x1: left, y1: 10 + plotHeight, x2: width - 10, y2: 10 + plotHeight, stroke: "#99a" }, svg);
+  [0, 0.5, 1].forEach((fraction) => {
+    const y = 10 + plotHeight * (1 - fraction);
+    svgElement("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#667" }, svg)
+      .textContent = tick(top * fraction);
+  });
+  days.forEach((day, i) => {
+    if (i % 5 === 0 || i === days.length - 1) {
+      svgElement("text", { x: left + i * slot + slot / 2, y: height - 18, "text-anchor": "middle", "font-size": 11, fill: "#667" }, svg)
+        .textContent = day.slice(5);
+    }
+  });
+  return { svg, plotHeight, slot };
+}
+
+function legendItem(legend, colour, text) {
+  const item = document.createElement("span");
+  const swatch = document.createElement("i");
+  swatch.style.background = colour;
+  item.append(swatch, text);
+  legend.appendChild(item);
+}
+
 // Stacked bars: one bar per day, one segment per platform.
 function drawChart(recorded) {
   const chart = document.getElementById("chart");
@@ -110,16 +141,9 @@ function drawChart(recorded) {
   const days = recorded.days;
   const totals = days.map((_, i) => platforms.reduce((sum, p) => sum + recorded.platforms[p][i], 0));
   const top = Math.max(1, ...totals);
-  const width = 900, height = 260, left = 48, bottom = 40, plotHeight = height - bottom - 10;
-  const slot = (width - left - 10) / days.length;
-  chart.replaceChildren();
-  chart.className = "";
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "granules per day" }, chart);
-  svgElement("line", { x1: left, y1: 10 + plotHeight, x2: width - 10, y2: 10 + plotHeight, stroke: "#99a" }, svg);
-  [0, 0.5, 1].forEach((fraction) => {
-    const y = 10 + plotHeight * (1 - fraction);
-    svgElement("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#667" }, svg)
-      .textContent = Math.round(top * fraction);
+  const left = 48;
+  const { svg, plotHeight, slot } = chartFrame(chart, {
+    height: 260, left, label: "granules per day", top, tick: (value) => Math.round(value), days,
   });
   days.forEach((day, i) => {
     let base = 10 + plotHeight;
@@ -134,18 +158,11 @@ function drawChart(recorded) {
       }, svg);
       svgElement("title", {}, bar).textContent = `${day} ${platform}: ${count}`;
     });
-    if (i % 5 === 0 || i === days.length - 1) {
-      svgElement("text", { x: left + i * slot + slot / 2, y: height - 18, "text-anchor": "middle", "font-size": 11, fill: "#667" }, svg)
-        .textContent = day.slice(5);
-    }
   });
   legend.replaceChildren();
   platforms.forEach((platform) => {
-    const item = document.createElement("span");
-    const swatch = document.createElement("i");
-    swatch.style.background = COLOURS[platform] || COLOURS.unknown;
-    item.append(swatch, `${platform} (${recorded.platforms[platform].reduce((a, b) => a + b, 0)})`);
-    legend.appendChild(item);
+    const total = recorded.platforms[platform].reduce((a, b) => a + b, 0);
+    legendItem(legend, COLOURS[platform] || COLOURS.unknown, `${platform} (${total})`);
   });
 }
 
@@ -161,18 +178,11 @@ function drawFreshness(freshness, days) {
   }
   const sources = [...new Set(freshness.per_day.map((d) => d.source))].sort();
   const top = Math.max(1, ...freshness.per_day.map((d) => d.p95_seconds || 0));
-  const width = 900, height = 220, left = 64, bottom = 40, plotHeight = height - bottom - 10;
-  const slot = (width - left - 10) / days.length;
-  const barWidth = Math.max(1, (slot - 4) / sources.length);
-  chart.replaceChildren();
-  chart.className = "";
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "p95 freshness per day" }, chart);
-  svgElement("line", { x1: left, y1: 10 + plotHeight, x2: width - 10, y2: 10 + plotHeight, stroke: "#99a" }, svg);
-  [0, 0.5, 1].forEach((fraction) => {
-    const y = 10 + plotHeight * (1 - fraction);
-    svgElement("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#667" }, svg)
-      .textContent = duration(top * fraction) || "0";
+  const left = 64;
+  const { svg, plotHeight, slot } = chartFrame(chart, {
+    height: 220, left, label: "p95 freshness per day", top, tick: (value) => duration(value) || "0", days,
   });
+  const barWidth = Math.max(1, (slot - 4) / sources.length);
   freshness.per_day.forEach((d) => {
     const i = days.indexOf(d.day);
     if (i < 0 || d.p95_seconds === null) return;
@@ -185,19 +195,7 @@ function drawFreshness(freshness, days) {
     svgElement("title", {}, bar).textContent =
       `${d.day} ${d.source}: ${d.count} delivered, p50 ${duration(d.p50_seconds)}, p95 ${duration(d.p95_seconds)}, max ${duration(d.max_seconds)}`;
   });
-  days.forEach((day, i) => {
-    if (i % 5 === 0 || i === days.length - 1) {
-      svgElement("text", { x: left + i * slot + slot / 2, y: height - 18, "text-anchor": "middle", "font-size": 11, fill: "#667" }, svg)
-        .textContent = day.slice(5);
-    }
-  });
-  sources.forEach((source) => {
-    const item = document.createElement("span");
-    const swatch = document.createElement("i");
-    swatch.style.background = SOURCE_COLOURS[source] || COLOURS.unknown;
-    item.append(swatch, source);
-    legend.appendChild(item);
-  });
+  sources.forEach((source) => legendItem(legend, SOURCE_COLOURS[source] || COLOURS.unknown, source));
 }
 
 async function refresh() {
