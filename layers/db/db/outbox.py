@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -268,7 +268,20 @@ def oldest_pending_age(conn: Connection) -> float:
     return float(age or 0)
 
 
-def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Iterator[dict[str, Any]]:
+class DeliveryListing(TypedDict):
+    """One delivery as `link-fetcher pending` prints it (a JSON line) and the ops console lists it."""
+
+    id: str  # the granule id
+    sink: str
+    status: str  # a DeliveryStatus value
+    attempts: int
+    last_error: str | None
+    created_at: str  # ISO 8601
+    updated_at: str
+    filename: str
+
+
+def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Iterator[DeliveryListing]:
     """Deliveries in the given states, oldest first, streamed (a backlog can be large)."""
     result = (
         conn.execution_options(stream_results=True, yield_per=1000)
@@ -287,4 +300,13 @@ def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Ite
         .mappings()
     )
     for row in result:
-        yield {key: value.isoformat() if isinstance(value, dt.datetime) else value for key, value in row.items()}
+        yield DeliveryListing(
+            id=row["id"],
+            sink=row["sink"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            created_at=row["created_at"].isoformat(),
+            updated_at=row["updated_at"].isoformat(),
+            filename=row["filename"],
+        )
