@@ -4,6 +4,7 @@ clean interpreter of the runtime's Python that has only boto3 (what the Lambda r
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,11 @@ def test_a_package_missing_from_the_layers_fails_the_import(tree: LambdaTree) ->
             tree.run_import("downloader")
     finally:
         hidden.rename(blake3)
+
+
+def test_the_layers_carry_bytecode_valid_whatever_the_file_times(tree: LambdaTree) -> None:
+    """Lambda cannot write __pycache__ (read-only), so the layers bring it: hash-based and unchecked (flags 0b01),
+    so the times the asset zip gives the sources cannot make Python ignore it."""
+    for module in (tree.layers / "link_fetcher" / "settings.py", tree.layers / "sqlalchemy" / "engine" / "base.py"):
+        pyc = module.parent / "__pycache__" / f"{module.stem}.{sys.implementation.cache_tag}.pyc"
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01

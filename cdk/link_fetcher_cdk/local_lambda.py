@@ -1,8 +1,8 @@
 """A local copy of what Lambda runs, built by the stack's own bundling: the layers merged as Lambda extracts them
 into /opt, each function's asset as /var/task, and boto3 as the runtime provides it. A handler is then imported
-there by a clean interpreter of the runtime's Python (`-I -S`: no site-packages, no PYTHONPATH), so anything a
-handler needs that its asset and layers lack fails here rather than in AWS. Used by tests/test_lambda_bundles.py
-and benchmarks/cold_start.py."""
+there by a clean interpreter of the runtime's Python (`-I -S`: no site-packages, no PYTHONPATH; `-B`: no bytecode
+written, as on Lambda's read-only file system), so anything a handler needs that its asset and layers lack fails
+here rather than in AWS. Used by tests/test_lambda_bundles.py and benchmarks/cold_start.py."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .bundling import (
     PYTHON_VERSION,
     CopyBundling,
     PipLayerBundling,
+    compile_bytecode,
     locked_versions,
     pip_install_command,
     project_layers,
@@ -31,10 +32,10 @@ from .environment import function_environment
 # Lambda's order: the function, then the layers, then the runtime's own packages (boto3).
 _IMPORT = """
 import importlib, json, sys, time
-task, layers, runtime, module = sys.argv[1:5]
+task, layers, runtime, modules = sys.argv[1:5]
 sys.path[:0] = [task, layers, runtime]
 start = time.perf_counter()
-loaded = importlib.import_module(module)
+loaded = [importlib.import_module(module) for module in modules.split(",")][0]
 seconds = time.perf_counter() - start
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
 print(json.dumps({"seconds": seconds, "service": str(getattr(getattr(loaded, "logger", None), "service", "")),
@@ -72,9 +73,10 @@ class LambdaTree:
         }
 
     def run_import(self, function: str, module: str = "handler") -> Imported:
-        """Import `module` (the handler, or e.g. boto3) as `function`'s process would, in a fresh interpreter."""
+        """Import `module` (the handler, or e.g. boto3; several comma-separated, in order) as `function`'s process
+        would, in a fresh interpreter."""
         completed = subprocess.run(  # noqa: S603 - our interpreter, our arguments
-            [runtime_python(), "-I", "-S", "-c", _IMPORT, str(self.tasks[function]), str(self.layers),
+            [runtime_python(), "-I", "-S", "-B", "-c", _IMPORT, str(self.tasks[function]), str(self.layers),
              str(self.runtime), module],
             env=self.environment(function),
             cwd=self.tasks[function],
@@ -113,6 +115,8 @@ def build_tree(project_root: Path, target: Path) -> LambdaTree:
         no_constraints = Path(scratch) / "constraints.txt"
         no_constraints.write_text("")
         subprocess.run(pip_install_command(runtime, tuple(provided), no_constraints), check=True)  # noqa: S603
+    # The runtime's boto3 comes compiled (pip compiles what it installs).
+    compile_bytecode(runtime)
     tasks = {}
     for folder in sorted(path.parent for path in (project_root / "lambdas").glob("*/handler.py")):
         task = target / "task" / folder.name
