@@ -25,7 +25,7 @@ from link_fetcher.settings import Settings
 FIXTURES = Path(__file__).parent / "fixtures"
 # A test marked `unit` (make test-unit) may use none of these: they need a PostgreSQL or Redis server.
 SERVICE_FIXTURES = frozenset({"server_url", "database_url", "redis_url"})
-TABLES = ("outbox", "granule", "granule_count", "status")
+TABLES = ("outbox", "granule", "granule_count", "deletion_count", "status")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -152,8 +152,8 @@ def messages_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
 
     build = relay.to_message
 
-    def checked(granule: dict) -> relay.Message:
-        message = build(granule)
+    def checked(granule: dict, event: str = "found") -> relay.Message:
+        message = build(granule, event)
         assert_valid_message(message.body)
         return message
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import json
 import threading
@@ -14,8 +15,10 @@ from sqlalchemy import Engine, text
 
 from db import record_granules
 from link_fetcher.products import to_record
-from tests.factories import PUSH_FIXTURE, cdse_product
+from tests.factories import FIXTURES, PUSH_FIXTURE, cdse_product
+from tests.fakes.cdse_catalogue import deleted_entity
 
+DELETED_FIXTURE = json.loads((FIXTURES / "push-granule-deleted.json").read_text())
 USERNAME = "cdse-push"
 PASSWORD = "pä55:word"  # non-ASCII and a colon: both must survive Basic auth
 
@@ -35,6 +38,15 @@ def notification(event: str = "created", **product: Any) -> dict[str, Any]:
         "ProductName": value["Name"],
         "value": value,
     }
+
+
+def deleted_notification(product: dict, cause: str = "Corrupted product", when: dt.datetime | None = None) -> dict:
+    """The deleted fixture, about `product` (a CDSE product dict)."""
+    body = copy.deepcopy(DELETED_FIXTURE)
+    when = when or dt.datetime(2024, 9, 14, 8, 0, 47, 503000, tzinfo=dt.UTC)
+    body.update(ProductId=product["Id"], ProductName=product["Name"])
+    body["value"].update(deleted_entity(product, when, cause))
+    return body
 
 
 def recent_fixture() -> dict[str, Any]:

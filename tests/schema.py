@@ -20,11 +20,13 @@ def _validator() -> Draft202012Validator:
 
 
 def schema_errors(body: Any) -> list[str]:
-    """Every way `body` breaks the schema (empty when it is valid)."""
-    return [
-        f"{'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
-        for error in _validator().iter_errors(body)
-    ]
+    """Every way `body` breaks the schema (empty when it is valid); for the `oneOf` of found and deleted
+    messages, the problems of each kind."""
+    errors = []
+    for error in _validator().iter_errors(body):
+        for detail in error.context or [error]:
+            errors.append(f"{'/'.join(map(str, detail.absolute_path)) or '(body)'}: {detail.message}")
+    return errors
 
 
 def assert_valid_message(body: Any) -> None:

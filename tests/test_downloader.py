@@ -292,3 +292,45 @@ def test_object_keys_are_safe_paths() -> None:
     for refused in ("http://example.com/x", "ftp://example.com/x", "/relative"):
         with pytest.raises(ValueError):
             objects.check_url(refused, "t")
+
+
+@pytest.mark.parametrize("remove", [False, True])
+def test_a_deleted_granule_is_not_downloaded_and_optionally_removed(
+    engine, cdse, settings, make_settings, remove
+) -> None:
+    import datetime as dt
+
+    from db import DeletionRecord, record_deletions
+    from link_fetcher.downloader.reconcile import reconcile
+
+    stored, never = cdse.add_product(100_000), cdse.add_product(100_000)
+    record(engine, [stored, never])
+    downloader = build_downloader(settings.model_copy(update={"delete_downloaded_on_deletion": remove}), engine)
+    assert downloader.download([stored.id])[0].result == Result.DOWNLOADED
+    key = rows(engine)[stored.id]["object_key"]
+    cdse_requests = len(cdse.requests)
+    with engine.begin() as conn:
+        deletions = [
+            DeletionRecord(
+                id=p.id,
+                filename="x",
+                deleted_at=dt.datetime(2024, 9, 14, tzinfo=dt.UTC),
+                deletion_cause="Corrupted product",
+                download_url="https://d",
+            )
+            for p in (stored, never)
+        ]
+        record_deletions(conn, deletions, ["sqs"])
+
+    outcomes = downloader.download([stored.id, never.id])
+
+    assert [o.result for o in outcomes] == [Result.DELETED, Result.DELETED] and all(o.ok for o in outcomes)
+    assert len(cdse.requests) == cdse_requests  # nothing fetched from CDSE
+    assert (settings.download_dir / key).exists() is not remove
+    assert rows(engine)[stored.id]["downloaded"] is not remove
+    assert not rows(engine)[never.id]["downloaded"]
+    # Reconcile knows a deleted granule is not missing, whether its object was removed or not.
+    report = reconcile(
+        engine, downloader.storage, sink_names=["sqs"], requeue_after=dt.timedelta(0), now=dt.datetime.now(dt.UTC)
+    )
+    assert (report.missing, report.stale) == ([], [])

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import DeliveryStatus, Granule, Outbox, Source, record_granules
+from db import DeliveryEvent, DeliveryStatus, Granule, Outbox, Source, record_granules
 from db.models import known_values_check
 from link_fetcher.observability import FRESHNESS_SOURCES
 from tests.factories import granule_record
@@ -21,6 +21,13 @@ def test_the_database_refuses_an_unknown_source(engine: Engine) -> None:
         record_granules(conn, [unknown], ["sqs"])
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM granule")).scalar_one() == 0
+
+
+def test_the_database_refuses_an_unknown_delivery_event(engine: Engine) -> None:
+    with engine.begin() as conn:
+        record_granules(conn, [granule_record(1)], ["sqs"])
+    with pytest.raises(IntegrityError, match="ck_outbox_event_known"), engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET event = 'modified'"))
 
 
 def test_the_database_refuses_an_unknown_delivery_status(engine: Engine) -> None:
@@ -42,6 +49,9 @@ def test_rows_read_through_the_models_hold_enum_members(engine: Engine) -> None:
 
 @pytest.mark.unit
 def test_the_checks_name_every_member() -> None:
-    assert known_values_check("source", Source) == "source IN ('search', 'subscription', 'stac')"
+    # `deletion`: a remembered deletion of a product never recorded (migration 0009 widens the check).
+    assert known_values_check("source", Source) == "source IN ('search', 'subscription', 'stac', 'deletion')"
     assert known_values_check("status", DeliveryStatus) == "status IN ('pending', 'sent', 'failed')"
-    assert set(FRESHNESS_SOURCES) == set(Source)  # one freshness alarm per source
+    assert known_values_check("event", DeliveryEvent) == "event IN ('found', 'deleted')"
+    # One freshness alarm per source that delivers (a remembered deletion is never delivered).
+    assert set(FRESHNESS_SOURCES) == set(Source) - {Source.DELETION}

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from db import Base, get_engine
 from db.migrate import current_revision, downgrade_base, head_revision, upgrade_head
 
-EXPECTED_TABLES = {"granule", "granule_count", "status", "outbox", "alembic_version"}
+EXPECTED_TABLES = {"granule", "granule_count", "deletion_count", "status", "outbox", "alembic_version"}
 
 
 @pytest.fixture

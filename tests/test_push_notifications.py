@@ -104,7 +104,6 @@ def test_bad_bodies_name_the_problem(body: bytes, message: str) -> None:
     ("event", "product", "reason"),
     [
         ("modified", {}, "event_not_created"),
-        ("deleted", {}, "event_not_created"),
         ("created", {"platform": "S2C"}, "platform_not_configured"),
         ("created", {"product_type": "S2MSI2A"}, "product_type_not_configured"),
         ("created", {"sensing": NOW - dt.timedelta(days=31)}, "acquired_too_long_ago"),

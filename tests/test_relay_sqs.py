@@ -52,6 +52,7 @@ def test_relay_to_moto_sqs_sends_each_once(engine: Engine, moto_sqs) -> None:
         assert_valid_message(body)
     body = bodies[0]
     assert set(body) == {
+        "event",
         "id",
         "filename",
         "download_url",

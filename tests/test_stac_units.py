@@ -235,6 +235,7 @@ def test_no_self_link_falls_back_to_the_items_path() -> None:
 
 def test_schema_requires_the_stac_fields_for_stac_only() -> None:
     body = {
+        "event": "found",
         "id": "c/x",
         "filename": "x",
         "download_url": "https://stac.example/x",

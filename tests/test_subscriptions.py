@@ -44,7 +44,7 @@ def test_create_list_delete(cdse: FakeSubscriptions, capsys) -> None:
     assert "att/OData.CSC.StringAttribute/Value eq 'S2MSI1C'" in created["FilterParam"]
     assert (created["Status"], created["SubscriptionEvent"], created["SubscriptionType"]) == (
         "running",
-        ["created"],
+        ["created", "deleted"],
         "push",
     )
     assert (created["StageOrder"], created["Priority"]) == (True, 1)

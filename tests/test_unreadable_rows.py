@@ -70,10 +70,10 @@ def test_a_granule_that_cannot_become_a_message_fails_alone(engine: Engine, aws_
         record_granules(conn, records, ["sqs"])
     build = relay_module.to_message
 
-    def broken_for_one(granule: dict) -> relay_module.Message:
+    def broken_for_one(granule: dict, event: str = "found") -> relay_module.Message:
         if granule["id"] == records[2].id:
             raise ValueError("no usable filename")
-        return build(granule)
+        return build(granule, event)
 
     monkeypatch.setattr(relay_module, "to_message", broken_for_one)
     with mock_aws():

@@ -28,10 +28,10 @@ _CDSE_SEARCH = ("cdse_catalogue_url", "cdse_download_url", "cdse_page_size")
 FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
     "migrate": (),
     "date_generator": ("platforms",),
-    "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY),
-    "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY),
+    "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY, "reprocessed_policy"),
+    "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY, "reprocessed_policy"),
     "relay": _RELAY,
-    "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency"),
+    "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency", "delete_downloaded_on_deletion"),
     "reconcile": ("reconcile_requeue_after_hours",),
     "stac_fetcher": ("stac_page_size", "stac_http_attempts", "stac_keep_unknown_cloud", *_RELAY),
 }
@@ -69,6 +69,7 @@ LOCAL_ONLY: dict[str, str] = {
     "gateway_max_connections_per_key": "the stream gateway is not deployed",
     "gateway_send_queue": "the stream gateway is not deployed",
     "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
+    "pull_subscription_id": "`subscriptions pull` on a laptop or VM; no deployed function reads a PULL subscription",
 }
 
 

@@ -1,4 +1,5 @@
-"""A fake CDSE OData catalogue (SPEC §2): a real threaded HTTP server serving `/odata/v1/Products`, as strict
+"""A fake CDSE OData catalogue (SPEC §2, §9): a real threaded HTTP server serving `/odata/v1/Products` (and one
+product, `/odata/v1/Products(<Id>)`) and `/odata/v1/DeletedProducts` with the same rules, as strict
 as CDSE: 422 for `$top` > 1000 or `$skip` > 10000, no order without `$orderby` (and none among products
 sharing a PublicationDate), 400 for a `$filter` it does not understand. Faults can be injected: 429 with
 Retry-After, 503, a connection dropped mid-body.
@@ -26,6 +27,8 @@ from tests.factories import cdse_product
 from tests.fakes.http_server import DropMidBody, FakeHttpServer, Reply, json_reply
 
 PRODUCTS_PATH = "/odata/v1/Products"
+DELETED_PATH = "/odata/v1/DeletedProducts"
+_ONE_PRODUCT = re.compile(r"^/odata/v1/Products\((?P<id>[^)]*)\)$")
 MAX_TOP, MAX_SKIP, DEFAULT_TOP = 1000, 10_000, 20
 
 _ATTRIBUTE_CLAUSE = re.compile(
@@ -33,7 +36,9 @@ _ATTRIBUTE_CLAUSE = re.compile(
     r"and att/OData\.CSC\.StringAttribute/Value eq '(?P<value>[^']*)'\)$"
 )
 _COLLECTION_CLAUSE = re.compile(r"^Collection/Name eq '(?P<value>[^']*)'$")
-_DATE_CLAUSE = re.compile(r"^(?P<field>PublicationDate|ContentDate/Start) (?P<op>eq|ge|gt|le|lt) (?P<value>\S+)$")
+_DATE_CLAUSE = re.compile(
+    r"^(?P<field>PublicationDate|ContentDate/Start|DeletionDate) (?P<op>eq|ge|gt|le|lt) (?P<value>\S+)$"
+)
 _COMPARE: dict[str, Callable[[dt.datetime, dt.datetime], bool]] = {
     "eq": lambda a, b: a == b,
     "ge": lambda a, b: a >= b,
@@ -73,7 +78,33 @@ class _Product:
         )
 
     def value(self, field: str) -> dt.datetime:
+        if field == "DeletionDate":
+            raise BadRequest(400, "Products have no DeletionDate")
         return self.published if field == "PublicationDate" else self.sensing
+
+
+@dataclasses.dataclass(frozen=True)
+class _Deleted:
+    """A DeletedProducts entity: Id, Name, DeletionDate, DeletionCause (no attributes)."""
+
+    id: str
+    deleted: dt.datetime
+    full_json: bytes
+    collection: str = "SENTINEL-2"
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def bare_json(self) -> bytes:
+        return self.full_json
+
+    @classmethod
+    def of(cls, entity: dict[str, Any]) -> _Deleted:
+        return cls(entity["Id"], _parse_time(entity["DeletionDate"]), json.dumps(entity).encode())
+
+    def value(self, field: str) -> dt.datetime:
+        if field != "DeletionDate":
+            raise BadRequest(400, f"DeletedProducts: unsupported field {field}")
+        return self.deleted
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -107,9 +138,9 @@ def _split_conjunction(expression: str) -> list[str]:
     return [clause.strip() for clause in clauses]
 
 
-def parse_filter(expression: str) -> Callable[[_Product], bool]:
+def parse_filter(expression: str) -> Callable[[Any], bool]:
     """The predicate of a `$filter` in the subset CDSE queries of link-fetcher use; 400 for anything else."""
-    tests: list[Callable[[_Product], bool]] = []
+    tests: list[Callable[[Any], bool]] = []
     for clause in _split_conjunction(expression):
         if match := _COLLECTION_CLAUSE.match(clause):
             tests.append(lambda p, value=match["value"]: p.collection == value)
@@ -136,6 +167,7 @@ class FakeCatalogue(FakeHttpServer):
     def __init__(self) -> None:
         super().__init__()
         self._products: dict[str, _Product] = {}
+        self._deleted: dict[str, _Deleted] = {}
         self.faults: collections.deque[str] = collections.deque()
 
     def add(self, products: Iterable[dict[str, Any]]) -> None:
@@ -143,6 +175,12 @@ class FakeCatalogue(FakeHttpServer):
         parsed = [_Product.of(product) for product in products]
         with self.lock:
             self._products.update((product.id, product) for product in parsed)
+
+    def add_deleted(self, entities: Iterable[dict[str, Any]]) -> None:
+        """Make DeletedProducts entities visible (see `deleted_entity`)."""
+        parsed = [_Deleted.of(entity) for entity in entities]
+        with self.lock:
+            self._deleted.update((entity.id, entity) for entity in parsed)
 
     def remove(self, ids: Iterable[str]) -> None:
         with self.lock:
@@ -164,7 +202,8 @@ class FakeCatalogue(FakeHttpServer):
     def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
-        if path != PRODUCTS_PATH or method != "GET":
+        one = _ONE_PRODUCT.match(path)
+        if (path not in (PRODUCTS_PATH, DELETED_PATH) and not one) or method != "GET":
             return json_reply(404, {"detail": "not found"})
         if fault == "429":
             return json_reply(429, {"detail": "Too Many Requests"}, {"Retry-After": "1"})
@@ -173,15 +212,25 @@ class FakeCatalogue(FakeHttpServer):
         if fault == "not-a-page":  # 200, but not a search answer at all
             return json_reply(200, {"detail": "maintenance"})
         params = {key: values[-1] for key, values in parse_qs(query).items()}
+        if one:
+            with self.lock:
+                found = self._products.get(one["id"])
+            if found is None:
+                return json_reply(404, {"detail": f"Product {one['id']} not found"})
+            return 200, {"Content-Type": "application/json"}, found.full_json
         try:
-            reply = 200, {"Content-Type": "application/json"}, self.search(params, headers.get("host", "localhost"))
+            reply = (
+                200,
+                {"Content-Type": "application/json"},
+                self.search(params, headers.get("host", "localhost"), path),
+            )
         except BadRequest as exc:
             return json_reply(exc.status, {"detail": str(exc)})
         if fault == "drop":
             raise DropMidBody(reply)
         return reply
 
-    def search(self, params: dict[str, str], host: str) -> bytes:
+    def search(self, params: dict[str, str], host: str, path: str = PRODUCTS_PATH) -> bytes:
         top = _int_param(params, "$top", DEFAULT_TOP)
         skip = _int_param(params, "$skip", 0)
         if not 0 <= top <= MAX_TOP:
@@ -189,27 +238,43 @@ class FakeCatalogue(FakeHttpServer):
         if not 0 <= skip <= MAX_SKIP:
             raise BadRequest(422, f"$skip must be 0..{MAX_SKIP}")
         matches = parse_filter(params["$filter"]) if "$filter" in params else lambda product: True
+        deleted = path == DELETED_PATH
+        order_field = "DeletionDate" if deleted else "PublicationDate"
         with self.lock:
-            selected = [product for product in self._products.values() if matches(product)]
+            entities = list((self._deleted if deleted else self._products).values())
+        selected = [entity for entity in entities if matches(entity)]
         order = params.get("$orderby")
         if order is None:
             random.shuffle(selected)  # CDSE: undefined order
-        elif order in ("PublicationDate asc", "PublicationDate desc"):
-            # Products sharing a PublicationDate come in any order.
-            keyed = sorted(((p.published, random.random()), p) for p in selected)
+        elif order in (f"{order_field} asc", f"{order_field} desc"):
+            # Entities sharing the instant come in any order.
+            keyed = sorted(((p.value(order_field), random.random()), p) for p in selected)
             selected = [p for _, p in (reversed(keyed) if order.endswith("desc") else keyed)]
         else:
             raise BadRequest(400, f"unsupported $orderby: {order}")
         page = selected[skip : skip + top]
         expand = params.get("$expand") == "Attributes"
-        parts = [b'{"@odata.context":"$metadata#Products"']
+        parts = [b'{"@odata.context":"$metadata#%s"' % (b"DeletedProducts" if deleted else b"Products")]
         if params.get("$count", "").lower() == "true":
             parts.append(b',"@odata.count":%d' % len(selected))
         parts.append(b',"value":[' + b",".join(p.full_json if expand else p.bare_json for p in page) + b"]")
         if skip + top < len(selected) and skip + top <= MAX_SKIP:
-            next_link = f"http://{host}{PRODUCTS_PATH}?{urlencode({**params, '$skip': str(skip + top)})}"
+            next_link = f"http://{host}{path}?{urlencode({**params, '$skip': str(skip + top)})}"
             parts.append(b',"@odata.nextLink":' + json.dumps(next_link).encode())
         return b"".join(parts) + b"}"
+
+
+def deleted_entity(product: dict[str, Any], deleted: dt.datetime, cause: str = "Corrupted product") -> dict[str, Any]:
+    """The DeletedProducts entity CDSE serves once `product` is withdrawn (fields as in the notification value of
+    tests/fixtures/push-granule-deleted.json)."""
+    return {
+        "@odata.mediaContentType": "application/octet-stream",
+        "Id": product["Id"],
+        "Name": product["Name"],
+        "OriginDate": product.get("OriginDate"),
+        "DeletionDate": deleted.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "DeletionCause": cause,
+    }
 
 
 def tiles(allowed: bool, count: int) -> list[str]:

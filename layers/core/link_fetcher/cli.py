@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 # name → (module:attribute, the summary `--help` lists)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "deletions": (
+        "link_fetcher.lifecycle.commands:deletions",
+        "Read the products CDSE deleted on the days; each granule recorded earlier is marked deleted and announced.",
+    ),
     "download": (
         "link_fetcher.downloader.commands:download",
         "Download granules into UPLOAD_BUCKET (or DOWNLOAD_DIR), verified against CDSE's checksums.",
@@ -63,7 +67,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "subscriptions": (
         "link_fetcher.subscriptions.commands:subscriptions",
-        "Manage the CDSE push subscription (CDSE allows one running subscription per account).",
+        "Manage the CDSE subscription, push or PULL (CDSE allows one running subscription per account).",
     ),
 }
 

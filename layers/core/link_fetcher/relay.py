@@ -32,7 +32,7 @@ from db import (
 )
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
-from link_fetcher.messages import to_download_body
+from link_fetcher.messages import DELETED, FOUND, message_id, to_download_body
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Message, ReceiptSink, Sink, SinkUnavailable
 
@@ -73,12 +73,14 @@ class RelayReport:
         return {**counts, "freshness": freshness}
 
 
-def to_message(granule: GranuleRow) -> Message:
+def to_message(granule: GranuleRow, event: str = FOUND) -> Message:
+    """The message announcing `event` (a leased delivery's) of the granule row."""
+    body = to_download_body(granule, event)
     return Message(
-        id=granule["id"],
-        body=to_download_body(granule),
+        id=message_id(body),
+        body=body,
         group=granule.get("tile_id") or "none",
-        recorded_at=granule.get("first_seen"),
+        recorded_at=granule["deleted_at"] if event == DELETED else granule["first_seen"],
     )
 
 
@@ -119,7 +121,7 @@ def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message],
             unusable[delivery.outbox_id] = delivery.unreadable or "granule row missing"
             continue
         try:
-            messages.append(to_message(delivery.granule))
+            messages.append(to_message(delivery.granule, delivery.event))
         except UNUSABLE as exc:
             unusable[delivery.outbox_id] = f"cannot build the message: {type(exc).__name__}: {exc}"
     for outbox_id, error in unusable.items():
@@ -134,12 +136,16 @@ def send_batch(
     deliveries that failed for good (see `prepare_messages`)."""
     messages, unusable = prepare_messages(claimed)
     refused, outage = deliver_batch(sink, messages, receipt) if messages else ({}, None)
+    sendable = [delivery for delivery in claimed if delivery.outbox_id not in unusable]
+    message_ids = {d.outbox_id: m.id for d, m in zip(sendable, messages, strict=True)}
     outcomes = []
     for d in claimed:
         if d.outbox_id in unusable:
             outcomes.append(DeliveryOutcome(d.outbox_id, unusable[d.outbox_id], final=True))
         else:
-            outcomes.append(DeliveryOutcome(d.outbox_id, refused.get(d.granule_id), attempted=outage is None))
+            outcomes.append(
+                DeliveryOutcome(d.outbox_id, refused.get(message_ids[d.outbox_id]), attempted=outage is None)
+            )
     return refused, outage, outcomes, [message.id for message in messages]
 
 
@@ -164,7 +170,7 @@ def settle_received(
             continue
         with contextlib.suppress(*UNUSABLE):  # never sent, then: `send_batch` fails it
             # The id it was sent under, as `send_batch` builds it.
-            message_id = to_message(delivery.granule).id
+            message_id = to_message(delivery.granule, delivery.event).id
             taken_over.setdefault(delivery.previous_lease, {})[delivery.outbox_id] = message_id
     held: dict[int, str] = {}
     for previous, message_ids in taken_over.items():
@@ -213,12 +219,15 @@ def relay_connection(engine: Engine) -> Iterator[tuple[Connection, int]]:
 def count_sent(
     report: RelayReport, sink: str, claimed: Sequence[ClaimedDelivery], outcomes: Sequence[DeliveryOutcome]
 ) -> None:
-    """Add a batch's accepted deliveries to the report, with the freshness of those this sink took first."""
+    """Add a batch's accepted deliveries to the report, with the freshness of those this sink took first (a
+    granule found: a deletion's announcement says nothing of how fresh the granule was)."""
     now = dt.datetime.now(dt.UTC)
     report.sent[sink] = report.sent.get(sink, 0) + sum(outcome.error is None for outcome in outcomes)
     for delivery, outcome in zip(claimed, outcomes, strict=True):
         published = delivery.granule["published"] if delivery.granule is not None else None
-        if outcome.error is None and delivery.first_sent_at is None and published is not None:
+        # A deletion's announcement says nothing of how fresh the granule was.
+        found = delivery.event == FOUND
+        if outcome.error is None and delivery.first_sent_at is None and published is not None and found:
             source = delivery.granule["source"] if delivery.granule is not None else "unknown"
             report.freshness.setdefault(source, []).append((now - published).total_seconds())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # `status` marks the sources above it.
     freshness_slo_seconds: int = Field(3600, ge=1)
 
+    # Lifecycle (SPEC §9): what a reprocessing of an earlier granule gets: deliver (its message carries
+    # `supersedes`), skip (recorded, not delivered) or replace (delivered; the earlier one deleted and announced).
+    reprocessed_policy: Literal["deliver", "skip", "replace"] = "deliver"
+    # PULL subscription to read (`subscriptions pull`, lambdas/subscription_puller); unset: the account's running one.
+    pull_subscription_id: str | None = None
+
     # Push endpoint credentials: a Secrets Manager secret ({"username", "password"}) in AWS, else these.
     subscription_username: str | None = None
     subscription_password: SecretStr | None = None
@@ -70,6 +76,8 @@ class Settings(BaseSettings):
     upload_bucket: str | None = None
     download_dir: Path = Path("./downloads")
     download_concurrency: int = Field(4, ge=1)
+    # A granule CDSE deleted is never downloaded; true also removes what was stored of it before.
+    delete_downloaded_on_deletion: bool = False
     # `reconcile` requeues granules recorded this long ago and still not downloaded.
     reconcile_requeue_after_hours: float = Field(24, gt=0)
 

@@ -4,8 +4,19 @@ The migrations (`db.migrate`: upgrade_head, downgrade_base, current_revision) ar
 Alembic costs a function's cold start a few hundred milliseconds, and only the migrate function and the CLI run it.
 """
 
+from db.deletions import DeletionOutcome, DeletionRecord, record_deletions
 from db.engine import DatabaseUnavailable, describe_url, get_engine, reset_engines
-from db.models import Base, DeliveryStatus, Granule, GranuleCount, Outbox, Source, Status
+from db.models import (
+    Base,
+    DeletionCount,
+    DeliveryEvent,
+    DeliveryStatus,
+    Granule,
+    GranuleCount,
+    Outbox,
+    Source,
+    Status,
+)
 from db.outbox import (
     UNASSIGNED_SINK,
     ClaimedDelivery,
@@ -23,13 +34,18 @@ from db.outbox import (
     retry_failed,
 )
 from db.reading import GranuleRow, load_granules
-from db.recording import GranuleRecord, record_granules
+from db.recording import REPROCESSED_POLICIES, GranuleRecord, record_granules
 
 __all__ = [
+    "REPROCESSED_POLICIES",
     "UNASSIGNED_SINK",
     "Base",
     "ClaimedDelivery",
     "DatabaseUnavailable",
+    "DeletionCount",
+    "DeletionOutcome",
+    "DeletionRecord",
+    "DeliveryEvent",
     "DeliveryOutcome",
     "DeliveryStatus",
     "Granule",
@@ -50,6 +66,7 @@ __all__ = [
     "load_granules",
     "mark_outcomes",
     "oldest_pending_age",
+    "record_deletions",
     "record_granules",
     "release_leases",
     "requeue",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Dialect,
@@ -64,6 +65,7 @@ class Source(enum.StrEnum):
     SEARCH = "search"  # the CDSE OData poll
     SUBSCRIPTION = "subscription"  # a CDSE push notification
     STAC = "stac"  # a STAC API watch
+    DELETION = "deletion"  # a CDSE deletion of a product never recorded, remembered (never delivered)
 
 
 def known_values_check(column: str, values: type[enum.StrEnum]) -> str:
@@ -105,7 +107,7 @@ class Granule(Base):
     sensing_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     published: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     download_url: Mapped[str] = mapped_column(Text)
-    source: Mapped[Source] = mapped_column(StrEnumText(Source), comment="search | subscription | stac")
+    source: Mapped[Source] = mapped_column(StrEnumText(Source), comment="search | subscription | stac | deletion")
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Downloader state (migration 0002).
     downloaded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -120,6 +122,12 @@ class Granule(Base):
     item: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="the full STAC item")
     # CDSE `Online` (migration 0006): false means the product must be ordered before it can be downloaded.
     online: Mapped[bool | None] = mapped_column(Boolean)
+    # Lifecycle (migration 0008): CDSE withdrew it, or a reprocessing replaced it; and what it reprocesses.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), comment="CDSE DeletionDate")
+    deletion_cause: Mapped[str | None] = mapped_column(Text, comment="CDSE DeletionCause")
+    supersedes: Mapped[str | None] = mapped_column(Text, comment="id of the granule this reprocesses")
+    # The name without baseline and discriminator (SPEC §9), computed by the database: granule_identity().
+    identity: Mapped[str | None] = mapped_column(Text, Computed("granule_identity(filename)", persisted=True))
 
     __table_args__ = (
         *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),
@@ -129,6 +137,8 @@ class Granule(Base):
         Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),
         # Freshness over the last day (`status`, the ops console) reads only the granules recorded in it (0007).
         Index("ix_granule_first_seen", "first_seen"),
+        Index("ix_granule_identity", "identity", postgresql_where=text("identity IS NOT NULL")),
+        Index("ix_granule_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
 
@@ -149,6 +159,27 @@ class GranuleCount(Base):
     cursor_offset: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
+class DeletionCount(Base):
+    """Per deletion day: the DeletedProducts poll's progress (as granule_count is for Products)."""
+
+    __tablename__ = "deletion_count"
+
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    available_deletions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fetched_deletions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_fetched_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    cursor_deleted: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cursor_offset: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class DeliveryEvent(enum.StrEnum):
+    """What a delivery announces about its granule."""
+
+    FOUND = "found"
+    DELETED = "deleted"
+
+
 class Status(Base):
     __tablename__ = "status"
 
@@ -165,6 +196,9 @@ class Outbox(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     granule_id: Mapped[str] = mapped_column(Text, ForeignKey("granule.id", ondelete="CASCADE"))
     sink: Mapped[str] = mapped_column(Text)
+    event: Mapped[DeliveryEvent] = mapped_column(
+        StrEnumText(DeliveryEvent), server_default=text("'found'"), comment="found | deleted"
+    )
     status: Mapped[DeliveryStatus] = mapped_column(StrEnumText(DeliveryStatus), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -179,8 +213,9 @@ class Outbox(Base):
     leased_by: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
-        UniqueConstraint("granule_id", "sink"),
+        UniqueConstraint("granule_id", "sink", "event"),
         CheckConstraint(known_values_check("status", DeliveryStatus), name="status_known"),
+        CheckConstraint(known_values_check("event", DeliveryEvent), name="event_known"),
         Index("ix_outbox_pending", "sink", "id", postgresql_where=text("status = 'pending'")),
         # Counts per sink and state, the oldest pending delivery per sink (widened in migration 0007).
         Index("ix_outbox_status_sink_created", "status", "sink", "created_at"),

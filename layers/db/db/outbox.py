@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from sqlalchemy import Connection, text
 
-from db.models import DeliveryStatus, Granule
+from db.models import DeliveryEvent, DeliveryStatus, Granule
 from db.reading import GranuleRow, load_granules
 
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
@@ -42,7 +42,7 @@ _LEASE_SQL = text(
     )
     UPDATE outbox o SET leased_by = :token FROM free
     WHERE o.id = free.id AND o.id = ANY(ARRAY(SELECT id FROM free))  -- the rows through the primary key
-    RETURNING o.id, o.granule_id, o.attempts, o.first_sent_at, free.previous
+    RETURNING o.id, o.granule_id, o.event, o.attempts, o.first_sent_at, free.previous
     """
 )
 _END_LEASES_SQL = text("SELECT pg_advisory_unlock(:lock_class, :token)")
@@ -75,6 +75,7 @@ class ClaimedDelivery:
     attempts: int
     granule_id: str
     granule: GranuleRow | None  # None when unreadable
+    event: DeliveryEvent = DeliveryEvent.FOUND  # what the message announces: the granule found, or deleted
     first_sent_at: dt.datetime | None = None  # set once this sink took the granule (a requeued delivery)
     # Why the granule row cannot be read back (a value written before the range checks existed): retrying
     # cannot help, so the delivery fails at once instead of stopping every relay.
@@ -101,12 +102,13 @@ def assign_unbound(conn: Connection, sinks: Sequence[str]) -> int:
         text(
             """
             WITH unbound AS (
-                DELETE FROM outbox WHERE sink = :unassigned AND status = 'pending' RETURNING granule_id, created_at
+                DELETE FROM outbox WHERE sink = :unassigned AND status = 'pending'
+                RETURNING granule_id, event, created_at
             )
-            INSERT INTO outbox (granule_id, sink, created_at)
-            SELECT unbound.granule_id, sinks.sink, unbound.created_at
+            INSERT INTO outbox (granule_id, event, sink, created_at)
+            SELECT unbound.granule_id, unbound.event, sinks.sink, unbound.created_at
             FROM unbound CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
-            ON CONFLICT (granule_id, sink) DO NOTHING
+            ON CONFLICT (granule_id, sink, event) DO NOTHING
             """
         ),
         {"unassigned": UNASSIGNED_SINK, "sinks": list(sinks)},
@@ -179,6 +181,7 @@ def lease_pending(
             attempts=row.attempts,
             granule_id=row.granule_id,
             granule=granules.get(row.granule_id),
+            event=DeliveryEvent(row.event),
             first_sent_at=row.first_sent_at,
             unreadable=unreadable.get(row.granule_id),
             previous_lease=row.previous,
@@ -226,7 +229,7 @@ def retry_failed(conn: Connection, sinks: Sequence[str] | None = None) -> int:
 
 
 def requeue(conn: Connection, granule_ids: Sequence[str], sinks: Sequence[str]) -> int:
-    """Schedule the granules for delivery again (one pending delivery per sink), whatever their past state."""
+    """Schedule the granules' `found` announcement again (one pending delivery per sink), whatever its past state."""
     if not granule_ids or not sinks:
         return 0
     result = conn.execute(
@@ -235,7 +238,7 @@ def requeue(conn: Connection, granule_ids: Sequence[str], sinks: Sequence[str]) 
             INSERT INTO outbox (granule_id, sink)
             SELECT ids.id, sinks.sink
             FROM unnest(CAST(:ids AS text[])) AS ids(id) CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
-            ON CONFLICT (granule_id, sink) DO UPDATE
+            ON CONFLICT (granule_id, sink, event) DO UPDATE
                 SET status = 'pending', attempts = 0, last_error = NULL, sent_at = NULL, updated_at = now()
             """
         ),
@@ -288,7 +291,7 @@ def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Ite
         .execute(
             text(
                 """
-            SELECT o.granule_id AS id, o.sink, o.status, o.attempts, o.last_error, o.created_at, o.updated_at,
+            SELECT o.granule_id AS id, o.event, o.sink, o.status, o.attempts, o.last_error, o.created_at, o.updated_at,
                    g.filename
             FROM outbox o JOIN granule g ON g.id = o.granule_id
             WHERE o.status = ANY(CAST(:statuses AS text[]))

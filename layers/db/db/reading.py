@@ -43,6 +43,10 @@ class GranuleRow(TypedDict):
     assets: dict[str, str] | None
     item: NotRequired[dict[str, Any] | None]
     online: bool | None
+    deleted_at: dt.datetime | None
+    deletion_cause: str | None
+    supersedes: str | None
+    identity: str | None
 
 
 def load_granules(

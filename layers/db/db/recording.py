@@ -61,11 +61,19 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _FIELDS = tuple(name for name, _ in _COLUMNS)
 
+# What REPROCESSED_POLICY asks of a granule whose identity matches an earlier granule's (SPEC §9).
+REPROCESSED_POLICIES = ("deliver", "skip", "replace")
+
 # The whole batch travels as one JSON parameter, so a page of 1,000 granules is one statement and one round
 # trip whatever its size. Rows are sorted by id so concurrent batches lock in the same order (no deadlock);
 # DISTINCT ON drops duplicates inside the batch. Outbox rows are written only for ids this statement
 # inserted: a granule seen before (or being recorded by a concurrent transaction, which we wait for on the
-# unique index) yields no row in `inserted` and so no delivery.
+# unique index) yields no row in `inserted` and so no delivery. A product deleted before it was ever
+# recorded already has its (deleted) row: it conflicts, so its `created` is not delivered either.
+#
+# Reprocessing: each new granule looks up the latest earlier granule of its identity through
+# ix_granule_identity (an index probe per row, still one statement) and records it as `supersedes`. Under
+# `skip` such a granule gets no delivery; under `replace` the earlier granule is marked deleted and announced so.
 _RECORD_SQL = text(
     f"""
     WITH incoming AS (
@@ -74,14 +82,32 @@ _RECORD_SQL = text(
         ORDER BY id
     ),
     inserted AS (
-        INSERT INTO granule ({_NAMES})
-        SELECT {_NAMES} FROM incoming
+        INSERT INTO granule ({_NAMES}, supersedes)
+        SELECT {", ".join(f"incoming.{name}" for name in _FIELDS)}, earlier.id FROM incoming
+        LEFT JOIN LATERAL (
+            SELECT g.id FROM granule g
+            WHERE g.identity = granule_identity(incoming.filename) AND g.id <> incoming.id
+            ORDER BY g.published DESC NULLS LAST, g.first_seen DESC
+            LIMIT 1
+        ) AS earlier ON true
         ON CONFLICT (id) DO NOTHING
-        RETURNING id
+        RETURNING id, supersedes
+    ),
+    replaced AS (
+        UPDATE granule g SET deleted_at = now(), deletion_cause = 'superseded by ' || inserted.id
+        FROM inserted
+        WHERE CAST(:policy AS text) = 'replace' AND g.id = inserted.supersedes AND g.deleted_at IS NULL
+        RETURNING g.id
     ),
     scheduled AS (
-        INSERT INTO outbox (granule_id, sink)
-        SELECT inserted.id, sinks.sink FROM inserted CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+        INSERT INTO outbox (granule_id, sink, event)
+        SELECT inserted.id, sinks.sink, 'found'
+        FROM inserted CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+        WHERE inserted.supersedes IS NULL OR CAST(:policy AS text) <> 'skip'
+        UNION ALL
+        SELECT replaced.id, sinks.sink, 'deleted'
+        FROM replaced CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+        ON CONFLICT DO NOTHING
     )
     SELECT id FROM inserted
     """
@@ -94,8 +120,11 @@ def _json_default(value: object) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in a granule record")
 
 
-def record_granules(conn: Connection, records: Sequence[GranuleRecord], sinks: Sequence[str]) -> list[str]:
+def record_granules(
+    conn: Connection, records: Sequence[GranuleRecord], sinks: Sequence[str], *, reprocessed_policy: str = "deliver"
+) -> list[str]:
     """Insert the granules not recorded before and one pending delivery per sink for each; return new ids.
+    `reprocessed_policy` (REPROCESSED_POLICIES) decides what a reprocessing of an earlier granule gets.
 
     Runs in the caller's transaction (`with engine.begin() as conn`), so a caller can commit its own
     progress (a paging cursor, say) atomically with the batch.
@@ -104,7 +133,9 @@ def record_granules(conn: Connection, records: Sequence[GranuleRecord], sinks: S
         return []
     if not sinks:
         raise ValueError("record_granules needs at least one sink name (db.UNASSIGNED_SINK when none is configured)")
+    if reprocessed_policy not in REPROCESSED_POLICIES:
+        raise ValueError(f"reprocessed_policy must be one of {', '.join(REPROCESSED_POLICIES)}")
     # Plain getattr, not dataclasses.asdict: asdict deep-copies every value and dominates the cost of a batch.
     rows = json.dumps([{name: getattr(record, name) for name in _FIELDS} for record in records], default=_json_default)
-    result = conn.execute(_RECORD_SQL, {"rows": rows, "sinks": list(sinks)})
+    result = conn.execute(_RECORD_SQL, {"rows": rows, "sinks": list(sinks), "policy": reprocessed_policy})
     return [row[0] for row in result]

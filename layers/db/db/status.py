@@ -20,8 +20,9 @@ from db.outbox import count_by_status
 
 FRESHNESS_WINDOW = dt.timedelta(hours=24)
 
-# One row per granule recorded since :since with its publication, recording and first delivery; the delivery
-# through the outbox's (granule_id, sink) unique index. Reads granules through ix_granule_first_seen.
+# One row per granule recorded since :since with its publication, recording and first delivery (of the granule
+# found: a deletion's announcement comes later and says nothing of freshness); the delivery through the outbox's
+# (granule_id, sink, event) unique index. Reads granules through ix_granule_first_seen.
 _RECORDED_SINCE = """
     WITH lags AS (
         SELECT g.source, g.first_seen,
@@ -29,7 +30,9 @@ _RECORDED_SINCE = """
                extract(epoch FROM g.first_seen - g.published) AS recording,
                extract(epoch FROM d.delivered - g.first_seen) AS relaying
         FROM granule g
-        CROSS JOIN LATERAL (SELECT min(o.first_sent_at) AS delivered FROM outbox o WHERE o.granule_id = g.id) d
+        CROSS JOIN LATERAL (
+            SELECT min(o.first_sent_at) AS delivered FROM outbox o WHERE o.granule_id = g.id AND o.event = 'found'
+        ) d
         WHERE g.first_seen >= :since AND g.published IS NOT NULL
     )
 """

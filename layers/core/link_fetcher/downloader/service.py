@@ -40,6 +40,7 @@ _GRANULE_FAILURES = (
 class Result(enum.StrEnum):
     DOWNLOADED = "downloaded"
     SKIPPED = "skipped"  # already downloaded and its objects are in place
+    DELETED = "deleted"  # CDSE deleted it: not downloaded (and its stored objects removed when so configured)
     FAILED = "failed"
     UNKNOWN = "unknown"  # no such granule recorded
 
@@ -54,7 +55,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.result in (Result.DOWNLOADED, Result.SKIPPED)
+        return self.result in (Result.DOWNLOADED, Result.SKIPPED, Result.DELETED)
 
 
 def granule_id_of(body: str | Mapping[str, Any]) -> str:
@@ -71,9 +72,18 @@ def granule_id_of(body: str | Mapping[str, Any]) -> str:
 
 class Downloader:
     def __init__(
-        self, engine: Engine, storage: Storage, session: requests.Session, products: CdseProducts, concurrency: int
+        self,
+        engine: Engine,
+        storage: Storage,
+        session: requests.Session,
+        products: CdseProducts,
+        concurrency: int,
+        *,
+        remove_deleted: bool = False,
     ) -> None:
+        """`remove_deleted`: remove the stored objects of a granule CDSE deleted (DELETE_DOWNLOADED_ON_DELETION)."""
         self.engine = engine
+        self.remove_deleted = remove_deleted
         self.storage = storage
         self._session = session
         self._products = products
@@ -106,6 +116,8 @@ class Downloader:
     def _download_row(self, granule: GranuleRow) -> Outcome:
         granule_id = granule["id"]
         try:
+            if granule.get("deleted_at") is not None:
+                return self._deleted(granule)
             if granule["downloaded"] and self._in_place(granule):
                 stored = objects.stored_key(granule)
                 log.info("%s already stored at %s", granule_id, stored)
@@ -122,6 +134,18 @@ class Downloader:
             state.mark_downloaded(conn, granule_id, key)
         log.info("%s stored at %s (%d bytes)", granule_id, key, size)
         return Outcome(granule_id, Result.DOWNLOADED, object_key=key, size=size)
+
+    def _deleted(self, granule: GranuleRow) -> Outcome:
+        """A granule CDSE withdrew is never downloaded; what was stored of it is removed if so configured."""
+        granule_id, key = granule["id"], objects.stored_key(granule)
+        if self.remove_deleted and granule["downloaded"]:
+            self.storage.delete([obj.key for obj in objects.expected_objects(granule)])
+            with self.engine.begin() as conn:
+                state.reset_downloads(conn, [granule_id], f"removed: deleted by CDSE ({granule['deletion_cause']})")
+            log.info("%s deleted by CDSE: removed %s", granule_id, key)
+        else:
+            log.info("%s deleted by CDSE: not downloaded", granule_id)
+        return Outcome(granule_id, Result.DELETED, object_key=key)
 
     def _in_place(self, granule: GranuleRow) -> bool:
         expected = objects.expected_objects(granule)
@@ -165,4 +189,11 @@ def build_downloader(settings: Settings, engine: Engine, storage: Storage | None
     session = make_session(pool_size=settings.download_concurrency)
     tokens = token_provider(settings)
     products = CdseProducts(session, tokens, settings.cdse_download_url)
-    return Downloader(engine, storage or build_storage(settings), session, products, settings.download_concurrency)
+    return Downloader(
+        engine,
+        storage or build_storage(settings),
+        session,
+        products,
+        settings.download_concurrency,
+        remove_deleted=settings.delete_downloaded_on_deletion,
+    )

@@ -58,8 +58,8 @@ def downloaded_since(
     conn: Connection, since: dt.datetime | None, batch: int = 500
 ) -> Iterator[tuple[list[GranuleRow], dict[str, str]]]:
     """Rows marked downloaded (first seen at or after `since`), in batches: (readable rows, {id: why not} for
-    the rows that cannot be read back)."""
-    query = select(Granule.id).where(Granule.downloaded).order_by(Granule.id)
+    the rows that cannot be read back); not those CDSE deleted (their objects may have been removed on purpose)."""
+    query = select(Granule.id).where(Granule.downloaded, Granule.deleted_at.is_(None)).order_by(Granule.id)
     if since is not None:
         query = query.where(Granule.first_seen >= since)
     ids = conn.execution_options(stream_results=True, yield_per=batch).execute(query).scalars()
@@ -82,12 +82,13 @@ def reset_downloads(conn: Connection, ids: Sequence[str], reason: str) -> None:
 
 
 def stale_undownloaded(conn: Connection, older_than: dt.datetime, since: dt.datetime | None) -> list[str]:
-    """Granules first seen before `older_than` and still not downloaded, with no delivery pending."""
+    """Granules first seen before `older_than` and still not downloaded, with no delivery pending; a granule CDSE
+    deleted is never downloaded, so it is not missing."""
     rows = conn.execute(
         text(
             """
             SELECT g.id FROM granule g
-            WHERE NOT g.downloaded AND g.first_seen < :older_than
+            WHERE NOT g.downloaded AND g.deleted_at IS NULL AND g.first_seen < :older_than
               AND (CAST(:since AS timestamptz) IS NULL OR g.first_seen >= :since)
               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.granule_id = g.id AND o.status = 'pending')
             ORDER BY g.id

@@ -57,6 +57,10 @@ class Storage(Protocol):
 
     def uri(self, key: str) -> str: ...
 
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the objects; keys already absent are no error."""
+        ...
+
     def describe(self) -> str: ...
 
 
@@ -119,6 +123,10 @@ class LocalStorage:
             except FileNotFoundError:
                 continue
         return found
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
 
     def list_objects(self, since: dt.datetime | None = None) -> Iterator[list[StoredObject]]:
         page: list[StoredObject] = []
@@ -229,6 +237,11 @@ class S3Storage:
             return {} if size is None else {keys[0]: size}
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-head") as pool:
             return {key: size for key, size in zip(keys, pool.map(head, keys), strict=True) if size is not None}
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            chunk = keys[start : start + 1000]
+            self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in chunk]})
 
     def list_objects(self, since: dt.datetime | None = None) -> Iterator[list[StoredObject]]:
         paginator = self._client.get_paginator("list_objects_v2")

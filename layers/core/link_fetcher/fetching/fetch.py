@@ -114,6 +114,7 @@ class DayFetcher:
         download_url: str,
         sink_names: Sequence[str],
         page_size: int = 1000,
+        reprocessed_policy: str = "deliver",
     ) -> None:
         self.engine = engine
         self.catalogue = catalogue
@@ -123,6 +124,7 @@ class DayFetcher:
         self.download_url = download_url
         self.sink_names = list(sink_names)
         self.page_size = page_size
+        self.reprocessed_policy = reprocessed_policy
 
     @classmethod
     def from_settings(
@@ -137,6 +139,7 @@ class DayFetcher:
             download_url=settings.cdse_download_url,
             sink_names=sink_names,
             page_size=settings.cdse_page_size,
+            reprocessed_policy=settings.reprocessed_policy,
         )
 
     def fetch(
@@ -203,7 +206,11 @@ class DayFetcher:
                 # The next page is asked for before this one is recorded: CDSE's latency overlaps the database's.
                 pending = None if progress.completed else request_page(progress.cursor)
                 with self.engine.begin() as conn:
-                    new_ids = record_granules(conn, records, self.sink_names) if records else []
+                    new_ids = (
+                        record_granules(conn, records, self.sink_names, reprocessed_policy=self.reprocessed_policy)
+                        if records
+                        else []
+                    )
                     save_progress(conn, progress)
                 outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
                 report.add(outcome)

@@ -36,6 +36,9 @@ def push_criteria(settings: Settings) -> Criteria:
 
 
 def decide(notification: Notification, criteria: Criteria, now: dt.datetime, download_base_url: str) -> Decision:
+    """For a notification carrying its product (a PULL notification that lost it is completed first)."""
+    if notification.product is None:
+        raise ValueError(f"notification of {notification.product_id} has no value: read the product first")
     record = to_record(notification.product, source=SOURCE, download_base_url=download_base_url)
     if notification.event.lower() != RECORDED_EVENT:
         return Decision(record, "event_not_created")

@@ -16,13 +16,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from db import DatabaseUnavailable, record_granules
+from db import DatabaseUnavailable, DeletionOutcome
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import MALFORMED, Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
-from link_fetcher.push.decisions import Decision, decide, push_criteria
+from link_fetcher.push.decisions import Decision, push_criteria
 from link_fetcher.push.notifications import InvalidNotification, parse_notifications
+from link_fetcher.push.recorder import Plan, Recorded, plan, record
 from link_fetcher.relay import deliver_recorded, sink_names_for_recording
 from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
@@ -69,6 +70,7 @@ class PushEndpoint:
         download_base_url: str,
         relay_batch_size: int = 10,
         relay_max_attempts: int = 10,
+        reprocessed_policy: str = "deliver",
         logger: Logger | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -84,6 +86,7 @@ class PushEndpoint:
         self._download_base_url = download_base_url
         self._relay_batch_size = relay_batch_size
         self._relay_max_attempts = relay_max_attempts
+        self._reprocessed_policy = reprocessed_policy
         self.logger = logger or Logger(service=Service.PUSH)
         self.metrics = metrics or Metrics(namespace=NAMESPACE, service=Service.PUSH)
         self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
@@ -103,6 +106,7 @@ class PushEndpoint:
             download_base_url=settings.cdse_download_url,
             relay_batch_size=settings.relay_batch_size,
             relay_max_attempts=settings.relay_max_attempts,
+            reprocessed_policy=settings.reprocessed_policy,
             logger=logger,
             **kwargs,
         )
@@ -144,20 +148,20 @@ class PushEndpoint:
                 extra={"product_id": malformed.product_id, "error": malformed.error, "reason": MALFORMED},
             )
             self.count(MALFORMED)
-        now = self._clock()
-        decisions = [decide(n, self._criteria, now, self._download_base_url) for n in parsed.notifications]
+        planned = plan(parsed.notifications, self._criteria, self._clock(), self._download_base_url)
         try:
-            inserted = self._record(decisions)
+            recorded = self._record(planned)
         except DATABASE_DOWN as exc:
             self.logger.error("database unavailable", extra={"error": type(exc).__name__})
             self.count("database_unavailable")
             return DATABASE_UNAVAILABLE
-        self._log_decisions(decisions, set(inserted))
-        if inserted:
+        self._log_decisions(planned.decisions, set(recorded.inserted))
+        self._log_deletions(planned, recorded)
+        if to_deliver := recorded.to_deliver:
             if self._after_record is not None:
-                self._after_record(inserted)
+                self._after_record(to_deliver)
             else:
-                self._deliver(inserted)
+                self._deliver(to_deliver)
         if parsed.malformed:
             # Its neighbours are recorded; the answer still names what was wrong (a retry records nothing twice).
             return Reply(400, parsed.malformed[0].error)
@@ -167,13 +171,33 @@ class PushEndpoint:
         with self._metrics_lock:
             self.metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=value)
 
-    def _record(self, decisions: Sequence[Decision]) -> list[str]:
-        records = [decision.record for decision in decisions if decision.kept]
-        if not records:
-            return []
-        # record_granules is one statement, atomic on its own: autocommit spares the BEGIN and COMMIT round trips.
-        with self._engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return record_granules(conn, records, self._sink_names)
+    def _record(self, planned: Plan) -> Recorded:
+        kept = any(decision.kept for decision in planned.decisions)
+        if not (kept or planned.deletions):
+            return Recorded([], DeletionOutcome([], []))
+        if not planned.deletions:
+            # One statement, atomic on its own: autocommit spares the BEGIN and COMMIT round trips.
+            with self._engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return record(conn, planned, self._sink_names, self._reprocessed_policy)
+        with self._engine().begin() as conn:
+            return record(conn, planned, self._sink_names, self._reprocessed_policy)
+
+    def _log_deletions(self, planned: Plan, recorded: Recorded) -> None:
+        announced, remembered = set(recorded.deletions.announced), set(recorded.deletions.remembered)
+        for deletion in planned.deletions:
+            if deletion.id in announced:
+                outcome = "deletion_announced"
+            elif deletion.id in remembered:
+                outcome = "deletion_remembered"
+            else:  # seen before, or a product we neither recorded nor would
+                outcome = "deletion_unchanged"
+            announced.discard(deletion.id)
+            remembered.discard(deletion.id)
+            self.logger.info(
+                "deletion notification",
+                extra={"product": deletion.filename, "product_id": deletion.id, "outcome": outcome},
+            )
+            self.count(outcome)
 
     def _log_decisions(self, decisions: Sequence[Decision], inserted: set[str]) -> None:
         not_logged = set(inserted)  # an id twice in one array is recorded once: the second is a duplicate

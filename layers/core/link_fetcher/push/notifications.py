@@ -7,8 +7,18 @@ import datetime as dt
 from typing import Annotated, Any
 
 import pydantic_core
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
+from link_fetcher.lifecycle.deleted_products import DeletedProduct
 from link_fetcher.products import PRODUCT_ID_PATTERN, CdseProduct, Checksum
 
 # Stored text must not hold NUL (PostgreSQL refuses it), so such input is a 400, never a database error.
@@ -31,18 +41,40 @@ class NotifiedProduct(CdseProduct):
     checksums: list[NotifiedChecksum] = Field(default_factory=list, alias="Checksum")  # type: ignore[assignment]
 
 
+DELETED_EVENT = "deleted"
+
+
 class Notification(BaseModel):
-    """One notification; fields beyond these (`@odata.context`, …) are ignored."""
+    """One notification; fields beyond these (`@odata.context`, …) are ignored. Its `value` is a product, or for
+    a `deleted` event a DeletedProducts entity (SPEC §9); a PULL notification older than 3 days may have none."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     event: str = Field(alias="SubscriptionEvent")
     # `Value` in CDSE's subscription test notification.
-    product: NotifiedProduct = Field(alias="value", validation_alias=AliasChoices("value", "Value"))
+    product: NotifiedProduct | None = Field(None, alias="value", validation_alias=AliasChoices("value", "Value"))
+    deletion: DeletedProduct | None = None
     product_id: str | None = Field(None, alias="ProductId")
     subscription_id: str | None = Field(None, alias="SubscriptionId")
     notification_date: dt.datetime | None = Field(None, alias="NotificationDate")
     ack_id: str | None = Field(None, alias="AckId")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deletion_value(cls, data: Any) -> Any:
+        """A `deleted` event's `value` is validated as a deletion, not as a product."""
+        if isinstance(data, dict) and str(data.get("SubscriptionEvent", "")).lower() == DELETED_EVENT:
+            value = data.get("value", data.get("Value"))
+            data = {key: item for key, item in data.items() if key not in ("value", "Value")} | {"deletion": value}
+        return data
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.event.lower() == DELETED_EVENT
+
+    @property
+    def has_value(self) -> bool:
+        return self.product is not None or self.deletion is not None
 
 
 class InvalidNotification(ValueError):
@@ -50,6 +82,8 @@ class InvalidNotification(ValueError):
 
 
 _ONE = TypeAdapter(Notification)
+# CDSE pushes every notification with its value (only the PULL queue drops it after 3 days).
+_NO_VALUE = "value: Field required"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,9 +106,12 @@ def parse_notifications(body: bytes) -> ParsedBody:
     when nothing in the body is a notification (the message names the first problem)."""
     if body.lstrip()[:1] != b"[":
         try:
-            return ParsedBody([_ONE.validate_json(body)], [])
+            notification = _ONE.validate_json(body)
         except ValidationError as exc:
             raise InvalidNotification(_describe(exc)) from None
+        if not notification.has_value:
+            raise InvalidNotification(_NO_VALUE)
+        return ParsedBody([notification], [])
     try:
         items = pydantic_core.from_json(body)
     except ValueError as exc:
@@ -87,9 +124,14 @@ def parse_notifications(body: bytes) -> ParsedBody:
             parsed.malformed.append(MalformedNotification(index, None, f"item {index} must be a notification object"))
             continue
         try:
-            parsed.notifications.append(_ONE.validate_python(item))
+            notification = _ONE.validate_python(item)
         except ValidationError as exc:
             parsed.malformed.append(MalformedNotification(index, _product_id(item), _describe(exc, index)))
+            continue
+        if notification.has_value:
+            parsed.notifications.append(notification)
+        else:
+            parsed.malformed.append(MalformedNotification(index, _product_id(item), f"[{index}].{_NO_VALUE}"))
     if not parsed.notifications:
         raise InvalidNotification(parsed.malformed[0].error)
     return parsed

@@ -1,7 +1,9 @@
-"""The CDSE Subscriptions API (OData) with a Keycloak bearer token: create, list and delete push subscriptions."""
+"""The CDSE Subscriptions API (OData) with a Keycloak bearer token: create, list and delete subscriptions; read
+and acknowledge a PULL subscription's notifications."""
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +15,19 @@ from link_fetcher.http import HttpError, raise_for_status, with_retries
 SUBSCRIPTIONS_PATH = "/odata/v1/Subscriptions"
 COLLECTION = "SENTINEL-2"
 # Fields of a listed subscription that are shown; the endpoint's password never is.
-SHOWN_FIELDS = ("Id", "Status", "SubscriptionEvent", "NotificationEndpoint", "SubmissionDate", "FilterParam")
+SHOWN_FIELDS = (
+    "Id",
+    "SubscriptionType",
+    "Status",
+    "SubscriptionEvent",
+    "NotificationEndpoint",
+    "SubmissionDate",
+    "FilterParam",
+)
+# Events every subscription asks for (SPEC §3, §9).
+EVENTS = ["created", "deleted"]
+# Notifications one Read returns at most (CDSE's limit).
+MAX_READ = 20
 
 
 class SubscriptionError(RuntimeError):
@@ -28,15 +42,22 @@ def filter_param(product_type: str, collection: str = COLLECTION) -> str:
     )
 
 
-def push_subscription(endpoint_url: str, username: str, password: str, product_type: str) -> dict[str, Any]:
-    """The body of a create request: a running push subscription to `created` events."""
+def pull_subscription(product_type: str) -> dict[str, Any]:
+    """The body of a create request: a running PULL subscription (a queue at CDSE) to `created` and `deleted`."""
     return {
         "StageOrder": True,
         "Priority": 1,
         "Status": "running",
-        "SubscriptionEvent": ["created"],
-        "SubscriptionType": "push",  # required by CDSE since July 2025
+        "SubscriptionEvent": list(EVENTS),
+        "SubscriptionType": "pull",  # required by CDSE since July 2025
         "FilterParam": filter_param(product_type),
+    }
+
+
+def push_subscription(endpoint_url: str, username: str, password: str, product_type: str) -> dict[str, Any]:
+    """The body of a create request: a running push subscription to `created` and `deleted` events."""
+    return pull_subscription(product_type) | {
+        "SubscriptionType": "push",
         "NotificationEndpoint": endpoint_url,
         "NotificationEpUsername": username,
         "NotificationEpPassword": password,
@@ -68,10 +89,39 @@ class SubscriptionsApi:
         return subscriptions
 
     def delete(self, subscription_id: str) -> None:
-        response = self._request("DELETE", f"{self._url}({quote(subscription_id, safe='')})")
+        response = self._request("DELETE", self._one(subscription_id))
         if response.status_code == 404:
             raise SubscriptionError(f"subscription {subscription_id} not found (404): `subscriptions list` shows yours")
         self._check(response, "delete subscription")
+
+    def running_pull(self) -> str:
+        """The Id of the account's running PULL subscription; SubscriptionError when there is none."""
+        for subscription in self.list():
+            if subscription.get("SubscriptionType") == "pull" and subscription.get("Status") == "running":
+                return str(subscription["Id"])
+        raise SubscriptionError(
+            "no running pull subscription: `subscriptions create --pull` makes one (or set PULL_SUBSCRIPTION_ID)"
+        )
+
+    def read(self, subscription_id: str, top: int = MAX_READ) -> builtins.list[dict[str, Any]]:
+        """The oldest unacknowledged notifications (≤ 20), oldest first; reading removes nothing."""
+        response = self._request("GET", f"{self._one(subscription_id)}/Read", params={"$top": str(min(top, MAX_READ))})
+        if response.status_code == 404:
+            raise SubscriptionError(f"subscription {subscription_id} not found (404): `subscriptions list` shows yours")
+        self._check(response, "read notifications")
+        answer = response.json()
+        notifications = answer.get("value", []) if isinstance(answer, dict) else answer
+        if not isinstance(notifications, list):
+            raise SubscriptionError("CDSE read notifications: unexpected answer (not a list)")
+        return notifications
+
+    def ack(self, subscription_id: str, ack_id: str) -> None:
+        """Acknowledge a notification and every one before it (they leave the queue)."""
+        response = self._request("POST", f"{self._one(subscription_id)}/Ack", params={"$ackid": ack_id})
+        self._check(response, "acknowledge notifications")
+
+    def _one(self, subscription_id: str) -> str:
+        return f"{self._url}({quote(subscription_id, safe='')})"
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One call with a bearer token (a fresh one after a 401, see TokenProvider.send)."""

@@ -1,7 +1,9 @@
-"""`link-fetcher subscriptions create|list|delete`: manage the CDSE push subscription that feeds `serve`/the Lambda."""
+"""`link-fetcher subscriptions create|list|delete|pull`: manage the CDSE subscription that feeds `serve`/the Lambda
+(push), or read a PULL subscription's queue from wherever link-fetcher runs (no public endpoint needed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -14,7 +16,13 @@ from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError,
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.push.auth import credentials_source
 from link_fetcher.secrets import SecretUnavailable
-from link_fetcher.subscriptions.api import SHOWN_FIELDS, SubscriptionError, SubscriptionsApi, push_subscription
+from link_fetcher.subscriptions.api import (
+    SHOWN_FIELDS,
+    SubscriptionError,
+    SubscriptionsApi,
+    pull_subscription,
+    push_subscription,
+)
 
 T = TypeVar("T")
 
@@ -24,7 +32,8 @@ def _api(obj: CliContext) -> SubscriptionsApi:
     tokens = token_provider(settings)
     if tokens is None:
         raise ConfigurationError("set CDSE_USERNAME and CDSE_PASSWORD (the CDSE account that owns the subscription)")
-    # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one.
+    # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one (and
+    # an Ack that failed is simply sent again by the next pull).
     session = make_session(methods=("GET", "DELETE"))
     return SubscriptionsApi(settings.cdse_catalogue_url, tokens, session)
 
@@ -39,26 +48,34 @@ def _run[T](call: Callable[[], T]) -> T:
 
 @click.group()
 def subscriptions() -> None:
-    """Manage the CDSE push subscription (CDSE allows one running subscription per account)."""
+    """Manage the CDSE subscription, push or PULL (CDSE allows one running subscription per account)."""
 
 
 @subscriptions.command()
-@click.option("--endpoint", "endpoint_url", required=True, help="Public URL of POST /events, e.g. https://host/events.")
+@click.option("--endpoint", "endpoint_url", help="Public URL of POST /events, e.g. https://host/events (push).")
+@click.option("--pull", "pull", is_flag=True, help="A PULL subscription instead: `subscriptions pull` reads it.")
 @pass_context
-def create(obj: CliContext, endpoint_url: str) -> int:
-    """Subscribe ENDPOINT to new products of PRODUCT_TYPE; CDSE authenticates with the SUBSCRIPTION_* credentials."""
-    if not endpoint_url.startswith(("https://", "http://")):
-        raise click.BadParameter("must be an http(s) URL", param_hint="--endpoint")
-    try:
-        credentials = credentials_source(obj.settings)()
-    except (ValueError, SecretUnavailable) as exc:
-        raise ConfigurationError(str(exc)) from exc
+def create(obj: CliContext, endpoint_url: str | None, pull: bool) -> int:
+    """Subscribe to new and deleted products of PRODUCT_TYPE: pushed to ENDPOINT (CDSE authenticates with the
+    SUBSCRIPTION_* credentials), or with --pull queued at CDSE for `subscriptions pull`."""
+    if pull == bool(endpoint_url):
+        raise click.UsageError("give either --endpoint URL (push) or --pull")
+    if pull:
+        body = pull_subscription(obj.settings.product_type)
+        target = "pull: read it with `link-fetcher subscriptions pull`"
+    else:
+        assert endpoint_url is not None
+        if not endpoint_url.startswith(("https://", "http://")):
+            raise click.BadParameter("must be an http(s) URL", param_hint="--endpoint")
+        try:
+            credentials = credentials_source(obj.settings)()
+        except (ValueError, SecretUnavailable) as exc:
+            raise ConfigurationError(str(exc)) from exc
+        body = push_subscription(endpoint_url, credentials.username, credentials.password, obj.settings.product_type)
+        target = endpoint_url
     api = _api(obj)
-    body = push_subscription(endpoint_url, credentials.username, credentials.password, obj.settings.product_type)
     created = _run(lambda: api.create(body))
-    stdout.print(
-        f"created subscription {created.get('Id')} ({created.get('Status')}) → {endpoint_url}", highlight=False
-    )
+    stdout.print(f"created subscription {created.get('Id')} ({created.get('Status')}) → {target}", highlight=False)
     return 0
 
 
@@ -81,3 +98,47 @@ def delete(obj: CliContext, subscription_id: str) -> int:
     _run(lambda: api.delete(subscription_id))
     stdout.print(f"deleted subscription {subscription_id}", highlight=False)
     return 0
+
+
+@subscriptions.command("pull")
+@click.option("--max", "max_notifications", type=click.IntRange(1), help="Stop after this many notifications.")
+@click.option(
+    "--follow", is_flag=True, help="Keep reading (pausing up to 15 s while the queue is empty); Ctrl-C stops."
+)
+@pass_context
+def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -> int:
+    """Read the PULL subscription's notifications (PULL_SUBSCRIPTION_ID, else the account's running pull
+    subscription), record them as the push endpoint does, acknowledge them, and deliver.
+
+    Safe to stop at any moment: what was recorded but not acknowledged is read again and changes nothing."""
+    from link_fetcher.cli_support import report_delivery, run_relay
+    from link_fetcher.lifecycle.pull import PullReport, PullSession
+    from link_fetcher.relay import sink_names_for_recording
+    from link_fetcher.sinks import build_sinks
+
+    sinks = build_sinks(obj.settings)
+    api = _api(obj)
+    session = _run(lambda: PullSession.from_settings(obj.settings, obj.engine(), api, sink_names_for_recording(sinks)))
+    report = PullReport()
+
+    def deliver(granule_ids: list[str]) -> None:
+        if follow and sinks:  # following: deliver each batch as it comes (otherwise once at the end)
+            run_relay(obj)
+
+    # Ctrl-C ends --follow; every batch read so far is recorded and acknowledged.
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(
+            lambda: session.run(
+                max_notifications=max_notifications,
+                follow=follow,
+                on_recorded=deliver,
+                report=report,
+            )
+        )
+    print(
+        f"pull {session.subscription_id}: {report.read} notifications read, {report.recorded} recorded, "
+        f"{report.announced} deletions announced, {report.remembered} remembered, {report.skipped} unchanged or "
+        f"filtered, {report.gone} gone, {report.malformed} unreadable",
+        file=sys.stderr,
+    )
+    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))

@@ -1,0 +1,81 @@
+"""CDSE DeletedProducts entities (SPEC §9): the `value` of a `deleted` notification and the items of
+`GET /odata/v1/DeletedProducts`, and their translation to deletion records. Pure: no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from db import DeletionRecord, GranuleRecord, Source
+from link_fetcher.products import Criteria, download_url, platform_of, product_type_of, rejection_reason, tile_of
+
+# Text stored in the database: no NUL (PostgreSQL refuses it), bounded.
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
+
+
+class DeletedProduct(BaseModel):
+    """One withdrawn product (fields we use; `@odata.context`, `OriginDate`, … ignored). No attributes: its
+    tile, platform and type come from its name."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: uuid.UUID = Field(alias="Id")
+    name: _Text = Field(alias="Name")
+    deletion_date: AwareDatetime = Field(alias="DeletionDate")
+    deletion_cause: _Text | None = Field(None, alias="DeletionCause")
+
+    @property
+    def product_id(self) -> str:
+        """The Id as stored: lower-case (SPEC §3)."""
+        return str(self.id)
+
+    def attribute(self, name: str) -> Any:  # the lookups of products.tile_of & co.: a deletion has no attributes
+        return None
+
+
+_ITEM = TypeAdapter(DeletedProduct)
+
+
+def parse_items(items: Sequence[Any]) -> tuple[list[DeletedProduct], int]:
+    """The valid entities of a DeletedProducts page and how many were malformed (skipped, never the page)."""
+    products, malformed = [], 0
+    for item in items:
+        try:
+            products.append(_ITEM.validate_python(item))
+        except ValidationError:
+            malformed += 1
+    return products, malformed
+
+
+def remember_criteria(allowed_tiles: Collection[str], platforms: Collection[str], product_type: str) -> Criteria:
+    """Which deletions of never-recorded products are remembered: those we would record (configured platforms
+    and product type, allowed tile). Acquisition age is not checked: a deletion carries no sensing date."""
+    return Criteria(allowed_tiles=allowed_tiles, platforms=platforms, product_type=product_type)
+
+
+def to_deletion(product: DeletedProduct, *, download_base_url: str, criteria: Criteria) -> DeletionRecord:
+    # tile_of & co. read a product's name and attribute(): a DeletedProduct has both.
+    granule = GranuleRecord(
+        id=product.product_id,
+        filename=product.name,
+        download_url=download_url(download_base_url, product.product_id),
+        source=Source.DELETION,
+        tile_id=tile_of(product),  # type: ignore[arg-type]
+        platform=platform_of(product),  # type: ignore[arg-type]
+        product_type=product_type_of(product),  # type: ignore[arg-type]
+    )
+    return DeletionRecord(
+        id=granule.id,
+        filename=granule.filename,
+        deleted_at=product.deletion_date,
+        deletion_cause=product.deletion_cause,
+        download_url=granule.download_url,
+        remember=rejection_reason(granule, criteria, dt.datetime.now(dt.UTC)) is None,
+        tile_id=granule.tile_id,
+        platform=granule.platform,
+        product_type=granule.product_type,
+    )
