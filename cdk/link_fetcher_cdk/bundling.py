@@ -3,10 +3,8 @@ dependencies as manylinux x86_64 wheels for the Lambda Python runtime, pinned to
 
 from __future__ import annotations
 
-import compileall
 import hashlib
 import json
-import py_compile
 import shutil
 import subprocess
 import sys
@@ -144,12 +142,20 @@ class PipLayerBundling:
 
 
 def compile_bytecode(folder: Path) -> None:
-    """Write the bytecode of every module under `folder` next to it, as this interpreter imports it."""
-    compiled = compileall.compile_dir(
-        folder, quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
-    )
-    if not compiled:
-        raise RuntimeError(f"compiling the bytecode under {folder} failed")
+    """Write the bytecode of every module under `folder` next to it, as this interpreter imports it. A process of
+    its own: compileall's worker pool does not survive inside the CDK's bundling callback."""
+    command = [
+        sys.executable,
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        str(folder),
+    ]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 - our interpreter, our arguments
 
 
 @jsii.implements(ILocalBundling)
