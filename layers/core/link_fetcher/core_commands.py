@@ -75,8 +75,11 @@ def deliveries_table(deliveries: dict[str, dict[str, Any]]) -> Table:
 
 
 def freshness_table(freshness: dict[str, dict[str, Any]], slo_seconds: int) -> Table:
-    table = Table(title=f"freshness, last 24 h (publication → first delivery; objective p95 ≤ {duration(slo_seconds)})")
-    for column in ("source", "delivered", "p50", "p95", "max", "recording p95", "relaying p95", "undelivered"):
+    table = Table(
+        title=f"freshness, last 24 h (publication → first delivery; objective p95 ≤ {duration(slo_seconds)})",
+        caption="rec p95: publication → recorded; relay p95: recorded → delivered; unsent: recorded, not delivered",
+    )
+    for column in ("source", "sent", "p50", "p95", "max", "rec p95", "relay p95", "unsent"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, figures in freshness.items():
         p95 = figures["p95_seconds"]
