@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Sequence
 
 import boto3
 from sqlalchemy import Engine
 
 from db import record_granules
 from link_fetcher.relay import BackgroundRelay
+from link_fetcher.sinks import Message
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import SqsEndpoint
@@ -41,6 +44,43 @@ def test_wakes_on_record_delivers_once_and_drains_on_stop(engine: Engine, make_s
             background.stop()
         assert sorted(sent()) == sorted(first + second)
         assert endpoint.fake.batch_calls == 4  # 25 + 5 in batches of 10: one sink call per ten granules
+
+
+class _HeldSink:
+    """Delegates to a sink; the first send waits until released (a pass caught mid-send)."""
+
+    def __init__(self, sink: SqsSink) -> None:
+        self.name = sink.name
+        self._sink = sink
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+        self.sending.set()
+        assert self.release.wait(10)
+        return self._sink.send(messages)
+
+
+def test_a_stop_asked_during_a_pass_still_drains_what_was_recorded_meanwhile(
+    engine: Engine, make_settings, aws_env
+) -> None:
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        held = _HeldSink(SqsSink(endpoint.queue_url("q"), client=client))
+        background = BackgroundRelay(engine, make_settings(), [held], interval=60, linger=0)
+        background.start()
+        first = _record(engine, range(5))  # a short batch: the pass ends after it, caught up
+        background.wake(first)
+        assert held.sending.wait(5)
+        second = _record(engine, range(5, 8))  # recorded after the pass leased: only a later pass sends them
+        stopper = threading.Thread(target=background.stop)
+        stopper.start()
+        assert _wait_for(lambda: background._stopping.is_set())
+        held.release.set()
+        stopper.join(30)
+        sent = sorted(json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q"))
+    assert not background.running
+    assert sent == sorted(first + second)
 
 
 def test_survives_a_database_outage(engine: Engine, make_settings, aws_env, caplog) -> None:

@@ -416,6 +416,8 @@ class BackgroundRelay:
         while True:
             if self._wake.wait(self._interval):
                 self._stopping.wait(self._linger)
+            # Read before the pass: a stop asked while it runs gets one more pass, for what was recorded meanwhile.
+            stopping = self._stopping.is_set()
             self._wake.clear()
             try:
                 report = relay_with_settings(self._engine, self._settings, self._sinks)
@@ -424,7 +426,7 @@ class BackgroundRelay:
             else:
                 for sink, error in report.unavailable.items():
                     log.warning("sink %s unavailable, %d deliveries pending: %s", sink, report.pending, error)
-            if self._stopping.is_set():
+            if stopping:
                 return
 
 
