@@ -49,7 +49,7 @@ format: install
 	$(RUN) ruff check --fix .
 
 bench: install
-	for b in record relay fetch_day push stac_fetch download gateway cold_start; do $(RUN) python -m benchmarks.$$b || exit 1; done
+	for b in record relay per_granule fetch_day push stac_fetch download gateway cold_start; do $(RUN) python -m benchmarks.$$b || exit 1; done
 
 clean-db:
 	rm -rf .pgdata
