@@ -3,6 +3,7 @@ and the granules-per-day chart drawn from a real gateway, Redis and Postgres. Sa
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def test_console_shows_streams_deliveries_and_draws_the_chart(engine: Engine, da
             )
         )
         conn.execute(text("UPDATE outbox SET status = 'sent', sent_at = now(), first_sent_at = now() WHERE id <= 2"))
+        # One of them deleted by CDSE today: the lifecycle table's row.
+        conn.execute(
+            text("UPDATE granule SET deleted_at = now(), deletion_cause = 'Corrupted product' WHERE id = :id"),
+            {"id": granule_record(8).id},
+        )
 
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "gateway-console.png"
@@ -59,6 +65,8 @@ def test_console_shows_streams_deliveries_and_draws_the_chart(engine: Engine, da
             stream_row = page.locator("#streams tbody tr", has_text=stream)
             assert "downloaders: 0 / 7" in stream_row.inner_text()
             assert page.locator("#deliveries tbody tr").first.inner_text().split()[:4] == ["redis", "7", "2", "0"]
+            lifecycle_row = page.locator("#lifecycle tbody tr").first.inner_text().split("\t")
+            assert lifecycle_row == [dt.datetime.now(dt.UTC).date().isoformat(), "1", "0", "0", "0"]
             (fresh,) = page.locator("#freshness-chart svg rect.fresh").all()
             assert fresh.get_attribute("data-source") == "search"
             assert 5400 <= float(fresh.get_attribute("data-p95")) < 5460

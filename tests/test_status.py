@@ -12,7 +12,15 @@ from sqlalchemy import Engine, text
 
 from db import record_granules
 from db.outbox import _COUNT_ALL_SQL, _COUNT_IN_SQL
-from db.status import _OLDEST_PENDING_SQL, FRESHNESS_PER_DAY_SQL, FRESHNESS_SQL, freshness, status_document
+from db.status import (
+    _DELETED_SQL,
+    _OLDEST_PENDING_SQL,
+    _REPROCESSED_SQL,
+    FRESHNESS_PER_DAY_SQL,
+    FRESHNESS_SQL,
+    freshness,
+    status_document,
+)
 from link_fetcher.cli import main
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import SqsEndpoint
@@ -111,6 +119,35 @@ def test_status_document_has_every_section(engine: Engine) -> None:
     json.dumps(document)  # JSON-ready as it is
 
 
+def test_status_counts_deletions_and_reprocessings_per_day(engine: Engine) -> None:
+    """Two recorded granules deleted (announced), one deletion of a product never recorded (remembered), and a
+    reprocessing under `replace` (its earlier granule deleted as superseded): each counted on its day."""
+    from db import DeletionRecord, record_deletions
+
+    first = granule_record(1, filename="S2A_MSIL1C_20200808T010311_N0209_R045_T54PXA_20200808T022033.SAFE")
+    again = granule_record(2, filename="S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE")
+    others = [granule_record(i) for i in range(3, 5)]
+    day = NOW - dt.timedelta(days=1)
+
+    def deletion(granule_id: str, remember: bool = False) -> DeletionRecord:
+        return DeletionRecord(granule_id, "x.SAFE", day, "Corrupted product", "https://d", remember=remember)
+
+    with engine.begin() as conn:
+        record_granules(conn, [first, *others], ["sqs"])
+        record_granules(conn, [again], ["sqs"], reprocessed_policy="replace")
+        record_deletions(conn, [deletion(g.id) for g in others] + [deletion("never-recorded", True)], ["sqs"])
+        conn.execute(text("UPDATE granule SET deleted_at = :d WHERE id = :id"), {"d": NOW, "id": first.id})
+    with engine.connect() as conn:
+        document = status_document(conn, now=NOW + dt.timedelta(hours=1))
+    assert document["deleted"] == [
+        {"day": day.date().isoformat(), "announced": 2, "remembered": 1},
+        {"day": NOW.date().isoformat(), "announced": 1, "remembered": 0},  # the superseded one
+    ]
+    today = dt.datetime.now(dt.UTC).date().isoformat()  # the reprocessing was recorded now
+    with engine.connect() as conn:
+        assert status_document(conn)["reprocessed"] == [{"day": today, "reprocessed": 1, "replaced": 1}]
+
+
 def _scans(node: dict) -> list[tuple[str, str]]:
     found = [(node["Node Type"], node.get("Relation Name", ""))] if "Scan" in node["Node Type"] else []
     for child in node.get("Plans", []):
@@ -144,6 +181,8 @@ def test_the_status_queries_read_indexes_not_the_history(engine: Engine) -> None
         (_OLDEST_PENDING_SQL, {}),
         (_COUNT_IN_SQL, {"statuses": ["pending", "failed"]}),
         (_COUNT_ALL_SQL, {}),
+        (_DELETED_SQL, {"since": since - dt.timedelta(days=30)}),
+        (_REPROCESSED_SQL, {"since": since - dt.timedelta(days=30)}),
     ]
     with engine.connect() as conn:
         assert 800 <= freshness(conn)["search"]["recorded"] <= 1_200  # one day in 40

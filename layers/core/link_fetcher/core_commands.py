@@ -42,6 +42,7 @@ def status(obj: CliContext, as_json: bool) -> int:
     stdout.print(days_table(document["days"]))
     stdout.print(deliveries_table(document["deliveries"]))
     stdout.print(freshness_table(document["freshness"], obj.settings.freshness_slo_seconds))
+    stdout.print(lifecycle_table(document["deleted"], document["reprocessed"]))
     return 0
 
 
@@ -92,6 +93,23 @@ def freshness_table(freshness: dict[str, dict[str, Any]], slo_seconds: int) -> T
             duration(figures["recording"]["p95_seconds"]),
             duration(figures["relaying"]["p95_seconds"]),
             str(figures["undelivered"]),
+        )
+    return table
+
+
+def lifecycle_table(deleted: list[dict[str, Any]], reprocessed: list[dict[str, Any]]) -> Table:
+    """Per UTC day (last 30): deletions (of recorded granules, announced; of others, remembered) and reprocessings
+    (and the earlier granules a `replace` policy deleted)."""
+    table = Table(title="deleted and reprocessed per day, last 30 days (UTC)")
+    for column in ("day", "deleted", "remembered", "reprocessed", "replaced"):
+        table.add_column(column, justify="left" if column == "day" else "right")
+    by_day: dict[str, dict[str, int]] = {}
+    for row in deleted + reprocessed:
+        by_day.setdefault(row["day"], {}).update({key: value for key, value in row.items() if key != "day"})
+    for day, counts in sorted(by_day.items()):
+        table.add_row(
+            day,
+            *(str(counts.get(key, 0)) for key in ("announced", "remembered", "reprocessed", "replaced")),
         )
     return table
 

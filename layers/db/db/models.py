@@ -139,6 +139,8 @@ class Granule(Base):
         Index("ix_granule_first_seen", "first_seen"),
         Index("ix_granule_identity", "identity", postgresql_where=text("identity IS NOT NULL")),
         Index("ix_granule_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
+        # Reprocessings per day of recording (`status`, the ops console; migration 0010).
+        Index("ix_granule_reprocessed", "first_seen", postgresql_where=text("supersedes IS NOT NULL")),
     )
 
 

@@ -136,13 +136,62 @@ def days(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
+LIFECYCLE_WINDOW = dt.timedelta(days=30)
+
+# Per UTC day of deletion (CDSE's DeletionDate): granules recorded and then deleted (each announced), and deletions
+# of products never recorded (remembered). Through ix_granule_deleted_at, bounded by the window.
+_DELETED_SQL = text(
+    """
+    SELECT (deleted_at AT TIME ZONE 'UTC')::date AS day,
+           count(*) FILTER (WHERE source <> 'deletion') AS announced,
+           count(*) FILTER (WHERE source = 'deletion') AS remembered
+    FROM granule WHERE deleted_at IS NOT NULL AND deleted_at >= :since
+    GROUP BY 1 ORDER BY 1
+    """
+)
+# Per UTC day of recording: granules that reprocess an earlier one (`supersedes`), and how many of those earlier
+# ones a `replace` policy deleted. Through ix_granule_reprocessed, bounded by the window.
+_REPROCESSED_SQL = text(
+    """
+    SELECT (g.first_seen AT TIME ZONE 'UTC')::date AS day, count(*) AS reprocessed,
+           count(*) FILTER (WHERE earlier.deletion_cause = 'superseded by ' || g.id) AS replaced
+    FROM granule g LEFT JOIN granule earlier ON earlier.id = g.supersedes
+    WHERE g.first_seen >= :since AND g.supersedes IS NOT NULL
+    GROUP BY 1 ORDER BY 1
+    """
+)
+
+
+def deleted(
+    conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = LIFECYCLE_WINDOW
+) -> list[dict[str, Any]]:
+    """Per UTC day of deletion in the last `window`: `announced` (recorded granules deleted, each announced once)
+    and `remembered` (deletions of products never recorded)."""
+    since = (now or dt.datetime.now(dt.UTC)) - window
+    return [
+        {"day": row.day.isoformat(), "announced": row.announced, "remembered": row.remembered}
+        for row in conn.execute(_DELETED_SQL, {"since": since})
+    ]
+
+
+def reprocessed(
+    conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = LIFECYCLE_WINDOW
+) -> list[dict[str, Any]]:
+    """Per UTC day of recording in the last `window`: `reprocessed` (granules superseding an earlier one) and
+    `replaced` (earlier granules a `replace` policy deleted)."""
+    since = (now or dt.datetime.now(dt.UTC)) - window
+    return [
+        {"day": row.day.isoformat(), "reprocessed": row.reprocessed, "replaced": row.replaced}
+        for row in conn.execute(_REPROCESSED_SQL, {"since": since})
+    ]
+
+
 def status_document(conn: Connection, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The whole status as one JSON-ready object (SPEC §10), a function per section. `deleted` and `reprocessed`
-    stay null until the lifecycle columns (deletions, reprocessing) exist to count them."""
+    """The whole status as one JSON-ready object (SPEC §10), a function per section."""
     return {
         "days": days(conn),
         "deliveries": deliveries(conn),
         "freshness": freshness(conn, now=now),
-        "deleted": None,
-        "reprocessed": None,
+        "deleted": deleted(conn, now=now),
+        "reprocessed": reprocessed(conn, now=now),
     }

@@ -1,5 +1,6 @@
 """What the ops console shows from Postgres: deliveries per sink with the backlog's age, the oldest pending or
-failed ones, granules recorded per day, and freshness (last 24 h per source, and per day).
+failed ones, granules recorded per day, freshness (last 24 h per source, and per day), and deletions and
+reprocessings per day.
 
 Blocking SQLAlchemy calls; the app runs them in a worker thread.
 """
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from db import DeliveryStatus, list_deliveries
-from db.status import deliveries, freshness, freshness_per_day
+from db.status import deleted, deliveries, freshness, freshness_per_day, reprocessed
 
 CHART_DAYS = 30
 LISTED_DELIVERIES = 20
@@ -65,11 +66,18 @@ def freshness_summary(engine: Engine, today: dt.date, days: int = CHART_DAYS) ->
         return {"last_24h": freshness(conn), "per_day": freshness_per_day(conn, since)}
 
 
+def lifecycle_summary(engine: Engine) -> dict[str, Any]:
+    """Per day of the last 30: deletions (announced, remembered) and reprocessings (and replacements)."""
+    with engine.connect() as conn:
+        return {"deleted": deleted(conn), "reprocessed": reprocessed(conn)}
+
+
 def console_data(engine: Engine, today: dt.date) -> dict[str, Any]:
     return {
         "deliveries": delivery_summary(engine),
         "recorded": recorded_per_day(engine, today),
         "freshness": freshness_summary(engine, today),
+        "lifecycle": lifecycle_summary(engine),
     }
 
 

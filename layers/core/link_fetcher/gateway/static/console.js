@@ -51,8 +51,18 @@ function drawDeliveries(summary) {
     fill("deliveries", [], null, note);
     fill("problems", [], null, note);
     fill("freshness", [], null, note);
+    fill("lifecycle", [], null, note);
     return;
   }
+  // Deletions (announced; remembered: never recorded) and reprocessings (replaced: earlier ones deleted), per day.
+  const byDay = {};
+  for (const row of summary.lifecycle.deleted.concat(summary.lifecycle.reprocessed)) {
+    byDay[row.day] = Object.assign(byDay[row.day] || {}, row);
+  }
+  fill("lifecycle", Object.keys(byDay).sort().reverse().map((day) => byDay[day]), (row, counts) => {
+    cell(row, counts.day);
+    for (const key of ["announced", "remembered", "reprocessed", "replaced"]) cell(row, counts[key] || 0, "number");
+  }, "no deletions or reprocessings in the last 30 days");
   const sinks = Object.entries(summary.deliveries.by_sink);
   fill("deliveries", sinks, (row, [sink, counts]) => {
     cell(row, sink);
