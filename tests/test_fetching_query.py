@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance, day_window, days_between, query_days
+from link_fetcher.fetching.progress import DayProgress
+from link_fetcher.fetching.query import (
+    Cursor,
+    DayQuery,
+    PagingError,
+    advance,
+    after_page,
+    day_window,
+    days_between,
+    query_days,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -115,3 +125,35 @@ def test_paging_any_day_reads_every_product_once(instants: list[int], page_size:
             break
     assert counted == len(products)
     assert seen == set(range(len(products)))
+
+
+T0 = dt.datetime(2024, 9, 12, 10, tzinfo=dt.UTC)
+
+
+def _instants(count: int) -> list[dt.datetime]:
+    return [T0 + dt.timedelta(seconds=i) for i in range(count)]
+
+
+def test_a_full_page_moves_the_cursor_and_takes_the_days_count() -> None:
+    progress, reread = after_page(
+        DayProgress(dt.date(2024, 9, 12), "S2A"), _instants(10), returned=10, top=10, count=25, from_day_start=True
+    )
+    assert not reread and not progress.completed
+    assert progress.fetched == 10 and progress.available == 25
+    assert progress.cursor == Cursor(published=T0 + dt.timedelta(seconds=9), ties=1)
+
+
+def test_the_last_page_completes_a_pass_that_reached_the_count() -> None:
+    progress = DayProgress(dt.date(2024, 9, 12), "S2A", available=12, fetched=10, cursor=Cursor(T0, 1))
+    later = [T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=2)]
+    progress, reread = after_page(progress, later, returned=2, top=10, count=12, from_day_start=False)
+    assert progress.completed and not reread and progress.fetched == 12 and progress.available == 12
+
+
+def test_pages_that_run_out_short_of_the_count_ask_for_a_reread_unless_from_the_days_start() -> None:
+    short = DayProgress(dt.date(2024, 9, 12), "S2A", available=30, fetched=10, cursor=Cursor(T0, 1))
+    later = [T0 + dt.timedelta(minutes=1)]
+    progress, reread = after_page(short, later, returned=1, top=10, count=30, from_day_start=False)
+    assert reread and not progress.completed  # items became visible behind the cursor
+    progress, reread = after_page(short, later, returned=1, top=10, count=30, from_day_start=True)
+    assert progress.completed and not reread  # a whole-day pass counts what it read

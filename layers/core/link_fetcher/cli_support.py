@@ -59,6 +59,8 @@ class CliContext:
 
 
 pass_context = click.make_pass_decorator(CliContext)
+# The type of a day option (`--day`, `--to`): a UTC day written YYYY-MM-DD.
+DAY = click.DateTime(formats=["%Y-%m-%d"])
 stdout = Console()
 stderr = Console(stderr=True)
 

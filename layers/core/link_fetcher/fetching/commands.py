@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from link_fetcher.cli_support import (
+    DAY,
     CliContext,
     CliFailure,
     ConfigurationError,
@@ -27,8 +28,6 @@ from link_fetcher.products import MALFORMED
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS
 from link_fetcher.sinks import build_sinks
-
-_DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _print_summary(reports: list[DayReport]) -> None:
@@ -82,8 +81,8 @@ def _fetch_all(fetcher: DayFetcher, pairs: list[tuple[dt.date, str]]) -> list[Da
 
 
 @click.command()
-@click.option("--day", "first_day", type=_DAY, required=True, help="Publication day (UTC), YYYY-MM-DD.")
-@click.option("--to", "last_day", type=_DAY, help="Last publication day, included (default: --day).")
+@click.option("--day", "first_day", type=DAY, required=True, help="Publication day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last_day", type=DAY, help="Last publication day, included (default: --day).")
 @click.option(
     "--platform",
     "platforms",

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from db import GranuleRecord, Source, record_granules
 from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
 from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
-from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, advance
+from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, after_page
 from link_fetcher.products import (
     MALFORMED,
     Criteria,
@@ -188,21 +188,17 @@ class DayFetcher:
                 page = request.result()
                 report.requests += 1
                 records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
-                cursor, counted = advance(progress.cursor, _published(page.products))
-                progress = dataclasses.replace(
+                progress, reread = after_page(
                     progress,
-                    cursor=cursor,
-                    fetched=progress.fetched + counted,
-                    # A request from the day's start counts the whole day.
-                    available=page.count if progress.cursor.published is None else progress.available,
+                    _published(page.products),
+                    returned=len(page.products),
+                    top=top,
+                    count=page.count,
+                    from_day_start=from_day_start,
                 )
-                if len(page.products) < top or len(page.products) >= page.count:
-                    if progress.fetched >= progress.available or from_day_start:
-                        progress = dataclasses.replace(progress, completed=True)
-                    else:
-                        log.info("%s %s: fewer products after the cursor than the count: rereading", day, platform)
-                        progress = DayProgress(day, platform)
-                        from_day_start = True
+                if reread:
+                    log.info("%s %s: fewer products after the cursor than the count: rereading", day, platform)
+                    progress, from_day_start = DayProgress(day, platform), True
                 # The next page is asked for before this one is recorded: CDSE's latency overlaps the database's.
                 pending = None if progress.completed else request_page(progress.cursor)
                 with self.engine.begin() as conn:

@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from link_fetcher.cli_support import (
+    DAY,
     CliContext,
     CliFailure,
     ConfigurationError,
@@ -22,8 +23,6 @@ from link_fetcher.http import HttpError
 from link_fetcher.lifecycle.polling import DeletionDayReport, DeletionFetcher
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.sinks import build_sinks
-
-_DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _print_summary(reports: list[DeletionDayReport]) -> None:
@@ -45,8 +44,8 @@ def _print_summary(reports: list[DeletionDayReport]) -> None:
 
 
 @click.command()
-@click.option("--day", "first_day", type=_DAY, required=True, help="Deletion day (UTC), YYYY-MM-DD.")
-@click.option("--to", "last_day", type=_DAY, help="Last deletion day, included (default: --day).")
+@click.option("--day", "first_day", type=DAY, required=True, help="Deletion day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last_day", type=DAY, help="Last deletion day, included (default: --day).")
 @pass_context
 def deletions(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | None) -> int:
     """Read the products CDSE deleted on the days; each granule recorded earlier is marked deleted and announced.

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from db import DeletionCount, record_deletions
-from link_fetcher.fetching.query import Cursor, PagingError, advance, day_window, odata_time
+from link_fetcher.fetching.query import Cursor, PagingError, after_page, day_window, odata_time
 from link_fetcher.http import HttpError, get_json, make_session
 from link_fetcher.lifecycle.deleted_products import parse_items, remember_criteria, to_deletion
 from link_fetcher.products import Criteria, load_allowed_tiles
@@ -176,19 +176,17 @@ class DeletionFetcher:
             products, malformed = parse_items(page.items)
             if page.items and not products:
                 raise PagingError(f"CDSE DeletedProducts: a page of {len(page.items)} unreadable deletions")
-            cursor, counted = advance(progress.cursor, [product.deletion_date for product in products])
-            progress = dataclasses.replace(
+            progress, reread = after_page(
                 progress,
-                cursor=cursor,
-                fetched=progress.fetched + counted,
-                available=page.count if progress.cursor.published is None else progress.available,
+                [product.deletion_date for product in products],
+                returned=len(page.items),
+                top=top,
+                count=page.count,
+                from_day_start=from_day_start,
             )
-            if len(page.items) < top or len(page.items) >= page.count:
-                if progress.fetched >= progress.available or from_day_start:
-                    progress = dataclasses.replace(progress, completed=True)
-                else:
-                    log.info("deletions %s: fewer after the cursor than the count: rereading", day)
-                    progress, from_day_start = DeletionProgress(day), True
+            if reread:
+                log.info("deletions %s: fewer after the cursor than the count: rereading", day)
+                progress, from_day_start = DeletionProgress(day), True
             deletions = [
                 to_deletion(product, download_base_url=self.download_url, criteria=self.criteria)
                 for product in products
