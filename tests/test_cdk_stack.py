@@ -107,7 +107,17 @@ def test_the_state_machine_maps_over_days_and_loops_until_completed(template: Te
     assert loop["FetchLinks"]["Next"] == "Completed?"
     assert loop["Completed?"]["Choices"] == [{"Variable": "$.completed", "BooleanEquals": True, "Next": "DayFetched"}]
     assert loop["Completed?"]["Default"] == "FetchLinks"
-    for task in (generate, loop["FetchLinks"]):
+    # Then the same days' deletions, with the same loop (SPEC §9).
+    assert each_day["Next"] == "FetchEachDeletionDay"
+    deletion_days = definition["States"]["FetchEachDeletionDay"]
+    assert (deletion_days["ItemsPath"], deletion_days["ItemSelector"]) == (
+        "$.deletion_dates",
+        {"deletion_date.$": "$$.Map.Item.Value"},
+    )
+    deletion_loop = deletion_days["ItemProcessor"]["States"]
+    assert deletion_loop["DeletionsCompleted?"]["Default"] == "FetchDeletions"
+    assert deletion_loop["FetchDeletions"]["Resource"] == loop["FetchLinks"]["Resource"]  # the same function
+    for task in (generate, loop["FetchLinks"], deletion_loop["FetchDeletions"]):
         (retry,) = task["Retry"]
         assert retry["ErrorEquals"] == ["States.ALL"]
         assert retry["BackoffRate"] == 2
@@ -249,7 +259,9 @@ def test_every_function_has_an_errors_alarm_and_its_own_service_name(stack, temp
         and alarm["Properties"]["Threshold"] == 1
     }
     assert errors == {logical_id(stack, function) for function in stack.functions.values()}
-    assert set(stack.functions) == set(FUNCTION_SERVICES) == {path.parent.name for path in LAMBDAS.glob("*/handler.py")}
+    assert set(FUNCTION_SERVICES) == {path.parent.name for path in LAMBDAS.glob("*/handler.py")}
+    # The PULL subscription reader is deployed instead of the push endpoint only (DEPLOY_SUBSCRIPTION_MODE=pull).
+    assert set(stack.functions) == set(FUNCTION_SERVICES) - {"subscription_puller"}
     for name, function in stack.functions.items():
         variables = resources(template, "AWS::Lambda::Function")[logical_id(stack, function)]["Properties"][
             "Environment"
@@ -320,6 +332,23 @@ def test_without_a_relay_schedule_a_silent_relay_is_not_an_alarm() -> None:
 def test_the_database_is_aurora_postgresql_17_on_the_default_minor(template: Template) -> None:
     (cluster,) = resources(template, "AWS::RDS::DBCluster").values()
     assert (cluster["Properties"]["Engine"], cluster["Properties"]["EngineVersion"]) == ("aurora-postgresql", "17")
+
+
+def test_pull_mode_deploys_a_scheduled_reader_instead_of_the_push_endpoint() -> None:
+    stack = synth(DeployConfig(_env_file=None, subscription_mode="pull", pull_schedule="rate(3 minutes)"))
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::ApiGateway::RestApi", 0)
+    assert "subscription_puller" in stack.functions
+    puller = logical_id(stack, stack.functions["subscription_puller"])
+    variables = resources(template, "AWS::Lambda::Function")[puller]["Properties"]["Environment"]["Variables"]
+    assert {"CDSE_SECRET_ARN", "DATABASE_SECRET_ARN", "TO_DOWNLOAD_QUEUE_URL"} <= set(variables)
+    (rule,) = [
+        rule["Properties"]
+        for rule in resources(template, "AWS::Events::Rule").values()
+        if rule["Properties"].get("ScheduleExpression") == "rate(3 minutes)"
+    ]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [puller, "Arn"]}
+    assert AwsSolutionsChecks().validate_scope(stack).success
 
 
 def test_cdk_nag_finds_nothing_unacknowledged(stack) -> None:

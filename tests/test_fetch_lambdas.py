@@ -63,7 +63,8 @@ def test_date_generator_defaults_to_five_days_before_today_for_every_platform(da
 def test_date_generator_takes_now_lookback_and_platforms(date_generator) -> None:
     event = {"now": "2024-03-01T00:30:00Z", "lookback_days": 2, "platforms": ["S2B"]}
     assert date_generator.handler(event, Context(900_000)) == {
-        "query_dates_platforms": [["2024-02-29", "S2B"], ["2024-02-28", "S2B"]]
+        "query_dates_platforms": [["2024-02-29", "S2B"], ["2024-02-28", "S2B"]],
+        "deletion_dates": ["2024-02-29", "2024-02-28"],
     }
 
 
@@ -102,6 +103,35 @@ def test_link_fetcher_loop_stops_early_and_ends_with_every_granule(link_fetcher,
         ids = set(conn.scalars(text("SELECT id FROM granule")))
         deliveries = conn.scalar(text("SELECT count(*) FROM outbox"))
     assert ids == allowed_ids(products) and deliveries == len(ids)
+
+
+def test_link_fetcher_reads_a_deletion_day_in_calls_that_stop_early(link_fetcher, lambda_env, engine: Engine) -> None:
+    """The state machine's deletion step: `{"deletion_date"}` until `completed`; each recorded granule deleted
+    is announced once, the others remembered."""
+    from db import record_granules
+    from tests.factories import granule_record
+    from tests.fakes.cdse_catalogue import deleted_entity
+
+    products = day_products(DAY, "S2B", 120, allowed_share=1.0)
+    start = dt.datetime.combine(DAY, dt.time(), dt.UTC)
+    with engine.begin() as conn:
+        record_granules(
+            conn, [granule_record(0, id=p["Id"], filename=p["Name"]) for p in products[:10]], ["unassigned"]
+        )
+    with FakeCatalogue() as catalogue:
+        catalogue.add_deleted([deleted_entity(p, start + dt.timedelta(minutes=i)) for i, p in enumerate(products)])
+        lambda_env.setenv("CDSE_CATALOGUE_URL", catalogue.url)
+        lambda_env.setenv("CDSE_PAGE_SIZE", "50")
+        event = {"deletion_date": DAY.isoformat()}
+        results = []
+        while not results or not results[-1]["completed"]:
+            results.append(link_fetcher.handler(dict(event), Context(60_000 + 2 * 10_000, per_call_ms=10_000)))
+            assert len(results) < 10
+    assert results[0] == {**event, "completed": False} and results[-1] == {**event, "completed": True}
+    with engine.connect() as conn:
+        deleted = conn.scalar(text("SELECT count(*) FROM granule WHERE deleted_at IS NOT NULL"))
+        announced = conn.scalar(text("SELECT count(*) FROM outbox WHERE event = 'deleted'"))
+    assert (deleted, announced) == (120, 10)
 
 
 def test_link_fetcher_refuses_a_bad_event(link_fetcher) -> None:

@@ -208,3 +208,25 @@ def test_follow_keeps_reading_and_backs_off_while_empty(engine, cdse, subscripti
     assert report.read == report.recorded == 2 and later["value"]["Id"] in granules(engine)
     assert pauses == [*FOLLOW_PAUSES_S[:3], *FOLLOW_PAUSES_S[:5]]  # back to short pauses after news, capped
     assert json.dumps(pauses)
+
+
+def test_the_scheduled_puller_lambda_reads_until_empty(engine, cdse, subscription, cli_env) -> None:
+    """lambdas/subscription_puller: the same pull, until the queue is empty or its time is nearly up."""
+    import types
+
+    from lambdas.subscription_puller import handler
+
+    cli_env.setenv("PULL_SUBSCRIPTION_ID", subscription)
+    created = [notification() for _ in range(30)]
+    cdse.enqueue(subscription, *created, deleted_notification(created[0]["value"]))
+    context = types.SimpleNamespace(
+        get_remaining_time_in_millis=lambda: 600_000,
+        function_name="subscription_puller",
+        memory_limit_in_mb=512,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:subscription_puller",
+        aws_request_id="test",
+    )
+    result = handler.handler({}, context)
+    assert (result["read"], result["recorded"], result["announced"]) == (31, 30, 1)
+    assert cdse.queues[subscription] == [] and len(granules(engine)) == 30
+    assert handler.handler({}, context)["read"] == 0  # the queue is empty: one Read, nothing else

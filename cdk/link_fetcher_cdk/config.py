@@ -40,6 +40,10 @@ class DeployConfig(BaseSettings):
     relay_schedule: str | None = "rate(5 minutes)"
     reconcile_schedule: str | None = "rate(1 day)"
     stac_schedule: str | None = "rate(1 hour)"
+    # How CDSE's notifications arrive: `push` deploys the endpoint (API Gateway + link_subscription); `pull`
+    # deploys no endpoint and reads a PULL subscription (`subscriptions create --pull`) on PULL_SCHEDULE instead.
+    subscription_mode: Literal["push", "pull"] = "push"
+    pull_schedule: str = "rate(2 minutes)"
     # The STAC watches the STAC fetcher runs on its schedule (one rule each, event {"watch": name}).
     stac_watches: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Publication days each scheduled poll looks back over, and (day, platform) pairs fetched at once.

@@ -33,6 +33,15 @@ FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
     "relay": _RELAY,
     "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency", "delete_downloaded_on_deletion"),
     "reconcile": ("reconcile_requeue_after_hours",),
+    "subscription_puller": (
+        *_CRITERIA,
+        "cdse_catalogue_url",
+        "cdse_download_url",
+        "cdse_identity_url",
+        *_RELAY,
+        "reprocessed_policy",
+        "pull_subscription_id",
+    ),
     "stac_fetcher": ("stac_page_size", "stac_http_attempts", "stac_keep_unknown_cloud", *_RELAY),
 }
 
@@ -69,7 +78,6 @@ LOCAL_ONLY: dict[str, str] = {
     "gateway_max_connections_per_key": "the stream gateway is not deployed",
     "gateway_send_queue": "the stream gateway is not deployed",
     "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
-    "pull_subscription_id": "`subscriptions pull` on a laptop or VM; no deployed function reads a PULL subscription",
 }
 
 

@@ -1,5 +1,6 @@
-"""Polling: date generator → Map over (day, platform) → fetch loop until `completed`; a daily schedule; backfills
-by starting an execution with {"now", "lookback_days"}."""
+"""Polling: date generator → Map over (day, platform) → fetch loop until `completed`, then Map over the same days'
+deletions (the fetcher with {"deletion_date"}) → loop until `completed`; a daily schedule; backfills by starting an
+execution with {"now", "lookback_days"}."""
 
 from __future__ import annotations
 
@@ -77,10 +78,36 @@ class Polling(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         fetch_each_day.item_processor(fetch)
+        # Then the deletions CDSE published on those days (SPEC §9), read and resumed the same way.
+        fetch_deletions = retry_with_backoff(
+            tasks.LambdaInvoke(
+                self,
+                "FetchDeletions",
+                lambda_function=link_fetcher,
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+            )
+        )
+        fetch_deletions.next(
+            sfn.Choice(self, "DeletionsCompleted?")
+            .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, "DeletionDayFetched"))
+            .otherwise(fetch_deletions)
+        )
+        fetch_each_deletion_day = sfn.Map(
+            self,
+            "FetchEachDeletionDay",
+            items_path="$.deletion_dates",
+            item_selector={"deletion_date.$": "$$.Map.Item.Value"},
+            max_concurrency=config.map_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        fetch_each_deletion_day.item_processor(fetch_deletions)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(generate_dates.next(fetch_each_day)),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                generate_dates.next(fetch_each_day).next(fetch_each_deletion_day)
+            ),
             timeout=Duration.hours(12),
             tracing_enabled=True,
             logs=sfn.LogOptions(

@@ -97,10 +97,31 @@ class LinkFetcherStack(Stack):
             extra_files={WATCHES_FILE_IN_FUNCTION: watches_file} if config.stac_watches else None,
         )
 
-        for function in (migrate, link_fetcher, link_subscription, relay, downloader, reconcile, stac_fetcher):
+        # DEPLOY_SUBSCRIPTION_MODE=pull: no public endpoint; a schedule reads the PULL subscription (SPEC §9).
+        subscription_puller = None
+        if config.subscription_mode == "pull":
+            subscription_puller = functions.add(
+                "subscription_puller",
+                description="Reads the CDSE PULL subscription, records and acknowledges",
+                timeout=Duration.minutes(5),
+                environment={"CDSE_SECRET_ARN": cdse_account.secret_arn},
+            )
+            cdse_account.grant_read(subscription_puller)
+        pullers = (subscription_puller,) if subscription_puller else ()
+
+        for function in (
+            migrate,
+            link_fetcher,
+            link_subscription,
+            relay,
+            downloader,
+            reconcile,
+            stac_fetcher,
+            *pullers,
+        ):
             function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
             database.secret.grant_read(function)
-        for function in (link_fetcher, link_subscription, relay, reconcile, stac_fetcher):
+        for function in (link_fetcher, link_subscription, relay, reconcile, stac_fetcher, *pullers):
             function.add_environment("TO_DOWNLOAD_QUEUE_URL", delivery.queue.queue_url)
             delivery.queue.grant_send_messages(function)
         push_credentials.secret.grant_read(link_subscription)
@@ -120,8 +141,18 @@ class LinkFetcherStack(Stack):
             migrate, project_root / "layers" / "db" / "db" / "migrations", config.retention
         )
         polling = Polling(self, "Polling", config=config, date_generator=date_generator, link_fetcher=link_fetcher)
-        push = PushApi(self, "Push", config=config, handler=link_subscription)
+        push = PushApi(self, "Push", config=config, handler=link_subscription) if not pullers else None
         schedules = [polling.schedule] if polling.schedule else []
+        if subscription_puller is not None:
+            schedules.append(
+                delivery.schedule(
+                    "PullSchedule",
+                    expression=config.pull_schedule,
+                    function=subscription_puller,
+                    event={},
+                    description="Read the CDSE PULL subscription",
+                )
+            )
         periodic = (
             ("RelaySchedule", config.relay_schedule, relay, "Deliver pending granules"),
             ("ReconcileSchedule", config.reconcile_schedule, reconcile, "Requeue granules recorded but not downloaded"),
@@ -143,7 +174,7 @@ class LinkFetcherStack(Stack):
                 for index, watch in enumerate(config.stac_watches)
             )
         # Nothing that records may run before the schema exists.
-        for dependant in (*schedules, push.api.deployment_stage):
+        for dependant in (*schedules, *((push.api.deployment_stage,) if push else ())):
             dependant.node.add_dependency(migration)
 
         self.functions: dict[str, lambda_.Function] = {
@@ -155,16 +186,19 @@ class LinkFetcherStack(Stack):
             "downloader": downloader,
             "reconcile": reconcile,
             "stac_fetcher": stac_fetcher,
+            **({"subscription_puller": subscription_puller} if subscription_puller else {}),
         }
         monitoring = Monitoring(self, "Monitoring", config=config)
         monitoring.watch_functions({function.node.id: function for function in self.functions.values()})
         monitoring.watch_polling(polling.state_machine)
-        monitoring.watch_push(push.api)
+        if push is not None:
+            monitoring.watch_push(push.api)
         monitoring.watch_dead_letters(delivery.dead_letter_queue)
         monitoring.watch_deliveries(config.relay_schedule)
         monitoring.watch_freshness(settings.freshness_slo_seconds)
+        outputs = [("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription")] if push else []
         for name, value, description in (
-            ("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription"),
+            *outputs,
             ("PushCredentialsSecretArn", push_credentials.secret.secret_arn, "NotificationEpUsername/Password"),
             ("CdseAccountSecretArn", cdse_account.secret_arn, "Put the CDSE account here for the downloader"),
             ("StateMachineArn", polling.state_machine.state_machine_arn, "Start an execution to backfill"),

@@ -46,5 +46,7 @@ def query_dates_platforms(request: DateRequest, configured_platforms: list[str])
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = DateRequest.model_validate(event or {})
     pairs = query_dates_platforms(request, get_settings().platforms)
-    logger.info("dates generated", extra={"pairs": len(pairs)})
-    return {"query_dates_platforms": pairs}
+    # The same days' deletions are read after the products (SPEC §9): one entry per day.
+    deletion_dates = list(dict.fromkeys(day for day, _ in pairs))
+    logger.info("dates generated", extra={"pairs": len(pairs), "deletion_days": len(deletion_dates)})
+    return {"query_dates_platforms": pairs, "deletion_dates": deletion_dates}

@@ -4,6 +4,9 @@
 while less than STOP_MARGIN of Lambda time remains, keeping every page it committed (`completed: false`);
 the state machine calls it again and it resumes from the stored cursor. The engine, the CDSE session and
 the sink clients live as long as the container.
+
+`{"deletion_date": "YYYY-MM-DD"}` → the same plus `"completed"`: the deletions CDSE published that day
+(DeletedProducts, SPEC §9), read and resumed the same way (the state machine's step after the products).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
 from link_fetcher.freshness import publish_freshness
+from link_fetcher.lifecycle.polling import DeletionFetcher
 from link_fetcher.observability import Service
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
@@ -47,8 +51,46 @@ def fetcher() -> DayFetcher:
     )
 
 
+class DeletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    deletion_date: dt.date
+
+
+@functools.cache
+def deletion_fetcher() -> DeletionFetcher:
+    settings = get_settings()
+    return DeletionFetcher.from_settings(settings, engine_for(settings), sink_names_for_recording(configured_sinks()))
+
+
+def fetch_deletions(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = DeletionRequest.model_validate(event)
+    report = deletion_fetcher().fetch(
+        request.deletion_date, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
+    )
+    delivery = relay_with_settings(deletion_fetcher().engine, get_settings(), configured_sinks())
+    logger.info(
+        "deletion day fetched",
+        extra={
+            "deletion_date": request.deletion_date.isoformat(),
+            "completed": report.completed,
+            "requests": report.requests,
+            "read": report.read,
+            "announced": report.announced,
+            "remembered": report.remembered,
+            "malformed": report.malformed,
+            "available": report.available,
+            "delivered": delivery.sent,
+            "pending": delivery.pending,
+        },
+    )
+    return {"deletion_date": request.deletion_date.isoformat(), "completed": report.completed}
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "deletion_date" in event:
+        return fetch_deletions(event, context)
     request = FetchRequest.model_validate(event)
     platform = request.platform.upper()
     if platform not in KNOWN_PLATFORMS:

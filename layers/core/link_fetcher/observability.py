@@ -23,6 +23,7 @@ class Service(StrEnum):
     DOWNLOADER = "link-fetcher-downloader"
     RECONCILE = "link-fetcher-reconcile"
     STAC = "link-fetcher-stac"
+    PULL = "link-fetcher-pull"
 
 
 # The service of each function, by its folder under lambdas/ (the stack sets POWERTOOLS_SERVICE_NAME from it).
@@ -35,6 +36,7 @@ FUNCTION_SERVICES: dict[str, Service] = {
     "downloader": Service.DOWNLOADER,
     "reconcile": Service.RECONCILE,
     "stac_fetcher": Service.STAC,
+    "subscription_puller": Service.PULL,
 }
 
 
