@@ -100,31 +100,20 @@ def _published(products: Sequence[ListedProduct | MalformedProduct]) -> list[dt.
     return filled
 
 
+@dataclasses.dataclass
 class DayFetcher:
     """Fetches day-and-platform pairs into the database; one per process is enough."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        catalogue: CdseCatalogue,
-        *,
-        allowed_tiles: frozenset[str],
-        product_type: str,
-        max_acquisition_age_days: int,
-        download_url: str,
-        sink_names: Sequence[str],
-        page_size: int = 1000,
-        reprocessed_policy: str = "deliver",
-    ) -> None:
-        self.engine = engine
-        self.catalogue = catalogue
-        self.allowed_tiles = allowed_tiles
-        self.product_type = product_type
-        self.max_acquisition_age_days = max_acquisition_age_days
-        self.download_url = download_url
-        self.sink_names = list(sink_names)
-        self.page_size = page_size
-        self.reprocessed_policy = reprocessed_policy
+    engine: Engine
+    catalogue: CdseCatalogue
+    _: dataclasses.KW_ONLY
+    allowed_tiles: frozenset[str]
+    product_type: str
+    max_acquisition_age_days: int
+    download_url: str
+    sink_names: Sequence[str]
+    page_size: int = 1000
+    reprocessed_policy: str = "deliver"
 
     @classmethod
     def from_settings(

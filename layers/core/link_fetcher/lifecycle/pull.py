@@ -72,29 +72,22 @@ class PullReport:
     malformed: int = 0  # notifications that could not be read (acknowledged, logged)
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass
 class PullSession:
-    def __init__(
-        self,
-        engine: Engine,
-        api: SubscriptionsApi,
-        subscription_id: str,
-        products: ProductLookup,
-        *,
-        criteria: Criteria,
-        download_url: str,
-        sink_names: Sequence[str],
-        reprocessed_policy: str = "deliver",
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-    ) -> None:
-        self.engine = engine
-        self.api = api
-        self.subscription_id = subscription_id
-        self.products = products
-        self.criteria = criteria
-        self.download_url = download_url
-        self.sink_names = list(sink_names)
-        self.reprocessed_policy = reprocessed_policy
-        self.clock = clock
+    engine: Engine
+    api: SubscriptionsApi
+    subscription_id: str
+    products: ProductLookup
+    _: dataclasses.KW_ONLY
+    criteria: Criteria
+    download_url: str
+    sink_names: Sequence[str]
+    reprocessed_policy: str = "deliver"
+    clock: Callable[[], dt.datetime] = _utc_now
 
     @classmethod
     def from_settings(
