@@ -3,9 +3,9 @@ clean interpreter of the runtime's Python, as a ratio to `import boto3` in the s
 
 Each import is a fresh process; the figure is the median of `--rounds`, rounds interleaved so that a slow moment
 of the machine hits every function alike. Goal: push (link_subscription) and fetch (link_fetcher) ≤ 2.5 x boto3.
-Also lists the heavy packages each handler loads (alembic, pydantic, sqlalchemy, …) to show what an import costs,
-and the import time counting what the first request imports anyway in AWS (the functions read their secrets there
-through powertools and boto3), so a handler that left boto3 out of INIT does not look faster than it is.
+Also lists the heavy packages each handler loads (alembic, pydantic, sqlalchemy, …) to show what an import costs.
+Nothing is left for the first request to import: the secrets reader (powertools' parameters, boto3) is loaded in
+INIT, so a handler cannot look faster by deferring work Lambda would then run on a throttled CPU.
 Usage: python -m benchmarks.cold_start [--rounds 7] [--tree DIR]  (DIR keeps the built tree for a re-run)
 """
 
@@ -24,15 +24,12 @@ from cdk.link_fetcher_cdk.local_lambda import LambdaTree, build_tree
 
 GOAL = 2.5
 GOAL_FUNCTIONS = ("link_subscription", "link_fetcher")
-# Imported by the first request of every function given a secret ARN (link_fetcher.secrets).
-FIRST_REQUEST = "aws_lambda_powertools.utilities.parameters,boto3"
 WATCHED_PACKAGES = ("alembic", "sqlalchemy", "pydantic", "psycopg", "requests", "redis", "pystac_client", "blake3")
 
 
 def measure(tree: LambdaTree, rounds: int) -> None:
     functions = sorted(tree.tasks)
     handler_seconds: dict[str, list[float]] = {name: [] for name in functions}
-    first_request_seconds: dict[str, list[float]] = {name: [] for name in functions}
     boto3_seconds: list[float] = []
     loaded: dict[str, list[str]] = {}
     for _ in range(rounds):
@@ -40,21 +37,19 @@ def measure(tree: LambdaTree, rounds: int) -> None:
         for name in functions:
             imported = tree.run_import(name)
             handler_seconds[name].append(imported.seconds)
-            first_request_seconds[name].append(tree.run_import(name, f"handler,{FIRST_REQUEST}").seconds)
             loaded[name] = [package for package in WATCHED_PACKAGES if package in imported.modules]
     boto3 = statistics.median(boto3_seconds)
     print(f"import boto3: {boto3 * 1000:.0f} ms median, {min(boto3_seconds) * 1000:.0f} ms best of {rounds}")
     print("medians (best of the rounds in brackets: the least disturbed by other load)")
-    print(f"{'function':<18} {'import':>15} {'x boto3':>14}  {'goal':<12} {'+1st request':>12}  loads")
+    print(f"{'function':<18} {'import':>15} {'x boto3':>14}  {'goal':<12}  loads")
     for name in functions:
         seconds = statistics.median(handler_seconds[name])
         ratio = seconds / boto3
         best_ratio = min(handler_seconds[name]) / min(boto3_seconds)
         goal = (f"≤ {GOAL} " + ("met" if ratio <= GOAL else "MISSED")) if name in GOAL_FUNCTIONS else ""
-        first = statistics.median(first_request_seconds[name])
         print(
             f"{name:<18} {seconds * 1000:>5.0f} ({min(handler_seconds[name]) * 1000:>4.0f}) ms "
-            f"{ratio:>5.2f}x ({best_ratio:.2f}x)  {goal:<12} {first * 1000:>9.0f} ms  {', '.join(loaded[name])}"
+            f"{ratio:>5.2f}x ({best_ratio:.2f}x)  {goal:<12}  {', '.join(loaded[name])}"
         )
 
 

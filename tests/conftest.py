@@ -129,7 +129,7 @@ def _forget_process_caches() -> None:
             for value in list(vars(module).values()):
                 if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
                     value.cache_clear()
-    if "aws_lambda_powertools.utilities.parameters" in sys.modules:  # loaded only by tests that read secrets
+    if "link_fetcher.secrets" in sys.modules:  # loaded only by tests that reach the database or read secrets
         from link_fetcher.secrets import clear_cache
 
         clear_cache()

@@ -263,7 +263,8 @@ def test_stac_pages_with_one_perturbed_item(engine: Engine) -> None:
 def drawn_paths(paths: list[tuple[Any, ...]], timestamp_paths: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
     seen: set[tuple[Any, ...]] = set()
 
-    @settings(max_examples=800, database=None, deadline=None)
+    # Derandomized: the same draws every run, so this checks the strategies, not the luck of one seed.
+    @settings(max_examples=800, database=None, deadline=None, derandomize=True)
     @given(change=perturbation(paths, timestamp_paths))
     def draw(change) -> None:
         seen.add(change[0])

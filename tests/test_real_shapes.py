@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ def test_fetch_cli_same_product_in_another_case_is_one_granule_and_a_malformed_o
     shouted = variant(
         products[0], lambda p: p.update(Id=p["Id"].upper(), PublicationDate=products[2]["PublicationDate"])
     )
-    nameless = variant(products[1], lambda p: p.update(Id="0" + p["Id"][1:], Name=None))
+    nameless = variant(products[1], lambda p: p.update(Id=str(uuid.uuid4()), Name=None))
     with FakeCatalogue() as catalogue:
         catalogue.add([*products, shouted, nameless])
         cli_env.setenv("CDSE_CATALOGUE_URL", catalogue.url)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported with the module, not on first use: every deployed function reads its database secret, and Lambda gives
+# INIT its full CPU, so this belongs to the cold start rather than to the first request.
+from aws_lambda_powertools.utilities import parameters
+
 SECRET_MAX_AGE_SECONDS = 300
 
 
@@ -17,8 +21,6 @@ class SecretUnavailable(RuntimeError):
 
 def read_secret(arn: str, *, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
     """The JSON secret named by `arn`, which must hold `fields`; `what` names it in errors."""
-    from aws_lambda_powertools.utilities import parameters  # only AWS deployments read secrets
-
     try:
         secret = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
         if not isinstance(secret, dict):
@@ -33,6 +35,4 @@ def read_secret(arn: str, *, what: str, fields: tuple[str, ...]) -> dict[str, An
 
 def clear_cache() -> None:
     """Forget the secrets read so far (tests; a process that must see a rotation at once)."""
-    from aws_lambda_powertools.utilities import parameters
-
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
