@@ -5,7 +5,7 @@ then SendMessage it. Against it: the same granules recorded as one page (`record
 delivered by the relay (batches of 10, one statement per batch), with 1 and 4 relay workers. Both run twice:
 with the SQS endpoint answering at once, and with `--latency-ms` (default 5) added to every call, as a queue
 across a network would. Goal: ≥ 20x at 5 ms.
-Usage: python -m benchmarks.per_granule [--granules 500] [--latency-ms 5] [--workers 1 4]
+Usage: python -m benchmarks.per_granule [--granules 2000] [--latency-ms 5] [--workers 1 4]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def empty(engine: Engine) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--granules", type=int, default=500)
+    parser.add_argument("--granules", type=int, default=2_000)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()

@@ -236,18 +236,21 @@ def relay_sink(
     engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
 ) -> None:
     """Drain `sink`'s pending deliveries with `workers` workers, each on a connection of its own. A worker leases
-    LEASE_BATCHES batches in one statement, then sends them a batch at a time and marks each batch (one statement)
-    before it sends the next: workers and concurrent relays never share a delivery, a crash or a lost connection
-    repeats at most the batch each worker has in flight, and what a worker leased without sending is free for
-    the next relay as soon as its session ends. To a ReceiptSink (Redis) the batches go with the worker's receipt
-    and a lease is marked once, after its last batch: a relay taking over skips what the sink holds under a
-    dead relay's receipt, so nothing is repeated; a worker whose session the server ended sends nothing more."""
+    LEASE_BATCHES / workers batches (at least one) in one statement, then sends them a batch at a time and marks
+    each batch (one statement) before it sends the next: workers and concurrent relays never share a delivery, a
+    crash or a lost connection repeats at most the batch each worker has in flight, and what a worker leased
+    without sending is free for the next relay as soon as its session ends. To a ReceiptSink (Redis) the batches
+    go with the worker's receipt and a lease is marked once, after its last batch: a relay taking over skips what
+    the sink holds under a dead relay's receipt, so nothing is repeated; a worker whose session the server ended
+    sends nothing more."""
     stop = threading.Event()
     lock = threading.Lock()
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
-    lease_size = batch_size * LEASE_BATCHES
+    # Workers share the backlog by leases: with several, each takes fewer batches at a time, so a backlog of a few
+    # hundred deliveries is spread over all of them instead of going to the first one or two to ask.
+    lease_size = batch_size * max(1, LEASE_BATCHES // workers)
 
     def drain() -> None:
         with relay_connection(engine) as (conn, token):
