@@ -107,7 +107,7 @@ def freshness_per_day(conn: Connection, since: dt.datetime) -> list[dict[str, An
 def deliveries(conn: Connection) -> dict[str, dict[str, Any]]:
     """{sink: {pending, sent, failed, oldest_pending_seconds}}: the backlog and its age per sink."""
     counts = count_by_status(conn)
-    oldest: dict[str, Any] = {sink: seconds for sink, seconds in conn.execute(_OLDEST_PENDING_SQL).tuples()}
+    oldest: dict[str, Any] = {sink: seconds for sink, seconds in conn.execute(_OLDEST_PENDING_SQL)}
     by_sink: dict[str, dict[str, Any]] = {}
     for sink in sorted({sink for sink, _ in counts}):
         by_sink[sink] = {str(status): counts.get((sink, status), 0) for status in DeliveryStatus}
