@@ -51,57 +51,23 @@ class Polling(Construct):
                 retry_on_service_exceptions=False,
             )
         )
-        fetch = retry_with_backoff(
-            tasks.LambdaInvoke(
-                self,
-                "FetchLinks",
-                lambda_function=link_fetcher,
-                payload_response_only=True,
-                retry_on_service_exceptions=False,
-            )
-        )
-        # The fetcher returns completed=false when it stopped early to beat its timeout: call it again.
-        fetch.next(
-            sfn.Choice(self, "Completed?")
-            .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, "DayFetched"))
-            .otherwise(fetch)
-        )
-        fetch_each_day = sfn.Map(
-            self,
+        fetch_each_day = self.each_until_completed(
             "FetchEachDayAndPlatform",
             items_path="$.query_dates_platforms",
-            item_selector={
-                "query_date.$": "$$.Map.Item.Value[0]",
-                "platform.$": "$$.Map.Item.Value[1]",
-            },
+            item_selector={"query_date.$": "$$.Map.Item.Value[0]", "platform.$": "$$.Map.Item.Value[1]"},
+            step_ids=("FetchLinks", "Completed?", "DayFetched"),
+            function=link_fetcher,
             max_concurrency=config.map_concurrency,
-            result_path=sfn.JsonPath.DISCARD,
         )
-        fetch_each_day.item_processor(fetch)
         # Then the deletions CDSE published on those days (SPEC §9), read and resumed the same way.
-        fetch_deletions = retry_with_backoff(
-            tasks.LambdaInvoke(
-                self,
-                "FetchDeletions",
-                lambda_function=link_fetcher,
-                payload_response_only=True,
-                retry_on_service_exceptions=False,
-            )
-        )
-        fetch_deletions.next(
-            sfn.Choice(self, "DeletionsCompleted?")
-            .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, "DeletionDayFetched"))
-            .otherwise(fetch_deletions)
-        )
-        fetch_each_deletion_day = sfn.Map(
-            self,
+        fetch_each_deletion_day = self.each_until_completed(
             "FetchEachDeletionDay",
             items_path="$.deletion_dates",
             item_selector={"deletion_date.$": "$$.Map.Item.Value"},
+            step_ids=("FetchDeletions", "DeletionsCompleted?", "DeletionDayFetched"),
+            function=link_fetcher,
             max_concurrency=config.map_concurrency,
-            result_path=sfn.JsonPath.DISCARD,
         )
-        fetch_each_deletion_day.item_processor(fetch_deletions)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -140,3 +106,38 @@ class Polling(Construct):
                     )
                 ],
             )
+
+    def each_until_completed(
+        self,
+        map_id: str,
+        *,
+        items_path: str,
+        item_selector: dict[str, str],
+        step_ids: tuple[str, str, str],
+        function: lambda_.IFunction,
+        max_concurrency: int,
+    ) -> sfn.Map:
+        """A Map over `items_path` invoking `function` for each item until it answers completed=true: it answers
+        false when it stopped early to beat its timeout, and resumes from its saved cursor when called again.
+        `step_ids`: the ids of the invocation, the choice and the success state."""
+        invoke_id, choice_id, done_id = step_ids
+        invoke = retry_with_backoff(
+            tasks.LambdaInvoke(
+                self, invoke_id, lambda_function=function, payload_response_only=True, retry_on_service_exceptions=False
+            )
+        )
+        invoke.next(
+            sfn.Choice(self, choice_id)
+            .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, done_id))
+            .otherwise(invoke)
+        )
+        each = sfn.Map(
+            self,
+            map_id,
+            items_path=items_path,
+            item_selector=item_selector,
+            max_concurrency=max_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        each.item_processor(invoke)
+        return each
