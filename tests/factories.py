@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine, text
 
 from db import GranuleRecord, record_granules
 from db.models import TIMESTAMP_RANGE_CHECKS
+from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.http import make_session
 from link_fetcher.products import load_allowed_tiles
 from link_fetcher.settings import PACKAGED_TILES_FILE
 
@@ -99,3 +101,25 @@ def record(engine: Engine, count: int, sinks: Sequence[str]) -> list[str]:
     """Record `count` granules (over three tiles) for delivery to `sinks`; their ids."""
     with engine.begin() as conn:
         return record_granules(conn, [granule_record(i, tile=f"{10 + i % 3}ABC") for i in range(count)], list(sinks))
+
+
+def day_fetcher(
+    engine: Engine,
+    catalogue_url: str,
+    *,
+    allowed_tiles: frozenset[str],
+    sink_names: Sequence[str],
+    max_acquisition_age_days: int = 30,
+    page_size: int = 1000,
+) -> DayFetcher:
+    """A poller of the fake catalogue at `catalogue_url`, retrying fast (tests wait for no backoff)."""
+    return DayFetcher(
+        engine,
+        CdseCatalogue(catalogue_url, session=make_session(backoff=0.01, attempts=5)),
+        allowed_tiles=allowed_tiles,
+        product_type="S2MSI1C",
+        max_acquisition_age_days=max_acquisition_age_days,
+        download_url="https://download.example",
+        sink_names=sink_names,
+        page_size=page_size,
+    )

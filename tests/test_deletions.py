@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from db import DeletionRecord, record_deletions, record_granules
 from link_fetcher.cli import main
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
 from link_fetcher.lifecycle.polling import DeletedProductsCatalogue, DeletionFetcher
 from link_fetcher.products import load_allowed_tiles
@@ -25,7 +25,7 @@ from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
 from link_fetcher.sinks.sqs import SqsSink
-from tests.factories import granule_record
+from tests.factories import day_fetcher, granule_record
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products, deleted_entity
 from tests.push_support import DELETED_FIXTURE, PASSWORD, USERNAME, basic, deleted_notification, encode, notification
 from tests.schema import assert_valid_message
@@ -268,14 +268,8 @@ def _deletion_fetcher(engine: Engine, catalogue: FakeCatalogue, page_size: int =
 
 
 def _product_fetcher(engine: Engine, catalogue: FakeCatalogue) -> DayFetcher:
-    return DayFetcher(
-        engine,
-        CdseCatalogue(catalogue.url, session=make_session(backoff=0.01, attempts=5)),
-        allowed_tiles=ALLOWED,
-        product_type="S2MSI1C",
-        max_acquisition_age_days=100_000,
-        download_url="https://download.example",
-        sink_names=["sqs"],
+    return day_fetcher(
+        engine, catalogue.url, allowed_tiles=ALLOWED, sink_names=["sqs"], max_acquisition_age_days=100_000
     )
 
 

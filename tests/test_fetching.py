@@ -10,9 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from db import UNASSIGNED_SINK
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
-from link_fetcher.http import HttpError, make_session
-from tests.factories import ALLOWED_TILES, allowed_ids
+from link_fetcher.fetching import DayFetcher
+from link_fetcher.http import HttpError
+from tests.factories import ALLOWED_TILES, allowed_ids, day_fetcher
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products, tiles
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -27,15 +27,8 @@ def catalogue():
 
 
 def make_fetcher(engine: Engine, catalogue: FakeCatalogue, page_size: int = 1000) -> DayFetcher:
-    return DayFetcher(
-        engine,
-        CdseCatalogue(catalogue.url, session=make_session(backoff=0.01, attempts=5)),
-        allowed_tiles=ALLOWED_TILES,
-        product_type="S2MSI1C",
-        max_acquisition_age_days=30,
-        download_url="https://download.example",
-        sink_names=[UNASSIGNED_SINK],
-        page_size=page_size,
+    return day_fetcher(
+        engine, catalogue.url, allowed_tiles=ALLOWED_TILES, sink_names=[UNASSIGNED_SINK], page_size=page_size
     )
 
 
