@@ -48,6 +48,8 @@ def test_the_handler_imports_from_its_bundle_alone(tree: LambdaTree, function: s
     assert str(tree.tasks[function] / "handler.py") in imported.files
     # Cold start: Alembic (a few hundred ms) is loaded by the function that migrates, and by no other.
     assert ("alembic" in imported.modules) == (function == "migrate")
+    # Nor SQLAlchemy's ORM (~100 ms): the tables are Core.
+    assert "sqlalchemy.orm" not in imported.modules or function == "migrate"
     assert imported.python == PYTHON_VERSION == "3.13"
 
 

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from db import Base, get_engine
+from db import get_engine, metadata
 from db.migrate import current_revision, downgrade_base, head_revision, upgrade_head
 
 EXPECTED_TABLES = {"granule", "granule_count", "deletion_count", "status", "outbox", "alembic_version"}
@@ -51,7 +51,7 @@ def test_downgrade_base_then_upgrade_head(scratch_url: str) -> None:
 
 def test_models_and_migrations_agree(database_url: str) -> None:
     with get_engine(database_url).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
 
 

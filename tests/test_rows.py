@@ -1,4 +1,4 @@
-"""Rows after the database are typed: db.GranuleRow names every column of db.models.Granule, with its type."""
+"""Rows after the database are typed: db.GranuleRow names every column of db.models.granule_table, with its type."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import typing
 import pytest
 from sqlalchemy import Engine
 
-from db import Granule, GranuleRow, load_granules, record_granules
+from db import GranuleRow, granule_table, load_granules, record_granules
 from db.outbox import MESSAGE_COLUMNS
 from tests.factories import granule_record
 
 
 @pytest.mark.unit
 def test_the_row_type_names_every_column() -> None:
-    assert list(GranuleRow.__annotations__) == [column.name for column in Granule.__table__.columns]
+    assert list(GranuleRow.__annotations__) == [column.name for column in granule_table.columns]
     assert GranuleRow.__optional_keys__ == {"item"}  # the relay reads every column but the item
     assert set(MESSAGE_COLUMNS) == set(GranuleRow.__required_keys__)
 

@@ -10,14 +10,14 @@ from typing import TypedDict
 
 from sqlalchemy import Connection, text
 
-from db.models import DeliveryEvent, DeliveryStatus, Granule
+from db.models import DeliveryEvent, DeliveryStatus, granule_table
 from db.reading import GranuleRow, load_granules
 
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
 UNASSIGNED_SINK = "unassigned"
 
 # What a message is built from; not the full STAC `item` (kilobytes per row that no message carries).
-MESSAGE_COLUMNS = tuple(column.name for column in Granule.__table__.columns if column.name != "item")
+MESSAGE_COLUMNS = tuple(column.name for column in granule_table.columns if column.name != "item")
 
 # A relay leases pending deliveries before sending them, in autocommit, many batches per statement, and marks
 # each batch after the sink took it (one statement). A lease lives as long as the relay's database session: the

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError
 
 
 class GranuleRow(TypedDict):
-    """A `granule` row read back, column by column (db.models.Granule; a test keeps the two in step). `item`, the
+    """A `granule` row read back, column by column (db.models.granule_table; a test keeps the two in step). `item`, the
     full STAC item, is left out where it is not needed (the relay)."""
 
     id: str

@@ -8,12 +8,12 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy import Connection, select, text
 
 import db
-from db import Granule, GranuleRow
+from db import GranuleRow, granule_table
 
 LAST_DOWNLOAD_KEY = "last_file_downloaded_time"
 
 
-_ALL_COLUMNS = tuple(column.name for column in Granule.__table__.columns)
+_ALL_COLUMNS = tuple(column.name for column in granule_table.columns)
 
 
 def load_granules(conn: Connection, ids: Sequence[str]) -> tuple[dict[str, GranuleRow], dict[str, str]]:
@@ -59,9 +59,10 @@ def downloaded_since(
 ) -> Iterator[tuple[list[GranuleRow], dict[str, str]]]:
     """Rows marked downloaded (first seen at or after `since`), in batches: (readable rows, {id: why not} for
     the rows that cannot be read back); not those CDSE deleted (their objects may have been removed on purpose)."""
-    query = select(Granule.id).where(Granule.downloaded, Granule.deleted_at.is_(None)).order_by(Granule.id)
+    columns = granule_table.c
+    query = select(columns.id).where(columns.downloaded, columns.deleted_at.is_(None)).order_by(columns.id)
     if since is not None:
-        query = query.where(Granule.first_seen >= since)
+        query = query.where(columns.first_seen >= since)
     ids = conn.execution_options(stream_results=True, yield_per=batch).execute(query).scalars()
     for partition in ids.partitions(batch):
         rows, unreadable = load_granules(conn, partition)

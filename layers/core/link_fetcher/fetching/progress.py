@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from db import GranuleCount
+from db import granule_count_table
 from link_fetcher.fetching.query import Cursor
 
 
@@ -24,9 +24,9 @@ class DayProgress:
 
 def load_progress(conn: Connection, day: dt.date, platform: str) -> DayProgress:
     """The stored progress, creating the row of a day never fetched."""
-    conn.execute(insert(GranuleCount).values(date=day, platform=platform).on_conflict_do_nothing())
+    conn.execute(insert(granule_count_table).values(date=day, platform=platform).on_conflict_do_nothing())
     row = conn.execute(
-        select(GranuleCount.__table__).where(GranuleCount.date == day, GranuleCount.platform == platform)
+        select(granule_count_table).where(granule_count_table.c.date == day, granule_count_table.c.platform == platform)
     ).one()
     return DayProgress(
         day=day,
@@ -41,8 +41,8 @@ def load_progress(conn: Connection, day: dt.date, platform: str) -> DayProgress:
 def save_progress(conn: Connection, progress: DayProgress) -> None:
     """Store progress (in the caller's transaction, with the page it follows) and stamp last_fetched_time."""
     conn.execute(
-        update(GranuleCount)
-        .where(GranuleCount.date == progress.day, GranuleCount.platform == progress.platform)
+        update(granule_count_table)
+        .where(granule_count_table.c.date == progress.day, granule_count_table.c.platform == progress.platform)
         .values(
             available_links=progress.available,
             fetched_links=progress.fetched,

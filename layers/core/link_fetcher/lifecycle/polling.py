@@ -17,7 +17,7 @@ import requests
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from db import DeletionCount, record_deletions
+from db import deletion_count_table, record_deletions
 from link_fetcher.fetching.query import Cursor, PagingError, after_page, day_window, odata_time
 from link_fetcher.http import HttpError, get_json, make_session
 from link_fetcher.lifecycle.deleted_products import parse_items, remember_criteria, to_deletion
@@ -79,8 +79,8 @@ class DeletionProgress:
 
 
 def load_progress(conn: Connection, day: dt.date) -> DeletionProgress:
-    conn.execute(insert(DeletionCount).values(date=day).on_conflict_do_nothing())
-    row = conn.execute(select(DeletionCount.__table__).where(DeletionCount.date == day)).one()
+    conn.execute(insert(deletion_count_table).values(date=day).on_conflict_do_nothing())
+    row = conn.execute(select(deletion_count_table).where(deletion_count_table.c.date == day)).one()
     return DeletionProgress(
         day,
         row.available_deletions,
@@ -92,8 +92,8 @@ def load_progress(conn: Connection, day: dt.date) -> DeletionProgress:
 
 def save_progress(conn: Connection, progress: DeletionProgress) -> None:
     conn.execute(
-        update(DeletionCount)
-        .where(DeletionCount.date == progress.day)
+        update(deletion_count_table)
+        .where(deletion_count_table.c.date == progress.day)
         .values(
             available_deletions=progress.available,
             fetched_deletions=progress.fetched,
