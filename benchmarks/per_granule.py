@@ -2,7 +2,8 @@
 
 The naive baseline (the shape of the HLS link fetcher), written here: for each granule, INSERT it and COMMIT,
 then SendMessage it. Against it: the same granules recorded as one page (`record_granules`, one statement) and
-delivered by the relay (batches of 10, one statement per batch), with 1 and 4 relay workers. Both run twice:
+delivered by the relay (batches of 10, one statement per batch), with 1 relay worker and with the default
+RELAY_WORKERS (4). Both run twice:
 with the SQS endpoint answering at once, and with `--latency-ms` (default 5) added to every call, as a queue
 across a network would. Goal: ≥ 20x at 5 ms.
 Usage: python -m benchmarks.per_granule [--granules 2000] [--latency-ms 5] [--workers 1 4]
@@ -23,10 +24,12 @@ from benchmarks.common import scratch_database, sqs_client, sqs_endpoint_process
 from db import GranuleRecord, record_granules
 from link_fetcher.messages import to_download_body
 from link_fetcher.relay import relay
+from link_fetcher.settings import Settings
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import ACCOUNT
 
+DEFAULT_WORKERS = Settings.model_fields["relay_workers"].default
 _INSERT = text(
     """
     INSERT INTO granule (id, filename, download_url, source, tile_id, platform, product_type, size, checksum,
@@ -69,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--granules", type=int, default=2_000)
     parser.add_argument("--latency-ms", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, DEFAULT_WORKERS])
     args = parser.parse_args()
 
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.granules)]
@@ -86,7 +89,8 @@ def main() -> None:
                     empty(engine)
                     rate = batched(engine, sink, records, workers)
                     print(
-                        f"SQS +{latency:g} ms per call: record the page + relay, {workers} worker(s) "
+                        f"SQS +{latency:g} ms per call: record the page + relay, {workers} worker(s)"
+                        f"{' (default)' if workers == DEFAULT_WORKERS else ''} "
                         f"{rate:8,.0f}/s  = {rate / baseline:5.1f}x"
                     )
 

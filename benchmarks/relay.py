@@ -10,13 +10,16 @@ The relay starts from N pending deliveries in PostgreSQL (made pending again bef
 pays for everything a real run does: leasing, reading the granules, building and encoding each message,
 marking each batch sent. With `--workers W` the relay runs W workers and the bare loop W threads. The two
 alternate, round after round, so load from elsewhere on the machine falls on both alike: each round's ratio is
-printed, then the median and range.
+printed, then the median and range. Each line also gives this process's CPU time per message (both are Python
+in this process; the endpoint, PostgreSQL and Redis are other processes): the relay cannot beat the bare loop's
+speed by more than its own CPU allows, whatever it overlaps.
 Usage: python -m benchmarks.relay [--deliveries 2000] [--rounds 5] [--workers 1] [--latency-ms 0] [--sinks ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import statistics
@@ -43,9 +46,16 @@ def batches(items: Sequence, size: int = BATCH) -> list[Sequence]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def bare_rate(send: Callable[[object], object], prepared: Sequence, workers: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    per_second: float
+    cpu_us: float  # this process's CPU time per message, in microseconds
+
+
+def bare_rate(send: Callable[[object], object], prepared: Sequence, workers: int) -> Rate:
     """Messages/s for sending every prepared batch, with `workers` threads taking batches in turn."""
     count = sum(len(batch) for batch in prepared)
+    cpu = time.process_time()
     started = time.perf_counter()
     if workers == 1:
         for batch in prepared:
@@ -53,10 +63,10 @@ def bare_rate(send: Callable[[object], object], prepared: Sequence, workers: int
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(send, prepared))
-    return count / (time.perf_counter() - started)
+    return Rate(count / (time.perf_counter() - started), (time.process_time() - cpu) / count * 1e6)
 
 
-def relay_rate(engine: Engine, sink: SqsSink | RedisStreamSink, workers: int, deliveries: int) -> float:
+def relay_rate(engine: Engine, sink: SqsSink | RedisStreamSink, workers: int, deliveries: int) -> Rate:
     """Deliveries/s for one relay of `sink`'s whole backlog, made pending again first (untimed)."""
     with engine.begin() as conn:
         conn.execute(
@@ -64,22 +74,27 @@ def relay_rate(engine: Engine, sink: SqsSink | RedisStreamSink, workers: int, de
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE outbox"))  # each round starts from the same table, not the last's garbage
+    cpu = time.process_time()
     started = time.perf_counter()
     report = relay(engine, [sink], workers=workers)
     seconds = time.perf_counter() - started
     assert report.sent[sink.name] == deliveries and not report.unavailable, report
-    return deliveries / seconds
+    return Rate(deliveries / seconds, (time.process_time() - cpu) / deliveries * 1e6)
 
 
-def compare(label: str, bare: Callable[[], float], relayed: Callable[[], float], rounds: int) -> None:
+def compare(label: str, bare: Callable[[], Rate], relayed: Callable[[], Rate], rounds: int) -> None:
     ratios = []
     for round_number in range(1, rounds + 1):
         # Alternate which goes first: a trend in the machine's load then favours neither.
         first, second = (bare, relayed) if round_number % 2 else (relayed, bare)
         results = {first: first(), second: second()}
-        ratio = results[relayed] / results[bare]
+        ratio = results[relayed].per_second / results[bare].per_second
         ratios.append(ratio)
-        print(f"  {label} {round_number}: bare {results[bare]:8,.0f}/s  relay {results[relayed]:8,.0f}/s  {ratio:5.0%}")
+        print(
+            f"  {label} {round_number}: bare {results[bare].per_second:8,.0f}/s  "
+            f"relay {results[relayed].per_second:8,.0f}/s  {ratio:5.0%}   CPU here per message: bare "
+            f"{results[bare].cpu_us:4.0f} us, relay {results[relayed].cpu_us:4.0f} us"
+        )
     print(
         f"{label}: relay / bare loop median {statistics.median(ratios):.0%} "
         f"(range {min(ratios):.0%} to {max(ratios):.0%}, {rounds} rounds)"
