@@ -15,7 +15,7 @@ from db import (
     record_granules,
     release_leases,
 )
-from db.outbox import _COUNT_IN_SQL, _LEASE_SQL, _MARK_SQL, LEASE_LOCK_CLASS
+from db.outbox import _COUNT_IN_SQL, _LEASE_SQL, _MARK_SENT_SQL, _MARK_SQL, LEASE_LOCK_CLASS
 from tests.factories import granule_record
 
 
@@ -118,6 +118,40 @@ def test_draining_with_a_cursor_does_not_reread_sent_rows_whatever_the_plan(engi
     assert _rows_visited(plan[0]["Plan"]) <= 20
 
 
+def _deliveries(conn: Connection) -> dict[int, tuple]:
+    rows = conn.execute(
+        text("SELECT id, status, attempts, last_error, sent_at, first_sent_at, leased_by FROM outbox ORDER BY id")
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_a_batch_all_accepted_and_a_mixed_batch_are_marked_alike(engine: Engine) -> None:
+    """The all-accepted batch takes a one-array statement: the same effect on every column as the general one,
+    first delivery time kept when a requeued delivery is sent again."""
+    _record(engine, 4)
+    with _autocommit(engine) as conn:
+        token = lease_token(conn)
+        leased = [d.outbox_id for d in lease_pending(conn, "sqs", token, 4)]
+        mark_outcomes(conn, [DeliveryOutcome(leased[0], "throttled"), DeliveryOutcome(leased[1], None)], 10)
+        mark_outcomes(conn, [DeliveryOutcome(i, None) for i in leased[2:]], 10)
+        after_first = _deliveries(conn)
+        assert after_first[leased[0]][:4] == ("pending", 1, "throttled", None)
+        for outbox_id in leased[1:]:
+            status, attempts, error, sent_at, first_sent_at, leased_by = after_first[outbox_id]
+            assert (status, attempts, error, leased_by) == ("sent", 1, None, None)
+            assert sent_at is not None and first_sent_at == sent_at
+        # The refused one sent on the next try (all accepted); a sent one requeued and sent again.
+        conn.execute(text("UPDATE outbox SET status = 'pending' WHERE id = :id"), {"id": leased[2]})
+        again = [d.outbox_id for d in lease_pending(conn, "sqs", token, 4)]
+        assert again == [leased[0], leased[2]]
+        mark_outcomes(conn, [DeliveryOutcome(i, None) for i in again], 10)
+        after_second = _deliveries(conn)
+    assert after_second[leased[0]][:3] == ("sent", 2, None)
+    assert after_second[leased[0]][4] == after_second[leased[0]][3]  # first delivered now
+    resent = after_second[leased[2]]
+    assert resent[0] == "sent" and resent[4] == after_first[leased[2]][4] < resent[3]  # first delivery kept
+
+
 def test_lease_and_mark_read_only_their_rows_whatever_the_table_size(engine: Engine) -> None:
     """Each batch's mark (and each lease) finds its rows through the primary key: with a hash join on a sequential
     scan, the planner's choice for a small table, every batch would cost a read of the whole outbox."""
@@ -128,7 +162,12 @@ def test_lease_and_mark_read_only_their_rows_whatever_the_table_size(engine: Eng
         leased = [d.outbox_id for d in lease_pending(conn, "sqs", token, 10)]
         lease = {"sink": "sqs", "limit": 100, "after_id": 10, "exclude": [], "granule_ids": None, "token": token}
         mark = {"ids": leased, "errors": [None] * 10, "attempted": [True] * 10, "final": [False] * 10}
-        for statement, params in ((_LEASE_SQL, {**lease, "lock_class": LEASE_LOCK_CLASS}), (_MARK_SQL, mark)):
+        statements = (
+            (_LEASE_SQL, {**lease, "lock_class": LEASE_LOCK_CLASS}),
+            (_MARK_SQL, mark),
+            (_MARK_SENT_SQL, {"ids": leased}),
+        )
+        for statement, params in statements:
             plan = conn.execute(
                 text(f"EXPLAIN (FORMAT JSON) {statement.text}"), {**params, "max_attempts": 10}
             ).scalar_one()
