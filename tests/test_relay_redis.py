@@ -173,16 +173,17 @@ def test_a_relay_marks_once_per_lease_and_a_crash_repeats_nothing(
     engine, make_settings, redis_url, redis_client, unique_name
 ) -> None:
     """The batches of a lease are marked sent together: Redis keeps each batch's receipt (the relay's token)
-    with it. A relay that dies after Redis took two batches leaves them pending; the next relay finds their
-    receipts, marks them sent without sending them again, and sends only the rest."""
-    ids = record(engine, 30, ["redis"])
+    with it. The first lease is one batch, the second two: a relay that dies after Redis took both batches of the
+    second leaves them pending; the next relay finds their receipts, marks them sent without sending them again,
+    and sends only the rest."""
+    ids = record(engine, 50, ["redis"])
     sink = _sink(make_settings, redis_url, unique_name)
     with pytest.raises(SimulatedCrash):
-        relay(engine, [_CrashesAfter(sink, _crash_after(2))])
-    assert _pending_count(engine) == 30 and redis_client.xlen(unique_name) == 20
-    assert redis_client.hlen(sink.receipts_key) == 20
+        relay(engine, [_CrashesAfter(sink, _crash_after(3))])
+    assert _pending_count(engine) == 40 and redis_client.xlen(unique_name) == 30
+    assert redis_client.hlen(sink.receipts_key) == 20  # the first lease's went when it was marked
     report = relay(engine, [sink])
-    assert report.sent == {"redis": 10} and report.pending == 0  # the 20 already in the stream are not sent again
+    assert report.sent == {"redis": 20} and report.pending == 0  # the 20 already in the stream are not sent again
     assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)  # each once
     assert redis_client.hlen(sink.receipts_key) == 0  # receipts go once their deliveries are marked
 

@@ -10,6 +10,7 @@ import boto3
 import pytest
 import redis
 
+import link_fetcher.relay as relay_module
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
@@ -60,4 +61,24 @@ def test_a_second_relay_has_nothing_left_to_send(engine, sink_under_test: SinkUn
     ids = record(engine, 25, [sink.name])
     assert relay(engine, [sink]).sent == {sink.name: 25}
     assert relay(engine, [sink]).sent == {sink.name: 0}
+    assert sorted(received()) == sorted(ids)
+
+
+def test_each_worker_leases_one_batch_first_then_twice_as_many_up_to_the_cap(
+    engine, sink_under_test: SinkUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small backlog goes to every worker at once (first leases of one batch); a large one is leased in few
+    statements (doubling up to LEASE_BATCHES batches)."""
+    sink, received = sink_under_test
+    ids = record(engine, 390, [sink.name])
+    asked: list[int] = []  # each lease's limit
+    original = relay_module.lease_pending
+
+    def counting_lease(*args, **kwargs):
+        asked.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(relay_module, "lease_pending", counting_lease)
+    assert relay(engine, [sink]).sent == {sink.name: 390}
+    assert asked == [10, 20, 40, 80, 100, 100, 100]  # the last one comes back short (40): caught up
     assert sorted(received()) == sorted(ids)

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 # times with doubling pauses, before the run leaves them pending for the next relay.
 RESENDS = 2
 RESEND_PAUSE_S = 0.1
-# Batches a relay worker leases per statement: fewer statements per delivery, none of them between two sends
-# but the mark of the batch just sent.
+# Batches a relay worker leases per statement, at most: fewer statements per delivery, none of them between two
+# sends but the mark of the batch just sent. A worker's first lease is one batch, and each next one doubles up to
+# this, so that the workers share a small backlog at once and lease a large one in few statements.
 LEASE_BATCHES = 10
 
 
@@ -236,26 +237,24 @@ def relay_sink(
     engine: Engine, sink: Sink, *, batch_size: int, max_attempts: int, workers: int, report: RelayReport
 ) -> None:
     """Drain `sink`'s pending deliveries with `workers` workers, each on a connection of its own. A worker leases
-    LEASE_BATCHES / workers batches (at least one) in one statement, then sends them a batch at a time and marks
-    each batch (one statement) before it sends the next: workers and concurrent relays never share a delivery, a
-    crash or a lost connection repeats at most the batch each worker has in flight, and what a worker leased
-    without sending is free for the next relay as soon as its session ends. To a ReceiptSink (Redis) the batches
-    go with the worker's receipt and a lease is marked once, after its last batch: a relay taking over skips what
-    the sink holds under a dead relay's receipt, so nothing is repeated; a worker whose session the server ended
-    sends nothing more."""
+    up to LEASE_BATCHES batches in one statement (one at first, twice as many each time), then sends them a batch
+    at a time and marks each batch (one statement) before it sends the next: workers and concurrent relays never
+    share a delivery, a crash or a lost connection repeats at most the batch each worker has in flight, and what a
+    worker leased without sending is free for the next relay as soon as its session ends. To a ReceiptSink (Redis)
+    the batches go with the worker's receipt and a lease is marked once, after its last batch: a relay taking over
+    skips what the sink holds under a dead relay's receipt, so nothing is repeated; a worker whose session the
+    server ended sends nothing more."""
     stop = threading.Event()
     lock = threading.Lock()
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
-    # Workers share the backlog by leases: with several, each takes fewer batches at a time, so a backlog of a few
-    # hundred deliveries is spread over all of them instead of going to the first one or two to ask.
-    lease_size = batch_size * max(1, LEASE_BATCHES // workers)
 
     def drain() -> None:
         with relay_connection(engine) as (conn, token):
             leased: collections.deque[ClaimedDelivery] = collections.deque()
             cursor = 0  # deliveries committed behind it while this run passed stay pending for the next run
+            lease_batches = 1
             caught_up = False
             # A ReceiptSink keeps this relay's receipt with each batch, so the batches of a lease are marked
             # together: `unmarked` holds the outcomes sent since the last mark.
@@ -277,6 +276,8 @@ def relay_sink(
                         break
                     with lock:
                         exclude = list(refused_this_run)
+                    lease_size = batch_size * lease_batches
+                    lease_batches = min(LEASE_BATCHES, 2 * lease_batches)
                     chunk = lease_pending(conn, sink.name, token, lease_size, exclude=exclude, after_id=cursor)
                     if not chunk:
                         break
