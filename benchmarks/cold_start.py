@@ -4,8 +4,10 @@ clean interpreter of the runtime's Python, as a ratio to `import boto3` in the s
 Each import is a fresh process; the figure is the median of `--rounds`, rounds interleaved so that a slow moment
 of the machine hits every function alike. Goal: push (link_subscription) and fetch (link_fetcher) ≤ 2.5 x boto3.
 Also lists the heavy packages each handler loads (alembic, pydantic, sqlalchemy, …) to show what an import costs.
-Nothing is left for the first request to import: the secrets reader (powertools' parameters, boto3) is loaded in
-INIT, so a handler cannot look faster by deferring work Lambda would then run on a throttled CPU.
+Nothing is left for the first request to import: the secrets reader (powertools' parameters, boto3) and the
+database driver (psycopg) are loaded in INIT, so a handler cannot look faster by deferring imports Lambda would
+then run on the function's share of a CPU. What the first request still does is set-up, not imports: reading the
+settings and the database secret, creating the engine and the sink clients.
 Usage: python -m benchmarks.cold_start [--rounds 7] [--tree DIR]  (DIR keeps the built tree for a re-run)
 """
 

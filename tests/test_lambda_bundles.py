@@ -50,6 +50,8 @@ def test_the_handler_imports_from_its_bundle_alone(tree: LambdaTree, function: s
     assert ("alembic" in imported.modules) == (function == "migrate")
     # Nor SQLAlchemy's ORM (~100 ms): the tables are Core.
     assert "sqlalchemy.orm" not in imported.modules or function == "migrate"
+    # The database driver is loaded in INIT with SQLAlchemy, not by the first request's first connection.
+    assert ("psycopg" in imported.modules) == ("sqlalchemy" in imported.modules)
     assert imported.python == PYTHON_VERSION == "3.13"
 
 

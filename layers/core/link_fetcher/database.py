@@ -62,9 +62,9 @@ def embedded_url(data_dir: Path) -> str:
 def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
     """The process's engine. The embedded database is migrated on first use, so it is ready to record."""
     url = configured_url(settings)
-    # Each relay worker holds two connections (one sends a batch while the other claims the next); the rest
-    # serve requests, recording and reports.
-    pool_size = max(5, 2 * settings.relay_workers + 3)
+    # Each relay worker holds one connection (its leases live with its session); the rest serve requests,
+    # recording and reports.
+    pool_size = max(5, settings.relay_workers + 3)
     if url is None:
         if not allow_embedded:
             raise RuntimeError("DATABASE_URL (or DATABASE_SECRET_ARN) is not set")
