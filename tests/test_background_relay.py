@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from db import record_granules
 from link_fetcher.relay import BackgroundRelay
-from link_fetcher.sinks import Message
+from link_fetcher.sinks import BeforeSend, Message
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import SqsEndpoint
@@ -55,10 +55,10 @@ class _HeldSink:
         self.sending = threading.Event()
         self.release = threading.Event()
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
         self.sending.set()
         assert self.release.wait(10)
-        return self._sink.send(messages)
+        return self._sink.send(messages, before_send)
 
 
 def test_a_stop_asked_during_a_pass_still_drains_what_was_recorded_meanwhile(

@@ -23,7 +23,7 @@ from examples import consume_redis, consume_sqs
 from link_fetcher.cli import main
 from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import RESENDS, relay
-from link_fetcher.sinks import Message, Sink
+from link_fetcher.sinks import BeforeSend, Message, Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record, record
@@ -73,12 +73,12 @@ class _Wrapped:
         self._sink, self._before, self._after, self.calls = sink, before, after, 0
         self._lock = threading.Lock()  # relay workers send concurrently
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
         with self._lock:
             self.calls += 1
             batch = self.calls
         self._before(batch)
-        refused = self._sink.send(messages)
+        refused = self._sink.send(messages, before_send)
         self._after(batch)
         return refused
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from db import (
     DeliveryOutcome,
@@ -15,6 +17,7 @@ from db import (
     record_granules,
     release_leases,
 )
+from db.in_flight import InFlight
 from db.outbox import _COUNT_IN_SQL, _LEASE_SQL, _MARK_SENT_SQL, _MARK_SQL, LEASE_LOCK_CLASS
 from tests.factories import granule_record
 
@@ -160,16 +163,41 @@ def test_lease_and_mark_read_only_their_rows_whatever_the_table_size(engine: Eng
         conn.execute(text("VACUUM ANALYZE outbox"))
         token = lease_token(conn)
         leased = [d.outbox_id for d in lease_pending(conn, "sqs", token, 10)]
-        lease = {"sink": "sqs", "limit": 100, "after_id": 10, "exclude": [], "granule_ids": None, "token": token}
-        mark = {"ids": leased, "errors": [None] * 10, "attempted": [True] * 10, "final": [False] * 10}
+        lease = ("sqs", 10, [], None, token, LEASE_LOCK_CLASS, 100)  # after id 10, the next 100
         statements = (
-            (_LEASE_SQL, {**lease, "lock_class": LEASE_LOCK_CLASS}),
-            (_MARK_SQL, mark),
-            (_MARK_SENT_SQL, {"ids": leased}),
+            (_LEASE_SQL, lease),
+            (_MARK_SQL, (leased, [None] * 10, [True] * 10, [False] * 10, 10)),
+            (_MARK_SENT_SQL, (leased,)),
         )
+        in_flight = InFlight(conn)
         for statement, params in statements:
-            plan = conn.execute(
-                text(f"EXPLAIN (FORMAT JSON) {statement.text}"), {**params, "max_attempts": 10}
-            ).scalar_one()
+            in_flight.send(b"EXPLAIN (FORMAT JSON) " + statement, params)
+            ((plan,),) = in_flight.collect()
             plan = plan if isinstance(plan, list) else json.loads(plan)
             assert "Seq Scan" not in json.dumps(plan), plan
+
+
+def test_a_statement_in_flight_is_collected_once_and_fails_as_sqlalchemy_raises(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        in_flight = InFlight(conn)
+        assert in_flight.collect() == [] and not in_flight.busy
+        in_flight.send(b"SELECT $1::int + 1, $2::text[]", (41, ["a", None]))
+        with pytest.raises(RuntimeError, match="already in flight"):
+            in_flight.send(b"SELECT 1", ())
+        assert in_flight.collect() == [(42, ["a", None])] and in_flight.collect() == []
+        in_flight.send(b"SELECT * FROM no_such_table", ())
+        with pytest.raises(ProgrammingError, match="no_such_table"):
+            in_flight.collect()
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1  # the connection goes on after the error
+
+
+def test_a_connection_lost_with_a_statement_in_flight_raises_operational_error(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        in_flight = InFlight(conn)
+        in_flight.send(b"SELECT pg_sleep(5)", ())
+        with engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
+        with pytest.raises(OperationalError):
+            in_flight.collect()
+        conn.invalidate()

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.outbox import LEASE_LOCK_CLASS
 from link_fetcher.relay import relay
-from link_fetcher.sinks import Message
+from link_fetcher.sinks import BeforeSend, Message
 from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
 from tests.factories import record
 from tests.fakes.tcp_proxy import TcpProxy
@@ -114,11 +114,11 @@ class _StopsBeforeBatch:
         self.name = sink.name
         self._sink, self._proxy, self._batch, self._calls = sink, proxy, batch, 0
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
         self._calls += 1
         if self._calls == self._batch:
             self._proxy.stop()
-        return self._sink.send(messages)
+        return self._sink.send(messages, before_send)
 
 
 def test_redis_down_mid_run_keeps_the_rest_pending(engine, make_settings, redis_url, redis_client, unique_name) -> None:
@@ -154,8 +154,10 @@ class _CrashesAfter(RedisStreamSink):
         super().__init__(sink._client, sink.stream, maxlen=sink.maxlen)
         self.after, self.batches = after, 0
 
-    def send_with_receipt(self, messages: Sequence[Message], receipt: str | None) -> dict[str, str]:
-        refused = super().send_with_receipt(messages, receipt)
+    def send_with_receipt(
+        self, messages: Sequence[Message], receipt: str | None, before_send: BeforeSend | None = None
+    ) -> dict[str, str]:
+        refused = super().send_with_receipt(messages, receipt, before_send)
         self.batches += 1
         self.after(self.batches)
         return refused

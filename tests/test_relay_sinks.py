@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
 import redis
+from sqlalchemy import text
 
 import link_fetcher.relay as relay_module
 from link_fetcher.relay import relay
@@ -72,13 +74,57 @@ def test_each_worker_leases_one_batch_first_then_twice_as_many_up_to_the_cap(
     sink, received = sink_under_test
     ids = record(engine, 390, [sink.name])
     asked: list[int] = []  # each lease's limit
-    original = relay_module.lease_pending
+    original = relay_module.send_lease
 
     def counting_lease(*args, **kwargs):
         asked.append(args[3])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(relay_module, "lease_pending", counting_lease)
+    monkeypatch.setattr(relay_module, "send_lease", counting_lease)
     assert relay(engine, [sink]).sent == {sink.name: 390}
     assert asked == [10, 20, 40, 80, 100, 100, 100]  # the last one comes back short (40): caught up
     assert sorted(received()) == sorted(ids)
+
+
+def test_a_batch_leaves_once_the_previous_is_marked_and_the_next_lease_goes_with_a_lease_last(
+    engine, aws_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark of a batch runs while the next batch is built; it has committed when that batch leaves the process
+    (botocore's before-send), so a crash still repeats one batch at most. The next lease is sent as a lease's last
+    batch leaves."""
+    record(engine, 150, ["sqs"])
+    marked_at_departure: list[int] = []  # deliveries marked sent as each batch leaves
+    leases_sent_after: list[int] = []  # batches that had left when each lease was sent
+    original = relay_module.send_lease
+
+    def noting_lease(*args, **kwargs):
+        leases_sent_after.append(len(marked_at_departure))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(relay_module, "send_lease", noting_lease)
+    with SqsEndpoint() as endpoint:
+        client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
+        sink = SqsSink(endpoint.queue_url("q"), client=client)
+
+        def hold_rows_of_batch_two(locked: threading.Event) -> None:
+            # The relay's mark of batch 2 waits for these row locks: 0.3 s, far longer than building batch 3.
+            with engine.begin() as conn:
+                conn.execute(text("SELECT id FROM outbox WHERE id BETWEEN 11 AND 20 FOR UPDATE")).all()
+                locked.set()
+                time.sleep(0.3)
+
+        def departing(**_) -> None:  # runs after the sink's own before-send handler
+            with engine.connect() as conn:
+                sent = conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'sent'")).scalar_one()
+            marked_at_departure.append(sent)
+            if len(marked_at_departure) == 2:
+                locked = threading.Event()
+                threading.Thread(target=hold_rows_of_batch_two, args=(locked,)).start()
+                assert locked.wait(5)
+
+        client.meta.events.register("before-send.sqs.SendMessageBatch", departing)
+        assert relay(engine, [sink]).sent == {"sqs": 150}
+    assert marked_at_departure == list(range(0, 150, 10))
+    # Leases of 10, 20, 40 and 80; the fifth comes back empty. Each after the first went out with its
+    # predecessor's last batch: the 1st, 3rd, 7th and 15th.
+    assert leases_sent_after == [0, 0, 2, 6, 14]

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from db import record_granules
 from link_fetcher.relay import relay
-from link_fetcher.sinks import Message
+from link_fetcher.sinks import BeforeSend, Message
 from tests.factories import granule_record
 from tests.schema import assert_valid_message
 
@@ -37,7 +37,9 @@ class CollectingSink:
     def __init__(self) -> None:
         self.bodies: list[dict] = []
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
+        if before_send is not None:
+            before_send()
         self.bodies.extend(message.body for message in messages)
         return {}
 

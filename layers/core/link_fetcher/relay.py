@@ -24,17 +24,21 @@ from db import (
     DeliveryStatus,
     GranuleRow,
     assign_unbound,
+    collect_lease,
     end_leases,
     lease_pending,
     lease_token,
     mark_outcomes,
     release_leases,
+    send_lease,
+    send_mark,
 )
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
+from db.in_flight import InFlight
 from link_fetcher.messages import DELETED, FOUND, message_id, to_download_body
 from link_fetcher.settings import Settings
-from link_fetcher.sinks import Message, ReceiptSink, Sink, SinkUnavailable
+from link_fetcher.sinks import BeforeSend, Message, ReceiptSink, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +90,22 @@ def to_message(granule: GranuleRow, event: str = FOUND) -> Message:
 
 
 def deliver_batch(
-    sink: Sink, messages: Sequence[Message], receipt: str | None = None
+    sink: Sink, messages: Sequence[Message], receipt: str | None = None, before_send: BeforeSend | None = None
 ) -> tuple[dict[str, str], str | None]:
-    """Send a batch (with `receipt` to a ReceiptSink), then resend only the entries the sink refused. Returns
-    ({message id: error} for those still not accepted, the outage if the sink went down, in which case every
-    entry not yet accepted is listed)."""
+    """Send a batch (with `receipt` to a ReceiptSink; `before_send` runs before it leaves), then resend only the
+    entries the sink refused. Returns ({message id: error} for those still not accepted, the outage if the sink
+    went down, in which case every entry not yet accepted is listed)."""
     outstanding = list(messages)
     refused: dict[str, str] = {}
     for resend in range(RESENDS + 1):
         if resend:
             time.sleep(RESEND_PAUSE_S * 2 ** (resend - 1))
         try:
+            gate = before_send if resend == 0 else None  # once: it may send the next lease
             if receipt is not None and isinstance(sink, ReceiptSink):
-                refused = sink.send_with_receipt(outstanding, receipt)
+                refused = sink.send_with_receipt(outstanding, receipt, gate)
             else:
-                refused = sink.send(outstanding)
+                refused = sink.send(outstanding, gate)
         except SinkUnavailable as exc:
             return {message.id: str(exc) for message in outstanding}, str(exc)
         if not refused:
@@ -131,12 +136,15 @@ def prepare_messages(claimed: Sequence[ClaimedDelivery]) -> tuple[list[Message],
 
 
 def send_batch(
-    sink: Sink, claimed: Sequence[ClaimedDelivery], receipt: str | None = None
+    sink: Sink, claimed: Sequence[ClaimedDelivery], receipt: str | None = None, before_send: BeforeSend | None = None
 ) -> tuple[dict[str, str], str | None, list[DeliveryOutcome], list[str]]:
     """Send leased deliveries: (refused, outage, outcomes, ids of the messages sent). The outcomes also hold the
-    deliveries that failed for good (see `prepare_messages`)."""
+    deliveries that failed for good (see `prepare_messages`). `before_send` runs before anything is sent (also
+    when nothing is)."""
     messages, unusable = prepare_messages(claimed)
-    refused, outage = deliver_batch(sink, messages, receipt) if messages else ({}, None)
+    if not messages and before_send is not None:
+        before_send()
+    refused, outage = deliver_batch(sink, messages, receipt, before_send) if messages else ({}, None)
     sendable = [delivery for delivery in claimed if delivery.outbox_id not in unusable]
     message_ids = {d.outbox_id: m.id for d, m in zip(sendable, messages, strict=True)}
     outcomes = []
@@ -249,21 +257,67 @@ def relay_sink(
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again
     report.sent.setdefault(sink.name, 0)
     report.refused.setdefault(sink.name, 0)
+    # A ReceiptSink keeps this relay's receipt with each batch, so the batches of a lease are marked together.
+    receipt_sink = sink if isinstance(sink, ReceiptSink) else None
 
     def drain() -> None:
         with relay_connection(engine) as (conn, token):
+            # What PostgreSQL runs while the worker builds and sends: the mark of the batch just sent, or the next
+            # lease (sent as the lease's last batch leaves, collected when the sink answered).
+            in_flight = InFlight(conn)
             leased: collections.deque[ClaimedDelivery] = collections.deque()
             cursor = 0  # deliveries committed behind it while this run passed stay pending for the next run
             lease_batches = 1
+            lease_size = 0  # of the lease in flight or last taken
+            lease_sent = False
             caught_up = False
-            # A ReceiptSink keeps this relay's receipt with each batch, so the batches of a lease are marked
-            # together: `unmarked` holds the outcomes sent since the last mark.
-            receipt_sink = sink if isinstance(sink, ReceiptSink) else None
-            unmarked: list[DeliveryOutcome] = []
+            unmarked: list[DeliveryOutcome] = []  # a ReceiptSink's outcomes sent since the last mark
             unmarked_ids: list[str] = []
 
+            def send_next_lease() -> None:
+                nonlocal lease_size, lease_batches, lease_sent
+                with lock:
+                    exclude = list(refused_this_run)
+                lease_size = batch_size * lease_batches
+                lease_batches = min(LEASE_BATCHES, 2 * lease_batches)
+                send_lease(in_flight, sink.name, token, lease_size, exclude=exclude, after_id=cursor)
+                lease_sent = True
+
+            def take_lease() -> list[ClaimedDelivery] | None:
+                """The lease in flight (or a new one), settled with a ReceiptSink; None when the sink is down."""
+                nonlocal cursor, caught_up, lease_sent
+                if not lease_sent:
+                    in_flight.collect()
+                    send_next_lease()
+                chunk = collect_lease(in_flight, sink.name)
+                lease_sent = False
+                if chunk:
+                    cursor = chunk[-1].outbox_id
+                # A short lease means the backlog is drained: what is recorded from now on waits for the next
+                # relay, so a background relay that keeps up sends full batches instead of spinning on ones.
+                caught_up = len(chunk) < lease_size
+                if receipt_sink is None:
+                    return chunk
+                try:
+                    return settle_received(conn, receipt_sink, chunk, token)
+                except SinkUnavailable as exc:
+                    with lock:
+                        report.unavailable[sink.name] = str(exc)
+                    stop.set()
+                    release_leases(conn, token, [delivery.outbox_id for delivery in chunk])
+                    return None
+
+            def before_send() -> None:
+                """Right before a batch leaves: the previous batch's mark has committed (a crash repeats this batch
+                at most), and when the batch is its lease's last, the next lease goes to PostgreSQL meanwhile."""
+                in_flight.collect()
+                if not leased and not caught_up and not stop.is_set():
+                    send_next_lease()
+
             def mark_unmarked() -> None:
-                mark_outcomes(conn, unmarked, max_attempts)
+                in_flight.collect()
+                send_mark(in_flight, unmarked, max_attempts)
+                in_flight.collect()
                 if receipt_sink is not None:
                     receipt_sink.forget(unmarked_ids)
                 unmarked.clear()
@@ -271,41 +325,29 @@ def relay_sink(
 
             while not stop.is_set():
                 if not leased:
-                    mark_unmarked()
                     if caught_up:
                         break
-                    with lock:
-                        exclude = list(refused_this_run)
-                    lease_size = batch_size * lease_batches
-                    lease_batches = min(LEASE_BATCHES, 2 * lease_batches)
-                    chunk = lease_pending(conn, sink.name, token, lease_size, exclude=exclude, after_id=cursor)
-                    if not chunk:
+                    chunk = take_lease()
+                    if chunk is None:
                         break
-                    cursor = chunk[-1].outbox_id
-                    # A short lease means the backlog is drained: what is recorded from now on waits for the next
-                    # relay, so a background relay that keeps up sends full batches instead of spinning on ones.
-                    caught_up = len(chunk) < lease_size
-                    if receipt_sink is not None:
-                        try:
-                            chunk = settle_received(conn, receipt_sink, chunk, token)
-                        except SinkUnavailable as exc:
-                            with lock:
-                                report.unavailable[sink.name] = str(exc)
-                            stop.set()
-                            release_leases(conn, token, [delivery.outbox_id for delivery in chunk])
-                            break
                     leased.extend(chunk)
                     continue
                 batch = [leased.popleft() for _ in range(min(batch_size, len(leased)))]
+                last_of_lease = not leased
+                if receipt_sink is not None and connection_spoke(conn):
+                    mark_unmarked()  # raises if the session ended: nothing more is sent
+                receipt = None if receipt_sink is None else str(token)
+                refused, outage, outcomes, sent_ids = send_batch(sink, batch, receipt, before_send)
+                if lease_sent:
+                    chunk = take_lease()
+                    leased.extend(chunk or ())
+                in_flight.collect()  # the previous batch's mark, if the sink called no before_send
                 if receipt_sink is None:
-                    refused, outage, outcomes = send_claimed(conn, sink, batch, max_attempts)
+                    send_mark(in_flight, outcomes, max_attempts)  # collected before the next batch leaves
                 else:
-                    if connection_spoke(conn):
-                        mark_unmarked()  # raises if the session ended: nothing more is sent
-                    refused, outage, outcomes, sent_ids = send_batch(sink, batch, str(token))
                     unmarked.extend(outcomes)
                     unmarked_ids.extend(sent_ids)
-                    if outage is not None:
+                    if last_of_lease or outage is not None:
                         mark_unmarked()
                 with lock:
                     count_sent(report, sink.name, batch, outcomes)

@@ -22,6 +22,7 @@ from db.outbox import (
     ClaimedDelivery,
     DeliveryOutcome,
     assign_unbound,
+    collect_lease,
     count_by_status,
     end_leases,
     lease_pending,
@@ -32,6 +33,8 @@ from db.outbox import (
     release_leases,
     requeue,
     retry_failed,
+    send_lease,
+    send_mark,
 )
 from db.reading import GranuleRow, load_granules
 from db.recording import REPROCESSED_POLICIES, GranuleRecord, record_granules
@@ -50,6 +53,7 @@ __all__ = [
     "GranuleRow",
     "Source",
     "assign_unbound",
+    "collect_lease",
     "count_by_status",
     "deletion_count_table",
     "describe_url",
@@ -71,5 +75,7 @@ __all__ = [
     "requeue",
     "reset_engines",
     "retry_failed",
+    "send_lease",
+    "send_mark",
     "status_table",
 ]

@@ -6,17 +6,19 @@ import dataclasses
 import datetime as dt
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from sqlalchemy import Connection, text
 
+from db.in_flight import InFlight, RowsUnreadable
 from db.models import DeliveryEvent, DeliveryStatus, granule_table
-from db.reading import GranuleRow, load_granules
+from db.reading import GranuleRow
 
 # Deliveries recorded while no sink was configured; bound to the real sinks by the first relay that has some.
 UNASSIGNED_SINK = "unassigned"
 
-# What a message is built from; not the full STAC `item` (kilobytes per row that no message carries).
+# What a message is built from, read with each lease; not the full STAC `item` (kilobytes per row that no message
+# carries).
 MESSAGE_COLUMNS = tuple(column.name for column in granule_table.columns if column.name != "item")
 
 # A relay leases pending deliveries before sending them, in autocommit, many batches per statement, and marks
@@ -27,32 +29,35 @@ MESSAGE_COLUMNS = tuple(column.name for column in granule_table.columns if colum
 # the batch it had sent and not yet marked; what it had leased but not sent goes to the next relay at once.
 LEASE_LOCK_CLASS = 0x6C66  # advisory lock key space (classid) of relay tokens; the objid is the token
 _TAKE_TOKEN_SQL = text("SELECT pg_try_advisory_lock(:lock_class, :token)")
-# Statements run once per relay batch are built once: text() parses its bind parameters on construction.
-_LEASE_SQL = text(
-    """
-    WITH free AS (
-        SELECT o.id, o.leased_by AS previous FROM outbox o
-        WHERE o.sink = :sink AND o.status = 'pending' AND o.id > :after_id
-          AND o.id <> ALL(CAST(:exclude AS bigint[]))
-          AND (CAST(:granule_ids AS text[]) IS NULL OR o.granule_id = ANY(CAST(:granule_ids AS text[])))
-          AND (o.leased_by IS NULL OR (o.leased_by <> :token AND pg_try_advisory_xact_lock(:lock_class, o.leased_by)))
-        ORDER BY o.id
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE outbox o SET leased_by = :token FROM free
-    WHERE o.id = free.id AND o.id = ANY(ARRAY(SELECT id FROM free))  -- the rows through the primary key
-    RETURNING o.id, o.granule_id, o.event, o.attempts, o.first_sent_at, free.previous
-    """
-)
 _END_LEASES_SQL = text("SELECT pg_advisory_unlock(:lock_class, :token)")
 _RELEASE_SQL = text("UPDATE outbox SET leased_by = NULL WHERE id = ANY(CAST(:ids AS bigint[])) AND leased_by = :token")
-_MARK_SQL = text(
-    """
+# The lease and the marks go through `InFlight` (a relay overlaps them with its sends), hence libpq's placeholders.
+# The lease returns each delivery with its granule's MESSAGE_COLUMNS, oldest first.
+_LEASED_COLUMNS = 6  # outbox id, granule id, event, attempts, first_sent_at, previous lease; then MESSAGE_COLUMNS
+_LEASE_SQL = f"""
+    WITH free AS (
+        SELECT o.id, o.leased_by AS previous FROM outbox o
+        WHERE o.sink = $1 AND o.status = 'pending' AND o.id > $2
+          AND o.id <> ALL($3::bigint[])
+          AND ($4::text[] IS NULL OR o.granule_id = ANY($4::text[]))
+          AND (o.leased_by IS NULL OR (o.leased_by <> $5 AND pg_try_advisory_xact_lock($6, o.leased_by)))
+        ORDER BY o.id
+        LIMIT $7
+        FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE outbox o SET leased_by = $5 FROM free
+        WHERE o.id = free.id AND o.id = ANY(ARRAY(SELECT id FROM free))  -- the rows through the primary key
+        RETURNING o.id, o.granule_id, o.event, o.attempts, o.first_sent_at, free.previous
+    )
+    SELECT leased.*, {", ".join(f"g.{column}" for column in MESSAGE_COLUMNS)}
+    FROM leased LEFT JOIN granule g ON g.id = leased.granule_id
+    ORDER BY leased.id
+""".encode()
+_MARK_SQL = b"""
     UPDATE outbox o SET
         status = CASE
             WHEN r.error IS NULL THEN 'sent'
-            WHEN r.final OR (r.attempted AND o.attempts + 1 >= :max_attempts) THEN 'failed'
+            WHEN r.final OR (r.attempted AND o.attempts + 1 >= $5) THEN 'failed'
             ELSE 'pending' END,
         attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
         last_error = r.error,
@@ -60,20 +65,15 @@ _MARK_SQL = text(
         first_sent_at = CASE WHEN r.error IS NULL THEN coalesce(o.first_sent_at, now()) ELSE o.first_sent_at END,
         leased_by = NULL,
         updated_at = now()
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:errors AS text[]), CAST(:attempted AS boolean[]), CAST(:final AS boolean[])
-    ) AS r(id, error, attempted, final)
-    WHERE o.id = r.id AND o.id = ANY(CAST(:ids AS bigint[]))  -- the second: the rows through the primary key
-    """
-)
+    FROM unnest($1::bigint[], $2::text[], $3::boolean[], $4::boolean[]) AS r(id, error, attempted, final)
+    WHERE o.id = r.id AND o.id = ANY($1::bigint[])  -- the second: the rows through the primary key
+"""
 # The usual batch, every message accepted: the same effect as _MARK_SQL with one array to bind instead of four.
-_MARK_SENT_SQL = text(
-    """
+_MARK_SENT_SQL = b"""
     UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, sent_at = now(),
         first_sent_at = coalesce(first_sent_at, now()), leased_by = NULL, updated_at = now()
-    WHERE id = ANY(CAST(:ids AS bigint[]))
-    """
-)
+    WHERE id = ANY($1::bigint[])
+"""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,10 +153,11 @@ def lease_pending(
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` pending deliveries of `sink` to `token` (this session's, see `lease_token`), oldest
     first, skipping those another live session leases or holds and the outbox ids in `exclude` (refused earlier
-    in this run); only those of `granule_ids` if given. Two statements: the lease, then the granules' rows.
+    in this run); only those of `granule_ids` if given. One statement, which also reads the granules' rows.
 
     Run it in autocommit: the lease must be visible to other relays while this one sends. `mark_outcomes` ends
-    each lease; `release_leases` gives back what was leased and not sent.
+    each lease; `release_leases` gives back what was leased and not sent. `send_lease` and `collect_lease` do the
+    same in two steps, the relay sending in between.
 
     `after_id`: a relay draining a backlog passes the last id it leased, so each lease starts where the last
     ended whatever index the planner picks. Without it, a plan that walks the primary key (chosen when the
@@ -165,37 +166,50 @@ def lease_pending(
     A granule psycopg cannot read back (a value stored before the range checks) does not fail the lease: that
     delivery comes with `unreadable` set.
     """
-    leased = sorted(
-        conn.execute(
-            _LEASE_SQL,
-            {
-                "sink": sink,
-                "limit": limit,
-                "after_id": after_id,
-                "exclude": list(exclude),
-                "granule_ids": list(granule_ids) if granule_ids is not None else None,
-                "token": token,
-                "lock_class": LEASE_LOCK_CLASS,
-            },
-        ).all()
-    )
-    if not leased:
-        return []
-    granules, unreadable = load_granules(conn, [row.granule_id for row in leased], MESSAGE_COLUMNS)
-    return [
-        ClaimedDelivery(
-            outbox_id=row.id,
-            sink=sink,
-            attempts=row.attempts,
-            granule_id=row.granule_id,
-            granule=granules.get(row.granule_id),
-            event=DeliveryEvent(row.event),
-            first_sent_at=row.first_sent_at,
-            unreadable=unreadable.get(row.granule_id),
-            previous_lease=row.previous,
+    in_flight = InFlight(conn)
+    send_lease(in_flight, sink, token, limit, exclude=exclude, granule_ids=granule_ids, after_id=after_id)
+    return collect_lease(in_flight, sink)
+
+
+def send_lease(
+    in_flight: InFlight,
+    sink: str,
+    token: int,
+    limit: int,
+    *,
+    exclude: Sequence[int] = (),
+    granule_ids: Sequence[str] | None = None,
+    after_id: int = 0,
+) -> None:
+    """Send `lease_pending`'s statement; `collect_lease` returns what it leased."""
+    params = (sink, after_id, list(exclude), None if granule_ids is None else list(granule_ids), token)
+    in_flight.send(_LEASE_SQL, (*params, LEASE_LOCK_CLASS, limit))
+
+
+def collect_lease(in_flight: InFlight, sink: str) -> list[ClaimedDelivery]:
+    """The deliveries the lease in flight leased (see `lease_pending`)."""
+    unreadable: dict[int, str] = {}
+    try:
+        rows = in_flight.collect(key_columns=_LEASED_COLUMNS)
+    except RowsUnreadable as exc:
+        rows, unreadable = exc.rows, exc.errors
+    claimed = []
+    for index, (outbox_id, granule_id, event, attempts, first_sent_at, previous, *granule) in enumerate(rows):
+        readable = index not in unreadable and granule[0] is not None  # no granule: it was deleted meanwhile
+        claimed.append(
+            ClaimedDelivery(
+                outbox_id=outbox_id,
+                sink=sink,
+                attempts=attempts,
+                granule_id=granule_id,
+                granule=cast(GranuleRow, dict(zip(MESSAGE_COLUMNS, granule, strict=True))) if readable else None,
+                event=DeliveryEvent(event),
+                first_sent_at=first_sent_at,
+                unreadable=f"granule row unreadable: {unreadable[index]}" if index in unreadable else None,
+                previous_lease=previous,
+            )
         )
-        for row in leased
-    ]
+    return claimed
 
 
 def release_leases(conn: Connection, token: int, outbox_ids: Sequence[int]) -> None:
@@ -208,21 +222,23 @@ def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_att
     """Record a batch's outcomes in one statement, and end their leases: accepted → sent (and first sent, once);
     refused → attempts+1, failed at the limit; not attempted (sink down) → stays pending with its error; final →
     failed now."""
+    in_flight = InFlight(conn)
+    send_mark(in_flight, outcomes, max_attempts)
+    in_flight.collect()
+
+
+def send_mark(in_flight: InFlight, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
+    """Send `mark_outcomes`' statement; the batch is marked once `in_flight.collect()` returns."""
     if not outcomes:
         return
+    ids = [outcome.outbox_id for outcome in outcomes]
     if all(outcome.error is None and outcome.attempted for outcome in outcomes):
-        conn.execute(_MARK_SENT_SQL, {"ids": [outcome.outbox_id for outcome in outcomes]})
+        in_flight.send(_MARK_SENT_SQL, (ids,))
         return
-    conn.execute(
-        _MARK_SQL,
-        {
-            "ids": [outcome.outbox_id for outcome in outcomes],
-            "errors": [outcome.error for outcome in outcomes],
-            "attempted": [outcome.attempted for outcome in outcomes],
-            "final": [outcome.final for outcome in outcomes],
-            "max_attempts": max_attempts,
-        },
-    )
+    errors = [outcome.error for outcome in outcomes]
+    attempted = [outcome.attempted for outcome in outcomes]
+    final = [outcome.final for outcome in outcomes]
+    in_flight.send(_MARK_SQL, (ids, errors, attempted, final, max_attempts))
 
 
 def retry_failed(conn: Connection, sinks: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -24,12 +24,17 @@ class SinkUnavailable(RuntimeError):
     """The sink refused or could not take the batch as a whole (down, unreachable, misconfigured)."""
 
 
+# Called by a sink right before a batch leaves the process, after the request is built: the relay then waits for
+# the previous batch's mark, which PostgreSQL ran meanwhile. What it raises stops the send.
+BeforeSend = Callable[[], None]
+
+
 class Sink(Protocol):
     name: str
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
-        """Deliver a batch (≤ 10). Return {message id: error} for the entries refused; raise SinkUnavailable
-        when nothing could be delivered."""
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
+        """Deliver a batch (≤ 10), calling `before_send` (if given) before anything leaves the process. Return
+        {message id: error} for the entries refused; raise SinkUnavailable when nothing could be delivered."""
         ...
 
 
@@ -40,7 +45,9 @@ class ReceiptSink(Sink, Protocol):
     deliveries first asks which of them the sink already holds under that relay's receipt, and sends only the
     others, so no batch is repeated."""
 
-    def send_with_receipt(self, messages: Sequence[Message], receipt: str) -> dict[str, str]:
+    def send_with_receipt(
+        self, messages: Sequence[Message], receipt: str, before_send: BeforeSend | None = None
+    ) -> dict[str, str]:
         """`send`, keeping `receipt` for each message id with the batch (all or nothing)."""
         ...
 

@@ -21,7 +21,7 @@ from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
 from link_fetcher.messages import cloudevent_attributes
-from link_fetcher.sinks import Message, SinkUnavailable
+from link_fetcher.sinks import BeforeSend, Message, SinkUnavailable
 from link_fetcher.text import one_line, utc_iso
 
 if TYPE_CHECKING:
@@ -95,16 +95,20 @@ class RedisStreamSink:
         """The hash of receipts (message id → the sending relay's receipt) beside the stream."""
         return f"{self.stream}:relayed"
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
-        return self.send_with_receipt(messages, None)
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
+        return self.send_with_receipt(messages, None, before_send)
 
-    def send_with_receipt(self, messages: Sequence[Message], receipt: str | None) -> dict[str, str]:
+    def send_with_receipt(
+        self, messages: Sequence[Message], receipt: str | None, before_send: BeforeSend | None = None
+    ) -> dict[str, str]:
         pipe = self._client.pipeline(transaction=True)
         for message in messages:
             pipe.xadd(self.stream, self.fields(message), maxlen=self.maxlen, approximate=True)
         if receipt is not None:
             # In the same MULTI/EXEC: the entries and their receipts land together or not at all.
             pipe.hset(self.receipts_key, mapping={message.id: receipt for message in messages})
+        if before_send is not None:
+            before_send()
         try:
             pipe.execute()
         except redis.RedisError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from link_fetcher.sinks import Message, SinkUnavailable
+from link_fetcher.sinks import BeforeSend, Message, SinkUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -34,6 +35,17 @@ class SqsSink:
         self.queue_url = queue_url
         self.fifo = queue_url.endswith(".fifo")
         self._client = client or boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+        # `send`'s before_send runs from botocore's before-send event: after the request is serialized and signed
+        # (most of a call's CPU), before it is written to the socket. Relay workers share the client, so each
+        # thread's callback is its own.
+        self._before_send = threading.local()
+        self._client.meta.events.register("before-send.sqs.SendMessageBatch", self._run_before_send)
+
+    def _run_before_send(self, **_: object) -> None:
+        callback = getattr(self._before_send, "callback", None)
+        if callback is not None:
+            self._before_send.callback = None  # once: not again for botocore's own retries
+            callback()
 
     def entries(self, messages: Sequence[Message]) -> list[SendMessageBatchRequestEntryTypeDef]:
         """The SendMessageBatch entries of a batch; `Id` is the message's index in it."""
@@ -49,11 +61,14 @@ class SqsSink:
             entries.append(entry)
         return entries
 
-    def send(self, messages: Sequence[Message]) -> dict[str, str]:
+    def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
+        self._before_send.callback = before_send
         try:
             response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=self.entries(messages))
         except (BotoCoreError, ClientError) as exc:
             raise SinkUnavailable(f"SQS {self.queue_url}: {exc}") from exc
+        finally:
+            self._before_send.callback = None
         refused = {
             messages[int(failure["Id"])].id: f"{failure.get('Code', 'Error')}: {failure.get('Message', '')}".strip()
             for failure in response.get("Failed", [])
