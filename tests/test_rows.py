@@ -1,4 +1,5 @@
-"""Rows after the database are typed: db.GranuleRow names every column of db.models.granule_table, with its type."""
+"""Rows after the database are typed: db.GranuleRow names every column of db.models.granule_table, with its type;
+db.MessageRow the columns the relay reads to build messages."""
 
 from __future__ import annotations
 
@@ -8,26 +9,28 @@ import typing
 import pytest
 from sqlalchemy import Engine
 
-from db import GranuleRow, granule_table, load_granules, record_granules
+from db import GranuleRow, MessageRow, granule_table, load_granules, record_granules
 from db.outbox import MESSAGE_COLUMNS
 from tests.factories import granule_record
 
 
 @pytest.mark.unit
 def test_the_row_type_names_every_column() -> None:
-    assert list(GranuleRow.__annotations__) == [column.name for column in granule_table.columns]
-    assert GranuleRow.__optional_keys__ == {"item"}  # the relay reads every column but the item
-    assert set(MESSAGE_COLUMNS) == set(GranuleRow.__required_keys__)
+    assert sorted(GranuleRow.__annotations__) == sorted(column.name for column in granule_table.columns)
+    assert GranuleRow.__optional_keys__ == {"item"}
+    assert tuple(c.name for c in granule_table.columns if c.name in MessageRow.__required_keys__) == MESSAGE_COLUMNS
+    assert set(MessageRow.__annotations__) < set(GranuleRow.__annotations__)
 
 
 def test_a_row_read_back_has_the_declared_keys_and_types(engine: Engine) -> None:
     with engine.begin() as conn:
         (granule_id,) = record_granules(conn, [granule_record(1)], ["sqs"])
-        rows, unreadable = load_granules(conn, [granule_id, "never-recorded"], MESSAGE_COLUMNS)
+        columns = [column.name for column in granule_table.columns]
+        rows, unreadable = load_granules(conn, [granule_id, "never-recorded"], columns)
     assert unreadable == {} and list(rows) == [granule_id]
     row = rows[granule_id]
     hints = typing.get_type_hints(GranuleRow)
-    assert set(row) == set(MESSAGE_COLUMNS)
+    assert set(row) == set(columns)
     for name, value in row.items():
         expected = typing.get_args(hints[name]) or (hints[name],)
         assert value is None or isinstance(value, tuple(t for t in expected if isinstance(t, type))), name

@@ -8,7 +8,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from db import GranuleRow, Source
+from db import MessageRow, Source
 from link_fetcher.text import utc_iso
 
 PRODUCER = "link-fetcher"
@@ -22,7 +22,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else utc_iso(value)
 
 
-def to_download_body(granule: GranuleRow, event: str = FOUND) -> dict[str, Any]:
+def to_download_body(granule: MessageRow, event: str = FOUND) -> dict[str, Any]:
     """The JSON body consumers receive about `event` (found | deleted)."""
     if event == DELETED:
         return {
@@ -35,7 +35,7 @@ def to_download_body(granule: GranuleRow, event: str = FOUND) -> dict[str, Any]:
     return found_body(granule)
 
 
-def found_body(granule: GranuleRow) -> dict[str, Any]:
+def found_body(granule: MessageRow) -> dict[str, Any]:
     """A granule found; `checksum` (MD5) and `blake3` are omitted when CDSE gave none, `supersedes` when it
     reprocesses no earlier granule."""
     body: dict[str, Any] = {

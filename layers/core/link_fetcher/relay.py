@@ -22,7 +22,7 @@ from db import (
     ClaimedDelivery,
     DeliveryOutcome,
     DeliveryStatus,
-    GranuleRow,
+    MessageRow,
     assign_unbound,
     collect_lease,
     end_leases,
@@ -78,7 +78,7 @@ class RelayReport:
         return {**counts, "freshness": freshness}
 
 
-def to_message(granule: GranuleRow, event: str = FOUND) -> Message:
+def to_message(granule: MessageRow, event: str = FOUND) -> Message:
     """The message announcing `event` (a leased delivery's) of the granule row."""
     body = to_download_body(granule, event)
     return Message(
@@ -246,9 +246,12 @@ def relay_sink(
 ) -> None:
     """Drain `sink`'s pending deliveries with `workers` workers, each on a connection of its own. A worker leases
     up to LEASE_BATCHES batches in one statement (one at first, twice as many each time), then sends them a batch
-    at a time and marks each batch (one statement) before it sends the next: workers and concurrent relays never
+    at a time and marks each batch (one statement) before the next one leaves: workers and concurrent relays never
     share a delivery, a crash or a lost connection repeats at most the batch each worker has in flight, and what a
-    worker leased without sending is free for the next relay as soon as its session ends. To a ReceiptSink (Redis)
+    worker leased without sending is free for the next relay as soon as its session ends. The statements overlap
+    the sends (`InFlight`): a batch's mark runs in PostgreSQL while the next batch is built and serialized, and is
+    collected by the sink's `before_send`, right before that batch leaves; the next lease goes with a lease's last
+    batch and is collected once the sink has answered. To a ReceiptSink (Redis)
     the batches go with the worker's receipt and a lease is marked once, after its last batch: a relay taking over
     skips what the sink holds under a dead relay's receipt, so nothing is repeated; a worker whose session the
     server ended sends nothing more."""

@@ -36,7 +36,7 @@ from db.outbox import (
     send_lease,
     send_mark,
 )
-from db.reading import GranuleRow, load_granules
+from db.reading import GranuleRow, MessageRow, load_granules
 from db.recording import REPROCESSED_POLICIES, GranuleRecord, record_granules
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "DeliveryStatus",
     "GranuleRecord",
     "GranuleRow",
+    "MessageRow",
     "Source",
     "assign_unbound",
     "collect_lease",

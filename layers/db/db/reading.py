@@ -15,37 +15,43 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DataError
 
 
-class GranuleRow(TypedDict):
-    """A `granule` row read back, column by column (db.models.granule_table; a test keeps the two in step). `item`, the
-    full STAC item, is left out where it is not needed (the relay)."""
+class MessageRow(TypedDict):
+    """The columns of a `granule` row that its messages are built from (link_fetcher.messages): what the relay
+    reads with each lease."""
 
     id: str
     filename: str
     tile_id: str | None
     platform: str | None
-    product_type: str | None
     size: int | None
     checksum: str | None
     blake3: str | None
     sensing_start: dt.datetime | None
-    sensing_end: dt.datetime | None
     published: dt.datetime | None
     download_url: str
     source: str  # a db.Source value
     first_seen: dt.datetime
+    collection: str | None
+    assets: dict[str, str] | None
+    online: bool | None
+    deleted_at: dt.datetime | None
+    deletion_cause: str | None
+    supersedes: str | None
+
+
+class GranuleRow(MessageRow):
+    """A `granule` row read back, column by column (db.models.granule_table; a test keeps the two in step). `item`, the
+    full STAC item, is left out where it is not needed."""
+
+    product_type: str | None
+    sensing_end: dt.datetime | None
     downloaded: bool
     downloaded_at: dt.datetime | None
     download_retries: int
     object_key: str | None
     download_error: str | None
-    collection: str | None
     cloud_cover: float | None
-    assets: dict[str, str] | None
     item: NotRequired[dict[str, Any] | None]
-    online: bool | None
-    deleted_at: dt.datetime | None
-    deletion_cause: str | None
-    supersedes: str | None
     identity: str | None
 
 
