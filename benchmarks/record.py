@@ -42,8 +42,11 @@ def main() -> None:
     rate = args.granules / recorded_seconds
     print(f"recorded  {args.granules} granules in {len(batches)} batches: {rate:,.0f} granules/s")
     print(f"          {round_trips:.1f} database statements per batch, {inserts:.0f} INSERT statement per batch")
-    for workers, rate in relayed:
-        print(f"relayed   {args.granules} messages to SQS (fake endpoint), {workers} worker(s): {rate:,.0f} messages/s")
+    for workers, relayed_rate in relayed:
+        print(
+            f"relayed   {args.granules} messages to SQS (fake endpoint), {workers} worker(s): "
+            f"{relayed_rate.per_second:,.0f} messages/s"
+        )
 
 
 if __name__ == "__main__":

@@ -66,6 +66,37 @@ def test_identity_is_the_name_without_baseline_and_discriminator(engine, name, i
     assert [row["identity"] for row in granules(engine).values()] == [identity]
 
 
+# Names around the edges of the identity pattern: each is matched or refused the same by the function as by
+# the pattern with its two capture groups that defined it first (migration 0009).
+_EDGE_NAMES = [
+    REPROCESSED,
+    "S2D_MSIL2C_20991231T235959_N9999_R999_T99ZZZ_",
+    "S2E_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE",
+    "s2a_msil1c_20200808t010311_n0500_r045_t54pxa_20230413t212505.safe",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA",  # no trailing discriminator
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54pXA_x",
+    "S2A_MSIL3C_20200808T010311_N0500_R045_T54PXA_x",
+    "S2A_MSIL1C_2020080T0103111_N0500_R045_T54PXA_x",
+    "xS2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_x",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXÄ_x",
+    "S2B_10TFK_20210713_0_L2A",
+    "",
+]
+_FIRST_DEFINITION = r"""
+    SELECT substring(name FROM '^(S2[A-D]_MSIL[12][AC]_[0-9]{8}T[0-9]{6})_N[0-9]{4}_R[0-9]{3}_T[0-9]{2}[A-Z]{3}_')
+        || substring(name FROM '^S2[A-D]_MSIL[12][AC]_[0-9]{8}T[0-9]{6}_N[0-9]{4}(_R[0-9]{3}_T[0-9]{2}[A-Z]{3})_'),
+        granule_identity(name)
+    FROM unnest(CAST(:names AS text[])) AS names(name)
+"""
+
+
+def test_the_identity_function_agrees_with_its_first_definition(engine) -> None:
+    with engine.connect() as conn:
+        pairs = conn.execute(text(_FIRST_DEFINITION), {"names": _EDGE_NAMES}).all()
+    assert [first for first, _ in pairs] == [current for _, current in pairs]
+    assert sum(first is not None for first, _ in pairs) == 2  # both sides of the edge are exercised
+
+
 def _record_both(engine: Engine, policy: str) -> tuple[str, str]:
     first = granule_record(1, filename=FIRST)
     second = granule_record(2, filename=REPROCESSED)
