@@ -79,7 +79,7 @@ def sqs_endpoint_process(latency_ms: float = 0.0) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.sqs_endpoint", "--port", str(port), "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", "benchmarks.sqs_endpoint", "--port", str(port), "--latency-ms", str(latency_ms)],
         stdout=subprocess.DEVNULL,
     )
     try:

@@ -7,7 +7,7 @@ DeleteMessage(Batch) — from memory, and can refuse chosen entries or be stoppe
 `latency` (seconds, `--latency-ms` when run alone) delays every reply, as a remote queue's round trip would;
 concurrent calls wait concurrently (a thread per connection).
 
-Run alone: python -m tests.fakes.sqs_endpoint --port 9324 [--latency-ms 5]
+Run alone: python -m benchmarks.sqs_endpoint --port 9324 [--latency-ms 5]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -172,11 +172,18 @@ class SqsEndpoint:
         self.server.server_close()
 
 
-if __name__ == "__main__":
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the fake alone until killed (`python -m benchmarks.sqs_endpoint`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9324)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every reply")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.latency_ms < 0:
+        parser.error("--latency-ms cannot be negative")
     endpoint = SqsEndpoint(port=args.port, latency=args.latency_ms / 1000)
-    print(f"fake SQS on {endpoint.url}, {args.latency_ms:g} ms per call")
+    print(f"fake SQS on {endpoint.url}, {args.latency_ms:g} ms per call", flush=True)
     endpoint.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
