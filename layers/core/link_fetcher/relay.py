@@ -251,10 +251,9 @@ def relay_sink(
     worker leased without sending is free for the next relay as soon as its session ends. The statements overlap
     the sends (`InFlight`): a batch's mark runs in PostgreSQL while the next batch is built and serialized, and is
     collected by the sink's `before_send`, right before that batch leaves; the next lease goes with a lease's last
-    batch and is collected once the sink has answered. To a ReceiptSink (Redis)
-    the batches go with the worker's receipt and a lease is marked once, after its last batch: a relay taking over
-    skips what the sink holds under a dead relay's receipt, so nothing is repeated; a worker whose session the
-    server ended sends nothing more."""
+    batch and is collected once the sink has answered. To a ReceiptSink (Redis) the batches go with the worker's
+    receipt and a lease is marked once, after its last batch: a relay taking over skips what the sink holds under a
+    dead relay's receipt, so nothing is repeated; a worker whose session the server ended sends nothing more."""
     stop = threading.Event()
     lock = threading.Lock()
     refused_this_run: set[int] = set()  # outbox ids: left for the next relay instead of being leased again

@@ -182,7 +182,7 @@ def send_lease(
     after_id: int = 0,
 ) -> None:
     """Send `lease_pending`'s statement; `collect_lease` returns what it leased."""
-    params = (sink, after_id, bigint_array(exclude), None if granule_ids is None else list(granule_ids), token)
+    params = (sink, after_id, _bigint_array(exclude), None if granule_ids is None else list(granule_ids), token)
     in_flight.send(_LEASE_SQL, (*params, LEASE_LOCK_CLASS, limit))
 
 
@@ -231,7 +231,7 @@ def send_mark(in_flight: InFlight, outcomes: Sequence[DeliveryOutcome], max_atte
     """Send `mark_outcomes`' statement; the batch is marked once `in_flight.collect()` returns."""
     if not outcomes:
         return
-    ids = bigint_array([outcome.outbox_id for outcome in outcomes])
+    ids = _bigint_array([outcome.outbox_id for outcome in outcomes])
     if all(outcome.error is None and outcome.attempted for outcome in outcomes):
         in_flight.send(_MARK_SENT_SQL, (ids,))
         return
@@ -241,7 +241,7 @@ def send_mark(in_flight: InFlight, outcomes: Sequence[DeliveryOutcome], max_atte
     in_flight.send(_MARK_SQL, (ids, errors, attempted, final, max_attempts))
 
 
-def bigint_array(values: Sequence[int]) -> str:
+def _bigint_array(values: Sequence[int]) -> str:
     """`values` as a PostgreSQL array literal, for a `$n::bigint[]` parameter: a relay binds one per batch, and
     psycopg's list adaptation costs ~6x as much CPU as writing the integers out."""
     return "{" + ",".join(map(str, values)) + "}"
