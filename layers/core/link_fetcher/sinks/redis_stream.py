@@ -20,6 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
+from link_fetcher import stream_names
 from link_fetcher.messages import cloudevent_attributes
 from link_fetcher.sinks import BeforeSend, Message, SinkUnavailable
 from link_fetcher.text import one_line, utc_iso
@@ -93,7 +94,7 @@ class RedisStreamSink:
     @property
     def receipts_key(self) -> str:
         """The hash of receipts (message id → the sending relay's receipt) beside the stream."""
-        return f"{self.stream}:relayed"
+        return stream_names.receipts_key(self.stream)
 
     def send(self, messages: Sequence[Message], before_send: BeforeSend | None = None) -> dict[str, str]:
         return self.send_with_receipt(messages, None, before_send)
