@@ -12,7 +12,7 @@ PIPENV := python3 -m pipenv
 RUN := $(PIPENV) run
 YESTERDAY := $(shell date -u -d yesterday +%F 2>/dev/null || python3 -c 'import datetime as d; print(d.date.today()-d.timedelta(1))')
 
-.PHONY: install run test test-unit browser lint format bench clean-db
+.PHONY: install run test test-unit browser lint format bench clean-db message-schema
 
 install: .venv/.installed
 
@@ -50,6 +50,10 @@ format: install
 
 bench: install
 	for b in record relay per_granule fetch_day push stac_fetch download gateway cold_start; do $(RUN) python -m benchmarks.$$b || exit 1; done
+
+## docs/to-download.schema.json, generated from the message types (link_fetcher.messages); a test keeps them equal.
+message-schema: install
+	$(RUN) python scripts/message_schema.py
 
 clean-db:
 	rm -rf .pgdata
