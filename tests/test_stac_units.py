@@ -15,9 +15,12 @@ from link_fetcher.stac.items import (
     ItemCriteria,
     UnknownBands,
     check_bands,
+    item_problem,
     platform_of,
+    product_type_of,
     rejection_reason,
     selected_assets,
+    sensing_interval,
     tile_of,
     to_record,
 )
@@ -155,21 +158,109 @@ def test_unreadable_geojson(tmp_path: Path) -> None:
     ("properties", "item_id", "tile"),
     [
         ({"grid:code": "MGRS-33UUP"}, "x", "33UUP"),
+        ({"grid:code": "T14ULD"}, "x", "14ULD"),  # GEODES
+        ({"grid:code": "MGRS-1LAC"}, "x", "01LAC"),
         ({"s2:mgrs_tile": "T05VNK"}, "x", "05VNK"),
+        ({"tileId": "T32SMC"}, "x", "32SMC"),  # legacy CDSE STAC, the OData attribute's name
+        ({"tileId": "32SMC"}, "x", "32SMC"),
         ({"mgrs:utm_zone": 5, "mgrs:latitude_band": "V", "mgrs:grid_square": "NK"}, "x", "05VNK"),
+        ({"mgrs:utm_zone": "60", "mgrs:latitude_band": "C", "mgrs:grid_square": "WS"}, "x", "60CWS"),
+        ({"sentinel:utm_zone": 29, "sentinel:latitude_band": "T", "sentinel:grid_square": "NG"}, "x", "29TNG"),
+        ({"sentinel:latitude_band": "Q", "sentinel:grid_square": "CH"}, "S2A_28QCH_20200714_0_L2A", "28QCH"),
+        ({"s2:product_uri": "S2B_MSIL2A_20190629T212529_N0212_R043_T06VVN_20201006T080531.SAFE"}, "x", "06VVN"),
+        ({"identifier": "S2A_MSIL1C_20250402T175741_N0511_R141_T14ULD_20250403T022035"}, "URN:x:V1", "14ULD"),
         ({}, "S2B_33UUP_20240901_0_L2A", "33UUP"),
         ({}, "S2A_MSIL2A_20240901T101021_N0511_R022_T33UUP_20240901T145420", "33UUP"),
         ({"grid:code": "WRS2-190027"}, "LC09_L2SP_190027_20240901", None),
+        # Zones are 1..60: 0 and 61 are no tile, whatever the field.
+        ({"grid:code": "MGRS-61UUP"}, "x", None),
+        ({"mgrs:utm_zone": 0, "mgrs:latitude_band": "U", "mgrs:grid_square": "UP"}, "x", None),
+        ({"mgrs:utm_zone": True, "mgrs:latitude_band": "U", "mgrs:grid_square": "UP"}, "x", None),
+        ({"s2:mgrs_tile": 33}, "x", None),
     ],
 )
 def test_tile_of(properties: dict, item_id: str, tile: str | None) -> None:
     assert tile_of({"id": item_id, "properties": properties}) == tile
 
 
-def test_platform_of() -> None:
-    assert platform_of({"properties": {"platform": "sentinel-2a"}}) == "S2A"
-    assert platform_of({"properties": {"platform": "landsat-9"}}) == "landsat-9"
-    assert platform_of({"properties": {}}) is None
+@pytest.mark.parametrize(
+    ("properties", "platform"),
+    [
+        ({"platform": "sentinel-2a"}, "S2A"),
+        ({"platform": "Sentinel-2B"}, "S2B"),  # Planetary Computer
+        ({"platform": "S2A"}, "S2A"),  # GEODES
+        ({"platform": "sentinel-1c"}, "sentinel-1c"),
+        ({"platform": "landsat-9"}, "landsat-9"),
+        ({"platformSerialIdentifier": "B"}, "S2B"),  # legacy CDSE STAC
+        ({"platformSerialIdentifier": "S2C"}, "S2C"),
+        ({"platformSerialIdentifier": "Sentinel-2A"}, "S2A"),
+        ({"platformSerialIdentifier": "A", "platformShortName": "SENTINEL-2"}, "S2A"),
+        ({"platformSerialIdentifier": "A", "platformShortName": "SENTINEL-1"}, None),  # Sentinel-1A is no S2A
+        ({}, None),
+    ],
+)
+def test_platform_of(properties: dict, platform: str | None) -> None:
+    assert platform_of({"id": "x", "properties": properties}) == platform
+
+
+def test_platform_of_an_item_without_one_is_its_ids() -> None:
+    assert platform_of({"id": "S2B_33UUP_20240901_0_L2A", "properties": {}}) == "S2B"
+
+
+@pytest.mark.parametrize(
+    ("properties", "collection", "product_type"),
+    [
+        ({"product:type": "S2MSI2A"}, "x", "S2MSI2A"),
+        ({"s2:product_type": "S2MSI1C"}, "x", "S2MSI1C"),
+        ({"productType": "S2MSI2A"}, "x", "S2MSI2A"),  # legacy CDSE STAC
+        ({"processing:level": "L1C"}, "x", "S2MSI1C"),
+        ({"processing:level": "L2A"}, "x", "S2MSI2A"),
+        ({"processing:level": "L1"}, "x", None),  # CDSE's level: not one product type
+        ({}, "sentinel-2-l2a", "S2MSI2A"),  # Earth Search, Planetary Computer, CDSE
+        ({}, "sentinel-2-l1c", "S2MSI1C"),
+        ({}, "sentinel-s2-l2a-cogs", "S2MSI2A"),  # Earth Search v0
+        ({}, "landsat-c2-l2", None),
+        ({"product:type": "S2MSI1C", "s2:product_type": "S2MSI2A"}, "sentinel-2-l2a", "S2MSI1C"),
+    ],
+)
+def test_product_type_of(properties: dict, collection: str, product_type: str | None) -> None:
+    assert product_type_of({"id": "x", "properties": properties}, collection) == product_type
+
+
+def test_product_type_of_falls_back_to_the_items_own_collection() -> None:
+    assert product_type_of({"id": "x", "collection": "sentinel-2-l1c", "properties": {}}) == "S2MSI1C"
+
+
+@pytest.mark.parametrize(
+    ("properties", "interval"),
+    [
+        ({"datetime": "2024-09-01T10:00:00Z"}, (at(1, 10), at(1, 10))),
+        (
+            {
+                "datetime": "2024-09-02T01:00:00Z",
+                "start_datetime": "2024-09-01T10:00:00Z",
+                "end_datetime": "2024-09-01T11:00:00Z",
+            },
+            (at(1, 10), at(1, 11)),
+        ),
+        ({"datetime": None, "start_datetime": "2024-09-01T10:00:00Z"}, (at(1, 10), None)),
+        ({}, (None, None)),
+    ],
+)
+def test_sensing_interval_prefers_the_range(properties: dict, interval: tuple) -> None:
+    assert sensing_interval({"id": "x", "properties": properties}) == interval
+
+
+def test_a_sensing_start_after_its_end_is_malformed() -> None:
+    item = stac_item("c", sensed=at(1, 10))
+    item["properties"]["start_datetime"] = "2024-09-01T12:00:00Z"
+    item["properties"]["end_datetime"] = "2024-09-01T11:00:00Z"
+    assert item_problem(item) == (
+        "properties: sensing start 2024-09-01T12:00:00Z is after its end 2024-09-01T11:00:00Z"
+    )
+    assert rejection_reason(item, ItemCriteria(TimeRange(at(1), at(2)))) == "malformed"
+    item["properties"]["end_datetime"] = "2024-09-01T12:00:00Z"  # an instant: start = end
+    assert item_problem(item) is None
 
 
 def test_window_end_belongs_to_the_next_window() -> None:

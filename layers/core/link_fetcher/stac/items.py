@@ -12,18 +12,34 @@ from typing import Any
 from db import GranuleRecord, Source
 from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
+from link_fetcher.text import utc_iso
 
 SOURCE = Source.STAC
 
 # An MGRS tile inside an item id: S2B_33UUP_20240901_0_L2A (Earth Search) or …_R022_T33UUP_… (ESA names).
 _TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=_|$)")
 _MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
-_SENTINEL_PLATFORM = re.compile(r"^sentinel-?2([a-d])$", re.IGNORECASE)
+_UTM_ZONES = 60
+_SENTINEL_PLATFORM = re.compile(r"^(?:sentinel-?2|s2)([a-d])$", re.IGNORECASE)  # sentinel-2a, Sentinel-2B, S2C
+_SERIAL = re.compile(r"[A-Da-d]")  # CDSE's platformSerialIdentifier of a Sentinel-2 platform
 _PLATFORM_IN_ID = re.compile(r"^(S2[A-D])_")  # S2A_MSIL2A_20260628T115421_… (CDSE STAC item ids)
 # An item id becomes part of a granule id and of object keys: one path segment of printable characters.
 _ITEM_ID = re.compile(r"^[^/\\\x00-\x1f]{1,1024}$")
 _PLATFORM = re.compile(r"[\w .:/-]{1,64}")  # a platform or product type worth keeping: a short name
 _TIMESTAMPS = ("datetime", "start_datetime", "end_datetime", "published", "created")
+_TILE_KEYS = ("grid:code", "s2:mgrs_tile", "tileId")
+# Where items name the ESA product: Earth Search / Planetary Computer, Earth Search v0, GEODES.
+_NAME_KEYS = ("s2:product_uri", "sentinel:product_id", "identifier")
+_PRODUCT_TYPE_BY_LEVEL = {"L1C": "S2MSI1C", "L2A": "S2MSI2A"}
+# Collections whose items are all of one product type: Earth Search v1 and v0, Planetary Computer, CDSE.
+_PRODUCT_TYPE_BY_COLLECTION = {
+    "sentinel-2-l1c": "S2MSI1C",
+    "sentinel-2-l2a": "S2MSI2A",
+    "sentinel-2-c1-l2a": "S2MSI2A",
+    "sentinel-s2-l1c": "S2MSI1C",
+    "sentinel-s2-l2a": "S2MSI2A",
+    "sentinel-s2-l2a-cogs": "S2MSI2A",
+}
 
 
 class UnknownBands(ValueError):
@@ -33,44 +49,81 @@ class UnknownBands(ValueError):
         super().__init__(f"unknown band(s) {', '.join(missing)}: {owner} has assets {', '.join(sorted(available))}")
 
 
-def _normal_tile(text: str) -> str | None:
+def _normal_tile(text: object) -> str | None:
+    """`MGRS-31UFU`, `T31UFU`, `31UFU` or `1LAC` (zones 1-60, one or two digits) -> `31UFU`; None otherwise."""
+    if not isinstance(text, str):
+        return None
     match = _MGRS_TILE.match(text.strip().upper().removeprefix("MGRS-").removeprefix("T"))
-    return f"{int(match[1]):02d}{match[2]}{match[3]}" if match else None
+    if match is None or not 1 <= int(match[1]) <= _UTM_ZONES:
+        return None
+    return f"{int(match[1]):02d}{match[2]}{match[3]}"
+
+
+def _triple_tile(properties: Mapping[str, Any], prefix: str) -> str | None:
+    """The tile of a `{prefix}utm_zone` (number or text) + `latitude_band` + `grid_square` triple."""
+    zone, band, square = (properties.get(f"{prefix}{key}") for key in ("utm_zone", "latitude_band", "grid_square"))
+    if isinstance(zone, bool) or not isinstance(zone, int | str) or not isinstance(band, str):
+        return None
+    return _normal_tile(f"{zone}{band}{square}") if isinstance(square, str) else None
 
 
 def tile_of(item: Mapping[str, Any]) -> str | None:
-    """MGRS tile: `grid:code` (MGRS-33UUP), `s2:mgrs_tile`, the `mgrs:*` triple, else the item id."""
-    properties = item.get("properties") or {}
-    code = properties.get("grid:code")
-    if isinstance(code, str) and code.upper().startswith("MGRS-") and (tile := _normal_tile(code)):
-        return tile
-    if isinstance(code := properties.get("s2:mgrs_tile"), str) and (tile := _normal_tile(code)):
-        return tile
-    zone, band, square = (properties.get(f"mgrs:{key}") for key in ("utm_zone", "latitude_band", "grid_square"))
-    if zone is not None and band and square and (tile := _normal_tile(f"{zone}{band}{square}")):
-        return tile
-    match = _TILE_IN_ID.search(str(item.get("id", "")).upper())
-    return match[1] if match else None
+    """MGRS tile (SPEC §11): `grid:code` (`MGRS-33UUP`, GEODES' `T14ULD`), `s2:mgrs_tile`, legacy CDSE `tileId`,
+    the `mgrs:*` or `sentinel:*` zone/band/square triple, else the `_T33UUP_` of the id or of the product name."""
+    properties = _properties(item)
+    for key in _TILE_KEYS:
+        if tile := _normal_tile(properties.get(key)):
+            return tile
+    for prefix in ("mgrs:", "sentinel:"):
+        if tile := _triple_tile(properties, prefix):
+            return tile
+    for name in (item.get("id"), *(properties.get(key) for key in _NAME_KEYS)):
+        match = _TILE_IN_ID.search(name.upper()) if isinstance(name, str) else None
+        if match and (tile := _normal_tile(match[1])):
+            return tile
+    return None
+
+
+def _short_name(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and _PLATFORM.fullmatch(value) else None
 
 
 def platform_of(item: Mapping[str, Any]) -> str | None:
-    """`S2A`… for Sentinel-2 (as CDSE granules name it), else the item's `platform` as given; without one, the
-    `S2A_` prefix of a Sentinel-2 item id."""
-    platform = (item.get("properties") or {}).get("platform")
-    if not isinstance(platform, str) or not _PLATFORM.fullmatch(platform):
-        match = _PLATFORM_IN_ID.match(str(item.get("id", "")).upper())
-        return match[1] if match else None
-    match = _SENTINEL_PLATFORM.match(platform.strip())
-    return f"S2{match[1].upper()}" if match else platform
+    """`S2A`… for Sentinel-2 (as CDSE granules name it), from `platform` (`sentinel-2a`, `Sentinel-2B`, GEODES'
+    `S2A`) or legacy CDSE `platformSerialIdentifier` (`A`, `S2A`); another platform as given (`sentinel-1c`);
+    without either, the `S2A_` prefix of a Sentinel-2 item id."""
+    properties = _properties(item)
+    for key in ("platform", "platformSerialIdentifier"):
+        if (value := _short_name(properties.get(key))) is None:
+            continue
+        if match := _SENTINEL_PLATFORM.match(value.replace(" ", "")):
+            return f"S2{match[1].upper()}"
+        if key == "platformSerialIdentifier" and _SERIAL.fullmatch(value):
+            short_name = _short_name(properties.get("platformShortName"))
+            return f"S2{value.upper()}" if short_name in (None, "SENTINEL-2") else None
+        return value
+    match = _PLATFORM_IN_ID.match(str(item.get("id", "")).upper())
+    return match[1] if match else None
 
 
-def product_type_of(item: Mapping[str, Any]) -> str | None:
-    """STAC 1.1's `product:type` (CDSE), else `s2:product_type` (Earth Search)."""
-    properties = item.get("properties") or {}
-    for key in ("product:type", "s2:product_type"):
-        if isinstance(value := properties.get(key), str) and _PLATFORM.fullmatch(value):
+def product_type_of(item: Mapping[str, Any], collection: str | None = None) -> str | None:
+    """STAC 1.1's `product:type` (CDSE), `s2:product_type` (Earth Search, Planetary Computer), legacy CDSE
+    `productType`, a Sentinel-2 `processing:level` (`L1C`, `L2A`), else what the collection holds
+    (`sentinel-2-l2a` -> `S2MSI2A`)."""
+    properties = _properties(item)
+    for key in ("product:type", "s2:product_type", "productType"):
+        if value := _short_name(properties.get(key)):
             return value
-    return None
+    level = properties.get("processing:level")
+    if isinstance(level, str) and (product_type := _PRODUCT_TYPE_BY_LEVEL.get(level.strip().upper())):
+        return product_type
+    name = collection or item.get("collection")
+    return _PRODUCT_TYPE_BY_COLLECTION.get(name.lower()) if isinstance(name, str) else None
+
+
+def _properties(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    properties = item.get("properties")
+    return properties if isinstance(properties, Mapping) else {}
 
 
 def _instant(value: Any) -> dt.datetime | None:
@@ -102,6 +155,9 @@ def item_problem(item: Any) -> str | None:
             return f"properties.{key}: not an RFC 3339 timestamp"
         if problem := timestamp_problem(instant):
             return f"properties.{key}: {problem}"
+    start, end = sensing_interval(item)
+    if start is not None and end is not None and start > end:
+        return f"properties: sensing start {utc_iso(start)} is after its end {utc_iso(end)}"
     if not isinstance(item.get("assets") or {}, Mapping):
         return "assets: not an object"
     if "\\u0000" in json.dumps(item):  # the item is stored whole (JSONB), which refuses NUL
@@ -110,9 +166,22 @@ def item_problem(item: Any) -> str | None:
 
 
 def sensing_time(item: Mapping[str, Any]) -> dt.datetime | None:
-    """`datetime`, or `start_datetime` for items that only give a range."""
-    properties = item.get("properties") or {}
+    """The time a search window holds the item by: `datetime`, or `start_datetime` for items that only give a
+    range (what STAC APIs search by)."""
+    properties = _properties(item)
     return _instant(properties.get("datetime")) or _instant(properties.get("start_datetime"))
+
+
+def sensing_interval(item: Mapping[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Sensing start and end (SPEC §11): `start_datetime` / `end_datetime` when present, else `datetime`. Items
+    whose `datetime` is not the acquisition (GEODES: the archiving, 15 h later; CDSE's contributing missions:
+    years later) still give the acquisition in the range."""
+    properties = _properties(item)
+    instant = _instant(properties.get("datetime"))
+    return (
+        _instant(properties.get("start_datetime")) or instant,
+        _instant(properties.get("end_datetime")) or instant,
+    )
 
 
 def cloud_cover(item: Mapping[str, Any]) -> float | None:
@@ -193,7 +262,8 @@ def granule_id(collection: str, item_id: str) -> str:
 
 
 def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str], api_url: str) -> GranuleRecord:
-    properties = item.get("properties") or {}
+    properties = _properties(item)
+    sensing_start, sensing_end = sensing_interval(item)
     return GranuleRecord(
         id=granule_id(collection, str(item["id"])),
         filename=str(item["id"]),
@@ -201,9 +271,9 @@ def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str],
         source=SOURCE,
         tile_id=tile_of(item),
         platform=platform_of(item),
-        product_type=product_type_of(item),
-        sensing_start=sensing_time(item),
-        sensing_end=_instant(properties.get("end_datetime")),
+        product_type=product_type_of(item, collection),
+        sensing_start=sensing_start,
+        sensing_end=sensing_end,
         published=_instant(properties.get("published")) or _instant(properties.get("created")),
         collection=collection,
         cloud_cover=cloud_cover(item),
