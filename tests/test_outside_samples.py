@@ -307,6 +307,13 @@ STAC: list[Any] = [
         expected("S2A", "13VEK", "S2MSI2A", "2022-02-17T18:34:31.024Z", "2024-11-20T20:23:22.150523Z"),
         id="cdse-stac-s2-l2a",
     ),
+    pytest.param(
+        "cdse/stac-item-s2c-l2a.json",
+        "sentinel-2-l2a",
+        "S2C_MSIL2A_20250330T100051_N0511_R122_T33UWP_20250330T145914",
+        expected("S2C", "33UWP", "S2MSI2A", "2025-03-30T10:00:51.025Z", "2025-03-30T16:00:32.482826Z"),
+        id="cdse-stac-s2c-l2a",
+    ),
     # `datetime` is 2019 (processing), the acquisition 2015: the range gives it, start before end.
     pytest.param(
         "cdse/stac-item-ccm-s2a-msi.json",
