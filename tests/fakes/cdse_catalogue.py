@@ -2,7 +2,11 @@
 product, `/odata/v1/Products(<Id>)`) and `/odata/v1/DeletedProducts` with the same rules, as strict
 as CDSE: 422 for `$top` > 1000 or `$skip` > 10000, no order without `$orderby` (and none among products
 sharing a PublicationDate), 400 for a `$filter` it does not understand. Faults can be injected: 429 with
-Retry-After, 503, a connection dropped mid-body.
+Retry-After, 500, 503, a connection dropped mid-body, a reply held past the client's timeout; one at a time
+(`inject`) or by a policy asked about every request (`fault_policy`).
+
+The entities come from memory (`add`, `add_deleted`), or from a `CatalogueSource` that answers each search with
+its candidates (`source`; the twin's simulated CDSE in twin/world.py): the catalogue still applies every rule.
 
     with FakeCatalogue() as catalogue:
         catalogue.add(day_products(dt.date(2024, 9, 12), "S2A", 1500))
@@ -17,8 +21,9 @@ import datetime as dt
 import json
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from link_fetcher.products import load_allowed_tiles
@@ -46,6 +51,43 @@ _COMPARE: dict[str, Callable[[dt.datetime, dt.datetime], bool]] = {
     "le": lambda a, b: a <= b,
     "lt": lambda a, b: a < b,
 }
+
+
+class Entity(Protocol):
+    """What a search reads of a product or a DeletedProducts entity."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def collection(self) -> str: ...
+    @property
+    def attributes(self) -> dict[str, str]: ...
+    @property
+    def full_json(self) -> bytes: ...
+    @property
+    def bare_json(self) -> bytes: ...
+    def value(self, field: str) -> dt.datetime: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHint:
+    """What a search's `$filter` narrows to, for a source to pick its candidates: the collection searched, the
+    bounds on its order field (PublicationDate, or DeletionDate for DeletedProducts) and the attributes asked for."""
+
+    deleted: bool
+    start: dt.datetime | None = None  # inclusive
+    end: dt.datetime | None = None  # exclusive
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class CatalogueSource(Protocol):
+    def candidates(self, hint: SearchHint) -> Iterable[Entity]:
+        """Every entity that may match a search with this hint (more is allowed: the filter still applies)."""
+        ...
+
+    def product(self, product_id: str) -> Entity | None:
+        """One product by Id, while it is visible."""
+        ...
 
 
 class BadRequest(Exception):
@@ -154,6 +196,29 @@ def parse_filter(expression: str) -> Callable[[Any], bool]:
     return lambda product: all(test(product) for test in tests)
 
 
+def search_hint(path: str, params: dict[str, str]) -> SearchHint:
+    """The hint of a search request (see `SearchHint`); bounds are widened to whole instants, never narrowed."""
+    deleted = path == DELETED_PATH
+    order_field = "DeletionDate" if deleted else "PublicationDate"
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    attributes: dict[str, str] = {}
+    for clause in _split_conjunction(params.get("$filter", "")) if params.get("$filter") else []:
+        if match := _ATTRIBUTE_CLAUSE.match(clause):
+            attributes[match["name"]] = match["value"]
+        elif (match := _DATE_CLAUSE.match(clause)) and match["field"] == order_field:
+            try:
+                bound = _parse_time(match["value"])
+            except (BadRequest, ValueError):
+                continue
+            if match["op"] in ("ge", "gt", "eq"):
+                start = bound if start is None else max(start, bound)
+            if match["op"] in ("lt", "le", "eq"):
+                upper = bound + dt.timedelta(microseconds=1) if match["op"] != "lt" else bound
+                end = upper if end is None else min(end, upper)
+    return SearchHint(deleted, start, end, attributes)
+
+
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
     try:
         return int(params.get(name, default))
@@ -164,11 +229,22 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
 class FakeCatalogue(FakeHttpServer):
     """Products in memory and the rules CDSE applies to a search."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        source: CatalogueSource | None = None,
+        *,
+        fault_policy: Callable[[str, str], str | None] | None = None,
+        timeout_seconds: float = 61.0,
+    ) -> None:
         super().__init__()
         self._products: dict[str, _Product] = {}
         self._deleted: dict[str, _Deleted] = {}
+        self.source = source
         self.faults: collections.deque[str] = collections.deque()
+        # Asked (path, query) for each request when no injected fault is waiting: a fault or None.
+        self.fault_policy = fault_policy
+        # How long a `timeout` fault holds the reply: past the client's read timeout (link_fetcher.http).
+        self.timeout_seconds = timeout_seconds
 
     def add(self, products: Iterable[dict[str, Any]]) -> None:
         """Make products visible (a product added after a fetch plays one that became visible late)."""
@@ -188,7 +264,8 @@ class FakeCatalogue(FakeHttpServer):
                 self._products.pop(product_id, None)
 
     def inject(self, *faults: str) -> None:
-        """Faults for the next requests, one each: `429`, `503` or `drop` (connection closed mid-body)."""
+        """Faults for the next requests, one each: `429`, `500`, `503`, `drop` (connection closed mid-body) or
+        `timeout` (the reply held for `timeout_seconds`, then a 504)."""
         with self.lock:
             self.faults.extend(faults)
 
@@ -202,19 +279,28 @@ class FakeCatalogue(FakeHttpServer):
     def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
+        if fault is None and self.fault_policy is not None:
+            fault = self.fault_policy(path, query)
         one = _ONE_PRODUCT.match(path)
         if (path not in (PRODUCTS_PATH, DELETED_PATH) and not one) or method != "GET":
             return json_reply(404, {"detail": "not found"})
         if fault == "429":
             return json_reply(429, {"detail": "Too Many Requests"}, {"Retry-After": "1"})
-        if fault == "503":
-            return json_reply(503, {"detail": "Service Unavailable"})
+        if fault in ("500", "503"):
+            return json_reply(
+                int(fault), {"detail": "Internal Server Error" if fault == "500" else "Service Unavailable"}
+            )
+        if fault == "timeout":
+            time.sleep(self.timeout_seconds)
+            return json_reply(504, {"detail": "Gateway Timeout"})
         if fault == "not-a-page":  # 200, but not a search answer at all
             return json_reply(200, {"detail": "maintenance"})
         params = {key: values[-1] for key, values in parse_qs(query).items()}
         if one:
             with self.lock:
-                found = self._products.get(one["id"])
+                found: Entity | None = self._products.get(one["id"])
+            if found is None and self.source is not None:
+                found = self.source.product(one["id"])
             if found is None:
                 return json_reply(404, {"detail": f"Product {one['id']} not found"})
             return 200, {"Content-Type": "application/json"}, found.full_json
@@ -241,7 +327,9 @@ class FakeCatalogue(FakeHttpServer):
         deleted = path == DELETED_PATH
         order_field = "DeletionDate" if deleted else "PublicationDate"
         with self.lock:
-            entities = list((self._deleted if deleted else self._products).values())
+            entities: list[Entity] = list((self._deleted if deleted else self._products).values())
+        if self.source is not None:
+            entities.extend(self.source.candidates(search_hint(path, params)))
         selected = [entity for entity in entities if matches(entity)]
         order = params.get("$orderby")
         if order is None:
