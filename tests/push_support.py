@@ -41,10 +41,15 @@ def notification(event: str = "created", **product: Any) -> dict[str, Any]:
 
 
 def deleted_notification(product: dict, cause: str = "Corrupted product", when: dt.datetime | None = None) -> dict:
-    """The deleted fixture, about `product` (a CDSE product dict)."""
+    """The deleted fixture, about `product` (a CDSE product dict), deleted and notified `when` (default: an hour
+    after its publication; a deletion dated before it is not believed)."""
     body = copy.deepcopy(DELETED_FIXTURE)
-    when = when or dt.datetime(2024, 9, 14, 8, 0, 47, 503000, tzinfo=dt.UTC)
-    body.update(ProductId=product["Id"], ProductName=product["Name"])
+    when = when or dt.datetime.fromisoformat(product["PublicationDate"]) + dt.timedelta(hours=1)
+    body.update(
+        ProductId=product["Id"],
+        ProductName=product["Name"],
+        NotificationDate=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
     body["value"].update(deleted_entity(product, when, cause))
     return body
 

@@ -14,7 +14,7 @@ import redis
 from moto import mock_aws
 from sqlalchemy import Engine, text
 
-from db import DeletionRecord, record_deletions, record_granules
+from db import DeletionRecord, GranuleRecord, record_deletions, record_granules
 from link_fetcher.cli import main
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
@@ -54,10 +54,16 @@ def endpoint(make_settings, engine: Engine) -> PushEndpoint:
     return made
 
 
-def deletion(granule_id: str, *, remember: bool = False, cause: str = "Duplicated product") -> DeletionRecord:
+def deletion(
+    granule: GranuleRecord | str, *, remember: bool = False, cause: str = "Duplicated product"
+) -> DeletionRecord:
+    """A deletion of `granule` (its name as recorded), or of the product of an Id never recorded."""
+    granule_id = granule if isinstance(granule, str) else granule.id
     return DeletionRecord(
         id=granule_id,
-        filename=f"S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_{granule_id[-6:]}.SAFE",
+        filename=granule.filename
+        if isinstance(granule, GranuleRecord)
+        else f"S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_{granule_id[-6:]}.SAFE",
         deleted_at=dt.datetime(2024, 9, 14, tzinfo=dt.UTC),
         deletion_cause=cause,
         download_url=f"https://d/{granule_id}",
@@ -75,9 +81,9 @@ def test_deletion_of_a_recorded_granule_is_announced_once_per_sink(engine) -> No
     record = granule_record(0)
     with engine.begin() as conn:
         record_granules(conn, [record], ["sqs", "redis"])
-        first = record_deletions(conn, [deletion(record.id), deletion(record.id)], ["sqs", "redis"])
+        first = record_deletions(conn, [deletion(record), deletion(record)], ["sqs", "redis"])
     with engine.begin() as conn:
-        again = record_deletions(conn, [deletion(record.id, cause="Corrupted product")], ["sqs", "redis"])
+        again = record_deletions(conn, [deletion(record, cause="Corrupted product")], ["sqs", "redis"])
     assert (first.announced, first.remembered, again.announced, again.remembered) == ([record.id], [], [], [])
     assert rows(engine)[record.id][2] == "Duplicated product"  # set once: the second cause changed nothing
     assert sorted(deliveries(engine)) == sorted(
@@ -93,9 +99,7 @@ def test_deletion_of_a_recorded_granule_is_announced_once_per_sink(engine) -> No
 def test_deletion_of_a_product_never_recorded_is_remembered_and_its_created_not_delivered(engine) -> None:
     record = granule_record(1)
     with engine.begin() as conn:
-        outcome = record_deletions(
-            conn, [deletion(record.id, remember=True), deletion("other", remember=False)], ["sqs"]
-        )
+        outcome = record_deletions(conn, [deletion(record, remember=True), deletion("other", remember=False)], ["sqs"])
         assert outcome.remembered == [record.id] and outcome.announced == []
         assert record_granules(conn, [record], ["sqs"]) == []
     assert rows(engine) == {record.id: ("deletion", dt.datetime(2024, 9, 14, tzinfo=dt.UTC), "Duplicated product")}
@@ -116,7 +120,7 @@ def test_concurrent_deletion_and_created_never_lose_the_deletion(engine) -> None
     def delete(record):
         start.wait()
         with engine.begin() as conn:
-            record_deletions(conn, [deletion(record.id, remember=True)], ["sqs"])
+            record_deletions(conn, [deletion(record, remember=True)], ["sqs"])
 
     for record in records:
         threads = [threading.Thread(target=create, args=(record,)), threading.Thread(target=delete, args=(record,))]
@@ -147,7 +151,7 @@ def test_deletion_messages_on_sqs_and_redis(engine, moto_queue, make_settings, r
     record = granule_record(2)
     with engine.begin() as conn:
         record_granules(conn, [record], ["sqs", "redis"])
-        record_deletions(conn, [deletion(record.id)], ["sqs", "redis"])
+        record_deletions(conn, [deletion(record)], ["sqs", "redis"])
     redis_sink = RedisStreamSink.from_settings(make_settings(redis_url=redis_url, redis_stream=unique_name))
     report = relay(engine, [SqsSink(queue_url, client=client), redis_sink])
     assert report.sent == {"sqs": 2, "redis": 2}
@@ -226,8 +230,8 @@ def test_push_deletion_with_a_bad_value_is_400(engine, endpoint) -> None:
 def test_same_deletion_from_push_and_poll_at_once_is_announced_once(engine, endpoint, make_settings) -> None:
     created = notification()
     assert endpoint.handle(AUTH, encode(created)).status == 204
-    when = dt.datetime.combine(DAY, dt.time(9), dt.UTC)
-    deleted = deleted_notification(created["value"], when=when)
+    deleted = deleted_notification(created["value"])  # an hour after its publication, a day ago
+    day = dt.datetime.fromisoformat(deleted["value"]["DeletionDate"]).date()
     with FakeCatalogue() as catalogue:
         catalogue.add_deleted([deleted["value"]])
         fetcher = _deletion_fetcher(engine, catalogue)
@@ -240,7 +244,7 @@ def test_same_deletion_from_push_and_poll_at_once_is_announced_once(engine, endp
 
         def poll() -> None:
             start.wait()
-            fetcher.fetch(DAY)
+            fetcher.fetch(day)
 
         threads = [threading.Thread(target=push) for _ in range(8)] + [threading.Thread(target=poll)]
         for thread in threads:
@@ -284,7 +288,12 @@ def test_polling_more_than_10000_deletions_in_a_day(engine) -> None:
     entities = [deleted_entity(p, when) for p, when in zip(products + extra, instants, strict=True)]
     recorded_ids = {p["Id"] for p in products[::35]}
     with engine.begin() as conn:
-        records = [granule_record(0, id=p["Id"], filename=p["Name"]) for p in products if p["Id"] in recorded_ids]
+        published = start - dt.timedelta(days=1)  # before its deletion, or the deletion would not be believed
+        records = [
+            granule_record(0, id=p["Id"], filename=p["Name"], published=published)
+            for p in products
+            if p["Id"] in recorded_ids
+        ]
         record_granules(conn, records, ["sqs"])
     with FakeCatalogue() as catalogue:
         catalogue.add_deleted(entities)
@@ -341,7 +350,9 @@ def test_poll_resumes_after_a_failure(engine) -> None:
 def test_cli_deletions(cli_env, engine, capsys) -> None:
     product = day_products(DAY, "S2A", 1, allowed_share=1.0)[0]
     with engine.begin() as conn:
-        record_granules(conn, [granule_record(0, id=product["Id"], filename=product["Name"])], ["unassigned"])
+        published = dt.datetime.fromisoformat(product["PublicationDate"])
+        record = granule_record(0, id=product["Id"], filename=product["Name"], published=published)
+        record_granules(conn, [record], ["unassigned"])
     with FakeCatalogue() as catalogue:
         catalogue.add_deleted([deleted_entity(product, dt.datetime.combine(DAY, dt.time(5), dt.UTC))])
         cli_env.setenv("CDSE_CATALOGUE_URL", catalogue.url)

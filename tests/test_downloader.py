@@ -309,11 +309,12 @@ def test_a_deleted_granule_is_not_downloaded_and_optionally_removed(
     assert downloader.download([stored.id])[0].result == Result.DOWNLOADED
     key = rows(engine)[stored.id]["object_key"]
     cdse_requests = len(cdse.requests)
+    recorded = rows(engine)
     with engine.begin() as conn:
         deletions = [
             DeletionRecord(
                 id=p.id,
-                filename="x",
+                filename=recorded[p.id]["filename"],  # the recorded name, or the deletion is not believed
                 deleted_at=dt.datetime(2024, 9, 14, tzinfo=dt.UTC),
                 deletion_cause="Corrupted product",
                 download_url="https://d",

@@ -115,9 +115,9 @@ def test_link_fetcher_reads_a_deletion_day_in_calls_that_stop_early(link_fetcher
     products = day_products(DAY, "S2B", 120, allowed_share=1.0)
     start = dt.datetime.combine(DAY, dt.time(), dt.UTC)
     with engine.begin() as conn:
-        record_granules(
-            conn, [granule_record(0, id=p["Id"], filename=p["Name"]) for p in products[:10]], ["unassigned"]
-        )
+        published = start - dt.timedelta(days=1)  # before its deletion, or the deletion would not be believed
+        records = [granule_record(0, id=p["Id"], filename=p["Name"], published=published) for p in products[:10]]
+        record_granules(conn, records, ["unassigned"])
     with FakeCatalogue() as catalogue:
         catalogue.add_deleted([deleted_entity(p, start + dt.timedelta(minutes=i)) for i, p in enumerate(products)])
         lambda_env.setenv("CDSE_CATALOGUE_URL", catalogue.url)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -103,3 +104,58 @@ def test_0006_stores_cdse_ids_lower_case_once_and_size_0_as_unknown(scratch_url:
     assert deliveries == sorted(granules)
     with engine.begin() as conn, pytest.raises(Exception, match="foreign key"):
         conn.execute(text("INSERT INTO outbox (granule_id, sink) VALUES ('nowhere', 'sqs')"))
+
+
+def test_0012_repairs_deletion_dates_no_reader_can_read(scratch_url: str) -> None:
+    """Rows a year-10000 DeletionDate left (issue 26): a remembered one is forgotten, an unannounced deletion
+    undone (its pending delivery dropped), an announced one dated when it was recorded; then the CHECK holds
+    and `status` reads everything."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from db.status import status_document
+
+    engine = get_engine(scratch_url)
+    command.upgrade(alembic_config(engine), "0011")
+    year_10000 = "10000-01-01 00:00:00+00"
+    with engine.begin() as conn:
+        for granule_id, source, deleted_at in [
+            ("remembered", "deletion", year_10000),
+            ("unannounced", "subscription", year_10000),
+            ("announced", "subscription", year_10000),
+            ("fine", "search", "2024-09-14 00:00:00+00"),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO granule (id, filename, download_url, source, deleted_at, deletion_cause) "
+                    "VALUES (:id, 'n', 'https://x', :source, CAST(:deleted_at AS timestamptz), 'forged')"
+                ),
+                {"id": granule_id, "source": source, "deleted_at": deleted_at},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO outbox (granule_id, sink, event, status, created_at) VALUES "
+                "('unannounced', 'sqs', 'found', 'sent', now()), ('unannounced', 'sqs', 'deleted', 'failed', now()), "
+                "('announced', 'sqs', 'deleted', 'sent', '2026-01-02 03:04:05+00'), "
+                "('announced', 'redis', 'deleted', 'pending', '2026-01-02 03:04:06+00')"
+            )
+        )
+    upgrade_head(engine)
+    with engine.connect() as conn:
+        granules = {row.id: (row.deleted_at, row.deletion_cause) for row in conn.execute(text("SELECT * FROM granule"))}
+        deliveries = sorted(tuple(row) for row in conn.execute(text("SELECT granule_id, sink, event FROM outbox")))
+        document = status_document(conn)
+    utc = dt.UTC
+    assert granules == {
+        "unannounced": (None, None),
+        "announced": (dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=utc), "forged"),
+        "fine": (dt.datetime(2024, 9, 14, tzinfo=utc), "forged"),
+    }
+    assert deliveries == [
+        ("announced", "redis", "deleted"),
+        ("announced", "sqs", "deleted"),
+        ("unannounced", "sqs", "found"),
+    ]
+    assert document["deliveries"]
+    with pytest.raises(Exception, match="ck_granule_deleted_at_in_range"), engine.begin() as conn:
+        conn.execute(text(f"UPDATE granule SET deleted_at = '{year_10000}' WHERE id = 'fine'"))

@@ -129,13 +129,14 @@ def test_status_counts_deletions_and_reprocessings_per_day(engine: Engine) -> No
     others = [granule_record(i) for i in range(3, 5)]
     day = NOW - dt.timedelta(days=1)
 
-    def deletion(granule_id: str, remember: bool = False) -> DeletionRecord:
-        return DeletionRecord(granule_id, "x.SAFE", day, "Corrupted product", "https://d", remember=remember)
+    def deletion(granule_id: str, name: str = "x.SAFE", remember: bool = False) -> DeletionRecord:
+        return DeletionRecord(granule_id, name, day, "Corrupted product", "https://d", remember=remember)
 
     with engine.begin() as conn:
         record_granules(conn, [first, *others], ["sqs"])
         record_granules(conn, [again], ["sqs"], reprocessed_policy="replace")
-        record_deletions(conn, [deletion(g.id) for g in others] + [deletion("never-recorded", True)], ["sqs"])
+        deletions = [deletion(g.id, g.filename) for g in others] + [deletion("never-recorded", remember=True)]
+        record_deletions(conn, deletions, ["sqs"])
         conn.execute(text("UPDATE granule SET deleted_at = :d WHERE id = :id"), {"d": NOW, "id": first.id})
     with engine.connect() as conn:
         document = status_document(conn, now=NOW + dt.timedelta(hours=1))

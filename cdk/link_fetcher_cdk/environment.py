@@ -23,13 +23,15 @@ from link_fetcher.settings import Settings
 _CRITERIA = ("platforms", "product_type", "max_acquisition_age_days")
 _RELAY = ("relay_batch_size", "relay_max_attempts", "relay_workers")
 _CDSE_SEARCH = ("cdse_catalogue_url", "cdse_download_url", "cdse_page_size")
+# Whose notifications are ours, and how long a deletion of a product never recorded is remembered (SPEC §3, §9).
+_NOTIFICATIONS = ("subscription_ids", "deletion_memory_days")
 
 # Settings fields each function reads, by its folder under lambdas/.
 FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
     "migrate": (),
     "date_generator": ("platforms",),
-    "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY, "reprocessed_policy"),
-    "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY, "reprocessed_policy"),
+    "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY, "reprocessed_policy", "deletion_memory_days"),
+    "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY, "reprocessed_policy", *_NOTIFICATIONS),
     "relay": _RELAY,
     "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency", "delete_downloaded_on_deletion"),
     "reconcile": ("reconcile_requeue_after_hours",),
@@ -41,6 +43,7 @@ FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
         *_RELAY,
         "reprocessed_policy",
         "pull_subscription_id",
+        *_NOTIFICATIONS,
     ),
     "stac_fetcher": ("stac_page_size", "stac_http_attempts", "stac_keep_unknown_cloud", *_RELAY),
 }
@@ -78,6 +81,7 @@ LOCAL_ONLY: dict[str, str] = {
     "gateway_max_connections_per_key": "the stream gateway is not deployed",
     "gateway_send_queue": "the stream gateway is not deployed",
     "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
+    "push_request_timeout_seconds": "`link-fetcher serve` only; API Gateway bounds the deployed endpoint's requests",
 }
 
 

@@ -68,11 +68,19 @@ class Settings(BaseSettings):
     reprocessed_policy: Literal["deliver", "skip", "replace"] = "deliver"
     # PULL subscription to read (`subscriptions pull`, lambdas/subscription_puller); unset: the account's running one.
     pull_subscription_id: str | None = None
+    # Deletions of products never recorded are remembered this many days (a later `created` is then not delivered).
+    deletion_memory_days: int = Field(90, ge=1)
+    # The subscriptions whose notifications are ours (the ids `subscriptions create` prints, comma-separated);
+    # a notification of any other `SubscriptionId` is counted and ignored. Unset: every subscription's.
+    subscription_ids: CommaList = Field(default_factory=list)
 
     # Push endpoint credentials: a Secrets Manager secret ({"username", "password"}) in AWS, else these.
     subscription_username: str | None = None
     subscription_password: SecretStr | None = None
     subscription_secret_arn: str | None = None
+    # `serve`: a client that has not sent its whole request (headers and body) within this many seconds is
+    # answered 408 and disconnected, so slow clients cannot hold connections.
+    push_request_timeout_seconds: float = Field(30, gt=0)
 
     # Downloader.
     upload_bucket: str | None = None
@@ -103,6 +111,12 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_platforms(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("subscription_ids", mode="before")
+    @classmethod
+    def _parse_subscription_ids(cls, value: object) -> object:
+        parts = _split_commas(value)
+        return [part.lower() for part in parts] if isinstance(parts, list) else parts  # Ids compare in lower case
 
     @field_validator("platforms")
     @classmethod

@@ -22,48 +22,72 @@ class DeletionRecord:
     deletion_cause: str | None
     download_url: str
     remember: bool = False
+    name_known: bool = True  # False: `filename` stands in for a name the source did not give (not compared)
     tile_id: str | None = None
     platform: str | None = None
     product_type: str | None = None
+
+
+# Why a deletion of a recorded granule is not believed (logs, metrics): it names another product than the one
+# recorded under its Id, or it is dated before the granule was published.
+NAME_MISMATCH = "name_mismatch"
+BEFORE_PUBLICATION = "before_publication"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DeletionOutcome:
     announced: list[str]  # recorded granules marked deleted now: one deletion delivery per sink scheduled
     remembered: list[str]  # never recorded: kept as a deleted row, never announced
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)  # recorded, not believed: id → reason
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(DeletionRecord))
 
 # A deletion marks a recorded granule once (`deleted_at IS NULL`: a second source, or the same source again,
-# finds it marked and changes nothing; a concurrent one waits on the row lock and then finds it marked). A
-# deletion of a product never recorded inserts its row already deleted, with no delivery: the insert and a
-# concurrent `created` meet on the primary key, so whichever commits second sees the other's row, and a later
-# `created` conflicts with it (record_granules) and is not delivered. `xmax = 0` tells an inserted row from an
-# updated one.
+# finds it marked and changes nothing; a concurrent one waits on the row lock and then finds it marked), and
+# only when it names the recorded product and is not dated before its publication (`refused` says why not; it
+# reads the rows as they were before this statement). A deletion whose source gave no name takes the recorded
+# one (`named`). A deletion of a product never recorded inserts its row already deleted, with no delivery: the
+# insert and a concurrent `created` meet on the primary key, so whichever commits second sees the other's row
+# (record_granules says when a `created` still gets through). `xmax = 0` tells an inserted row from an updated
+# one. Names are compared without `.SAFE` (SPEC §11: a product's name is its ESA name without it).
+_BELIEVED = (
+    r"regexp_replace({g}.filename, '\.SAFE$', '') = regexp_replace({i}.filename, '\.SAFE$', '')"
+    " AND ({g}.published IS NULL OR {g}.published <= {i}.deleted_at)"
+)
 _DELETE_SQL = text(
-    """
+    f"""
     WITH incoming AS (
         SELECT DISTINCT ON (id) *
         FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
             id text, filename text, deleted_at timestamptz, deletion_cause text, download_url text,
-            remember boolean, tile_id text, platform text, product_type text)
+            remember boolean, name_known boolean, tile_id text, platform text, product_type text)
         ORDER BY id, deleted_at
     ),
+    named AS (
+        SELECT i.id, coalesce(CASE WHEN NOT i.name_known THEN g.filename END, i.filename) AS filename,
+               i.deleted_at, i.deletion_cause, i.download_url, i.remember, i.tile_id, i.platform, i.product_type
+        FROM incoming i LEFT JOIN granule g ON g.id = i.id
+    ),
     marked_only AS (
-        UPDATE granule g SET deleted_at = i.deleted_at, deletion_cause = i.deletion_cause
-        FROM incoming i
-        WHERE g.id = i.id AND NOT i.remember AND g.deleted_at IS NULL
+        UPDATE granule g SET deleted_at = n.deleted_at, deletion_cause = n.deletion_cause
+        FROM named n
+        WHERE g.id = n.id AND NOT n.remember AND g.deleted_at IS NULL AND {_BELIEVED.format(g="g", i="n")}
         RETURNING g.id
     ),
     upserted AS (
         INSERT INTO granule (id, filename, download_url, source, tile_id, platform, product_type, deleted_at,
                              deletion_cause)
         SELECT id, filename, download_url, 'deletion', tile_id, platform, product_type, deleted_at, deletion_cause
-        FROM incoming WHERE remember
+        FROM named WHERE remember
         ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, deletion_cause = EXCLUDED.deletion_cause
-        WHERE granule.deleted_at IS NULL
+        WHERE granule.deleted_at IS NULL AND {_BELIEVED.format(g="granule", i="EXCLUDED")}
         RETURNING id, xmax = 0 AS inserted
+    ),
+    refused AS (
+        SELECT n.id, CASE WHEN g.published > n.deleted_at THEN '{BEFORE_PUBLICATION}' ELSE '{NAME_MISMATCH}' END
+        FROM named n JOIN granule g ON g.id = n.id
+        WHERE g.deleted_at IS NULL AND NOT ({_BELIEVED.format(g="g", i="n")})
     ),
     announced AS (
         SELECT id FROM marked_only UNION ALL SELECT id FROM upserted WHERE NOT inserted
@@ -74,24 +98,43 @@ _DELETE_SQL = text(
         FROM announced CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
         ON CONFLICT DO NOTHING
     )
-    SELECT id, false AS remembered FROM announced
+    SELECT id, 'announced' AS outcome FROM announced
     UNION ALL
-    SELECT id, true FROM upserted WHERE inserted
+    SELECT id, 'remembered' FROM upserted WHERE inserted
+    UNION ALL
+    SELECT * FROM refused
     """
 )
 
+# Remembered deletions are kept DELETION_MEMORY_DAYS from when they were remembered (ix_granule_remembered).
+_PRUNE_SQL = text("DELETE FROM granule WHERE source = 'deletion' AND first_seen < now() - make_interval(days => :days)")
+DEFAULT_MEMORY_DAYS = 90
 
-def record_deletions(conn: Connection, deletions: Sequence[DeletionRecord], sinks: Sequence[str]) -> DeletionOutcome:
-    """Mark the recorded granules deleted (once) and schedule their deletion deliveries; remember the rest."""
+
+def record_deletions(
+    conn: Connection,
+    deletions: Sequence[DeletionRecord],
+    sinks: Sequence[str],
+    *,
+    memory_days: int = DEFAULT_MEMORY_DAYS,
+) -> DeletionOutcome:
+    """Mark the recorded granules deleted (once) and schedule their deletion deliveries; remember the rest, and
+    forget what was remembered more than `memory_days` ago."""
     if not deletions:
         return DeletionOutcome([], [])
     if not sinks:
         raise ValueError("record_deletions needs at least one sink name (db.UNASSIGNED_SINK when none is configured)")
+    conn.execute(_PRUNE_SQL, {"days": memory_days})
     rows = json.dumps(
         [{name: getattr(record, name) for name in _FIELDS} for record in deletions],
         default=lambda value: value.isoformat(),
     )
     outcome = DeletionOutcome([], [])
-    for granule_id, remembered in conn.execute(_DELETE_SQL, {"rows": rows, "sinks": list(sinks)}):
-        (outcome.remembered if remembered else outcome.announced).append(granule_id)
+    for granule_id, kind in conn.execute(_DELETE_SQL, {"rows": rows, "sinks": list(sinks)}):
+        if kind == "announced":
+            outcome.announced.append(granule_id)
+        elif kind == "remembered":
+            outcome.remembered.append(granule_id)
+        else:
+            outcome.refused[granule_id] = kind
     return outcome

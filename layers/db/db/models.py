@@ -43,13 +43,15 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# Stored timestamps stay within what every reader can read back (psycopg: years 1..9999), one day wider than
-# the edges accept (years 1900..2200 in the product's own offset, at most ±14:00 from UTC).
+def timestamp_in_range(column: str) -> str:
+    """The CHECK condition keeping a stored timestamp within what every reader can read back (psycopg: years
+    1..9999), one day wider than the edges accept (years 1900..2200 in the product's own offset, ±14:00 at most)."""
+    return f"{column} IS NULL OR ({column} >= '1899-12-31 00:00:00+00' AND {column} < '2201-01-02 00:00:00+00')"
+
+
+# The product timestamps' checks (migration 0005); `deleted_at` got its own in migration 0012.
 TIMESTAMP_RANGE_CHECKS = {
-    f"{column}_in_range": (
-        f"{column} IS NULL OR ({column} >= '1899-12-31 00:00:00+00' AND {column} < '2201-01-02 00:00:00+00')"
-    )
-    for column in ("sensing_start", "sensing_end", "published")
+    f"{column}_in_range": timestamp_in_range(column) for column in ("sensing_start", "sensing_end", "published")
 }
 
 
@@ -134,6 +136,7 @@ granule_table = Table(
     # The name without baseline and discriminator (SPEC §9), computed by the database: granule_identity().
     Column("identity", Text, Computed("granule_identity(filename)", persisted=True)),
     *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),
+    CheckConstraint(timestamp_in_range("deleted_at"), name="deleted_at_in_range"),
     CheckConstraint(known_values_check("source", Source), name="source_known"),
     Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
     # Reconcile maps stored keys back to rows (migration 0004).
@@ -144,6 +147,9 @@ granule_table = Table(
     Index("ix_granule_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     # Reprocessings per day of recording (`status`, the ops console; migration 0010).
     Index("ix_granule_reprocessed", "first_seen", postgresql_where=text("supersedes IS NOT NULL")),
+    # Remembered deletions of products never recorded, by when they were remembered: pruned after
+    # DELETION_MEMORY_DAYS (migration 0012).
+    Index("ix_granule_remembered", "first_seen", postgresql_where=text("source = 'deletion'")),
 )
 
 # Per publication day and platform: what the server reported and how far the poller got.

@@ -69,7 +69,10 @@ REPROCESSED_POLICIES = ("deliver", "skip", "replace")
 # DISTINCT ON drops duplicates inside the batch. Outbox rows are written only for ids this statement
 # inserted: a granule seen before (or being recorded by a concurrent transaction, which we wait for on the
 # unique index) yields no row in `inserted` and so no delivery. A product deleted before it was ever
-# recorded already has its (deleted) row: it conflicts, so its `created` is not delivered either.
+# recorded already has its (deleted) row: it conflicts, so its `created` is not delivered either, unless it was
+# published after that deletion (or after the deletion was remembered, for one dated in the future): no genuine
+# deletion precedes its product's publication, so that row was a made-up deletion, and the product is recorded
+# over it (`revived`: a row of source `deletion` found by its primary key, no earlier-granule lookup).
 #
 # Reprocessing: each new granule looks up the latest earlier granule of its identity through
 # ix_granule_identity (an index probe per row, still one statement) and records it as `supersedes`. Under
@@ -93,6 +96,16 @@ _RECORD_SQL = text(
         ON CONFLICT (id) DO NOTHING
         RETURNING id, supersedes
     ),
+    revived AS (
+        UPDATE granule g SET ({", ".join(_FIELDS[1:])}, first_seen, deleted_at, deletion_cause) =
+            ({", ".join(f"i.{name}" for name in _FIELDS[1:])}, now(), NULL, NULL)
+        FROM incoming i
+        WHERE g.id = i.id AND g.source = 'deletion' AND i.published > LEAST(g.deleted_at, g.first_seen)
+        RETURNING g.id, g.supersedes
+    ),
+    recorded AS (
+        SELECT id, supersedes FROM inserted UNION ALL SELECT id, supersedes FROM revived
+    ),
     replaced AS (
         UPDATE granule g SET deleted_at = now(), deletion_cause = 'superseded by ' || inserted.id
         FROM inserted
@@ -101,15 +114,15 @@ _RECORD_SQL = text(
     ),
     scheduled AS (
         INSERT INTO outbox (granule_id, sink, event)
-        SELECT inserted.id, sinks.sink, 'found'
-        FROM inserted CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
-        WHERE inserted.supersedes IS NULL OR CAST(:policy AS text) <> 'skip'
+        SELECT recorded.id, sinks.sink, 'found'
+        FROM recorded CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
+        WHERE recorded.supersedes IS NULL OR CAST(:policy AS text) <> 'skip'
         UNION ALL
         SELECT replaced.id, sinks.sink, 'deleted'
         FROM replaced CROSS JOIN unnest(CAST(:sinks AS text[])) AS sinks(sink)
         ON CONFLICT DO NOTHING
     )
-    SELECT id FROM inserted
+    SELECT id FROM recorded
     """
 )
 
@@ -123,7 +136,8 @@ def _json_default(value: object) -> str:
 def record_granules(
     conn: Connection, records: Sequence[GranuleRecord], sinks: Sequence[str], *, reprocessed_policy: str = "deliver"
 ) -> list[str]:
-    """Insert the granules not recorded before and one pending delivery per sink for each; return new ids.
+    """Insert the granules not recorded before (or recorded over a made-up deletion, see _RECORD_SQL) and one
+    pending delivery per sink for each; return their ids.
     `reprocessed_policy` (REPROCESSED_POLICIES) decides what a reprocessing of an earlier granule gets.
 
     Runs in the caller's transaction (`with engine.begin() as conn`), so a caller can commit its own

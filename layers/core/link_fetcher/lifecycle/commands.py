@@ -28,7 +28,8 @@ from link_fetcher.sinks import build_sinks
 def _print_summary(reports: list[DeletionDayReport]) -> None:
     table = Table(title="deletions", box=box.SIMPLE_HEAD)
     # Fits 80 columns: `available` is CDSE's count of the day's deletions, `bad` the malformed ones skipped.
-    for column in ("day", "available", "read", "announced", "remembered", "bad", "done"):
+    # `refused`: deletions of recorded granules not believed (another name, dated before publication).
+    for column in ("day", "available", "read", "announced", "remembered", "refused", "bad", "done"):
         table.add_column(column, justify="left" if column in ("day", "done") else "right", no_wrap=True)
     for report in reports:
         table.add_row(
@@ -37,6 +38,7 @@ def _print_summary(reports: list[DeletionDayReport]) -> None:
             str(report.read),
             str(report.announced),
             str(report.remembered),
+            str(report.refused),
             str(report.malformed),
             "unchanged" if report.unchanged else "yes" if report.completed else "no",
         )

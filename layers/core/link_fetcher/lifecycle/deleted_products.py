@@ -8,10 +8,18 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, TypeAdapter, ValidationError
 
 from db import DeletionRecord, GranuleRecord, Source
-from link_fetcher.products import Criteria, download_url, platform_of, product_type_of, rejection_reason, tile_of
+from link_fetcher.products import (
+    Criteria,
+    Timestamp,
+    download_url,
+    platform_of,
+    product_type_of,
+    rejection_reason,
+    tile_of,
+)
 
 # Text stored in the database: no NUL (PostgreSQL refuses it), bounded.
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
@@ -25,8 +33,23 @@ class DeletedProduct(BaseModel):
 
     id: uuid.UUID = Field(alias="Id")
     name: _Text = Field(alias="Name")
-    deletion_date: AwareDatetime = Field(alias="DeletionDate")
+    # Within years 1900..2200 and ±14:00 like every timestamp we keep (SPEC §9): else malformed, never stored.
+    deletion_date: Timestamp = Field(alias="DeletionDate")
     deletion_cause: _Text | None = Field(None, alias="DeletionCause")
+    # False when the source gave no name (a PULL notification that lost it): `name` then holds the Id, and the
+    # deletion is not checked against the recorded name. Never read from input.
+    _name_known: bool = PrivateAttr(True)
+
+    @classmethod
+    def unnamed(cls, product_id: str, deletion_date: dt.datetime) -> DeletedProduct:
+        """A deletion known only by its product's Id and date; ValidationError when either is malformed."""
+        product = cls.model_validate({"Id": product_id, "Name": product_id, "DeletionDate": deletion_date})
+        product._name_known = False
+        return product
+
+    @property
+    def name_known(self) -> bool:
+        return self._name_known
 
     @property
     def product_id(self) -> str:
@@ -75,6 +98,7 @@ def to_deletion(product: DeletedProduct, *, download_base_url: str, criteria: Cr
         deletion_cause=product.deletion_cause,
         download_url=granule.download_url,
         remember=rejection_reason(granule, criteria, dt.datetime.now(dt.UTC)) is None,
+        name_known=product.name_known,
         tile_id=granule.tile_id,
         platform=granule.platform,
         product_type=granule.product_type,

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from db import deletion_count_table, record_deletions
+from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.fetching.query import Cursor, PagingError, after_page, day_window, odata_time
 from link_fetcher.http import HttpError, get_json, make_session
 from link_fetcher.lifecycle.deleted_products import parse_items, remember_criteria, to_deletion
@@ -112,6 +113,7 @@ class DeletionDayReport:
     read: int = 0
     announced: int = 0  # recorded granules marked deleted now
     remembered: int = 0  # never recorded, remembered
+    refused: int = 0  # recorded, not believed: another name, or dated before the granule's publication
     malformed: int = 0
     available: int = 0
     completed: bool = False
@@ -130,6 +132,7 @@ class DeletionFetcher:
         download_url: str,
         sink_names: Sequence[str],
         page_size: int = 1000,
+        memory_days: int = DEFAULT_MEMORY_DAYS,
     ) -> None:
         self.engine = engine
         self.catalogue = catalogue
@@ -137,6 +140,7 @@ class DeletionFetcher:
         self.download_url = download_url
         self.sink_names = list(sink_names)
         self.page_size = page_size
+        self.memory_days = memory_days
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, sink_names: Sequence[str]) -> DeletionFetcher:
@@ -149,6 +153,7 @@ class DeletionFetcher:
             download_url=settings.cdse_download_url,
             sink_names=sink_names,
             page_size=settings.cdse_page_size,
+            memory_days=settings.deletion_memory_days,
         )
 
     def fetch(self, day: dt.date, *, should_stop: Callable[[], bool] = lambda: False) -> DeletionDayReport:
@@ -192,11 +197,14 @@ class DeletionFetcher:
                 for product in products
             ]
             with self.engine.begin() as conn:
-                outcome = record_deletions(conn, deletions, self.sink_names)
+                outcome = record_deletions(conn, deletions, self.sink_names, memory_days=self.memory_days)
                 save_progress(conn, progress)
             report.read += len(page.items)
             report.malformed += malformed
             report.announced += len(outcome.announced)
             report.remembered += len(outcome.remembered)
+            report.refused += len(outcome.refused)
+            for granule_id, reason in outcome.refused.items():
+                log.warning("deletion of %s not believed: %s", granule_id, reason)
         report.available, report.completed = progress.available, progress.completed
         return report

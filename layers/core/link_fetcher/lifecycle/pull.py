@@ -20,6 +20,7 @@ import requests
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
+from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.http import HttpError, get_json, make_session
 from link_fetcher.lifecycle.deleted_products import DeletedProduct
 from link_fetcher.products import Criteria
@@ -66,6 +67,8 @@ class PullReport:
     recorded: int = 0  # granules recorded
     announced: int = 0  # deletions of recorded granules
     remembered: int = 0  # deletions of products never recorded
+    refused: int = 0  # deletions of recorded granules not believed (another name, dated before publication)
+    other_subscription: int = 0  # notifications of a subscription not in SUBSCRIPTION_IDS, ignored
     skipped: int = 0  # filtered out, duplicates, deletions that changed nothing
     completed: int = 0  # notifications without value, completed by reading the product
     gone: int = 0  # notifications without value whose product CDSE no longer has
@@ -87,6 +90,8 @@ class PullSession:
     download_url: str
     sink_names: Sequence[str]
     reprocessed_policy: str = "deliver"
+    subscription_ids: frozenset[str] = frozenset()  # empty: every subscription's notifications
+    deletion_memory_days: int = DEFAULT_MEMORY_DAYS
     clock: Callable[[], dt.datetime] = _utc_now
 
     @classmethod
@@ -94,15 +99,21 @@ class PullSession:
         cls, settings: Settings, engine: Engine, api: SubscriptionsApi, sink_names: Sequence[str]
     ) -> PullSession:
         """SubscriptionError when no subscription is configured and the account has no running pull one."""
+        subscription_id = settings.pull_subscription_id or api.running_pull()
         return cls(
             engine,
             api,
-            settings.pull_subscription_id or api.running_pull(),
+            subscription_id,
             ProductLookup(settings.cdse_catalogue_url),
             criteria=push_criteria(settings),
             download_url=settings.cdse_download_url,
             sink_names=sink_names,
             reprocessed_policy=settings.reprocessed_policy,
+            # The queue read is ours whatever SUBSCRIPTION_IDS lists; other ids in it are not.
+            subscription_ids=frozenset([*settings.subscription_ids, subscription_id.lower()])
+            if settings.subscription_ids
+            else frozenset(),
+            deletion_memory_days=settings.deletion_memory_days,
         )
 
     def pull_once(self, report: PullReport, limit: int = MAX_READ) -> list[str]:
@@ -113,9 +124,19 @@ class PullSession:
         if not items:
             return []
         notifications = [n for n in (self._complete(item, report) for item in items) if n is not None]
-        planned = plan(notifications, self.criteria, self.clock(), self.download_url)
+        planned = plan(notifications, self.criteria, self.clock(), self.download_url, self.subscription_ids)
+        for other in planned.other_subscription:
+            log.info("notification of %s ignored: subscription %s is not ours", other.product_id, other.subscription_id)
         with self.engine.begin() as conn:
-            recorded = record(conn, planned, self.sink_names, self.reprocessed_policy)
+            recorded = record(
+                conn,
+                planned,
+                self.sink_names,
+                self.reprocessed_policy,
+                deletion_memory_days=self.deletion_memory_days,
+            )
+        for granule_id, reason in recorded.deletions.refused.items():
+            log.warning("deletion of %s not believed: %s", granule_id, reason)
         # Committed: now the queue may forget them. A failure from here on only makes them read again.
         acks = [str(item["AckId"]) for item in items if isinstance(item, dict) and item.get("AckId")]
         if acks:
@@ -130,8 +151,11 @@ class PullSession:
         report.recorded += len(recorded.inserted)
         report.announced += len(recorded.deletions.announced)
         report.remembered += len(recorded.deletions.remembered)
+        report.refused += len(recorded.deletions.refused)
+        report.other_subscription += len(planned.other_subscription)
         report.skipped += len(notifications) - len(recorded.inserted) - len(recorded.deletions.announced)
-        report.skipped -= len(recorded.deletions.remembered)
+        report.skipped -= len(recorded.deletions.remembered) + len(recorded.deletions.refused)
+        report.skipped -= len(planned.other_subscription)
         return recorded.to_deliver
 
     def run(
@@ -191,12 +215,12 @@ class PullSession:
         if notification.is_deletion:
             # What a DeletedProducts entity would say; the notification's date stands for the deletion's.
             deleted_at = notification.notification_date or self.clock()
-            deletion = DeletedProduct.model_validate(
-                {
-                    "Id": notification.product_id,
-                    "Name": item.get("ProductName") or notification.product_id,
-                    "DeletionDate": deleted_at if deleted_at.tzinfo else deleted_at.replace(tzinfo=dt.UTC),
-                }
+            deleted_at = deleted_at if deleted_at.tzinfo else deleted_at.replace(tzinfo=dt.UTC)
+            name = item.get("ProductName")
+            deletion = (
+                DeletedProduct.model_validate({"Id": notification.product_id, "Name": name, "DeletionDate": deleted_at})
+                if name
+                else DeletedProduct.unnamed(notification.product_id, deleted_at)
             )
             report.completed += 1
             return notification.model_copy(update={"deletion": deletion})

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -17,13 +17,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, DeletionOutcome
+from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import MALFORMED, Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, push_criteria
 from link_fetcher.push.notifications import InvalidNotification, parse_notifications
-from link_fetcher.push.recorder import Plan, Recorded, plan, record
+from link_fetcher.push.recorder import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
 from link_fetcher.relay import deliver_recorded, sink_names_for_recording
 from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
@@ -71,6 +72,8 @@ class PushEndpoint:
         relay_batch_size: int = 10,
         relay_max_attempts: int = 10,
         reprocessed_policy: str = "deliver",
+        subscription_ids: Collection[str] = (),
+        deletion_memory_days: int = DEFAULT_MEMORY_DAYS,
         logger: Logger | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -87,6 +90,8 @@ class PushEndpoint:
         self._relay_batch_size = relay_batch_size
         self._relay_max_attempts = relay_max_attempts
         self._reprocessed_policy = reprocessed_policy
+        self._subscription_ids = frozenset(subscription_id.lower() for subscription_id in subscription_ids)
+        self._deletion_memory_days = deletion_memory_days
         self.logger = logger or Logger(service=Service.PUSH)
         self.metrics = metrics or Metrics(namespace=NAMESPACE, service=Service.PUSH)
         self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
@@ -107,6 +112,8 @@ class PushEndpoint:
             relay_batch_size=settings.relay_batch_size,
             relay_max_attempts=settings.relay_max_attempts,
             reprocessed_policy=settings.reprocessed_policy,
+            subscription_ids=settings.subscription_ids,
+            deletion_memory_days=settings.deletion_memory_days,
             logger=logger,
             **kwargs,
         )
@@ -148,7 +155,10 @@ class PushEndpoint:
                 extra={"product_id": malformed.product_id, "error": malformed.error, "reason": MALFORMED},
             )
             self.count(MALFORMED)
-        planned = plan(parsed.notifications, self._criteria, self._clock(), self._download_base_url)
+        planned = plan(
+            parsed.notifications, self._criteria, self._clock(), self._download_base_url, self._subscription_ids
+        )
+        self._log_other_subscriptions(planned)
         try:
             recorded = self._record(planned)
         except DATABASE_DOWN as exc:
@@ -180,23 +190,49 @@ class PushEndpoint:
             with self._engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 return record(conn, planned, self._sink_names, self._reprocessed_policy)
         with self._engine().begin() as conn:
-            return record(conn, planned, self._sink_names, self._reprocessed_policy)
+            return record(
+                conn,
+                planned,
+                self._sink_names,
+                self._reprocessed_policy,
+                deletion_memory_days=self._deletion_memory_days,
+            )
+
+    def _log_other_subscriptions(self, planned: Plan) -> None:
+        for notification in planned.other_subscription:
+            self.logger.info(
+                "notification ignored: another subscription's",
+                extra={
+                    "product_id": notification.product_id,
+                    "subscription_id": notification.subscription_id,
+                    "event": notification.event,
+                    "reason": OTHER_SUBSCRIPTION,
+                },
+            )
+            self.count(OTHER_SUBSCRIPTION)
 
     def _log_deletions(self, planned: Plan, recorded: Recorded) -> None:
         announced, remembered = set(recorded.deletions.announced), set(recorded.deletions.remembered)
+        refused = dict(recorded.deletions.refused)
         for deletion in planned.deletions:
+            reason = None
             if deletion.id in announced:
                 outcome = "deletion_announced"
             elif deletion.id in remembered:
                 outcome = "deletion_remembered"
+            elif reason := refused.pop(deletion.id, None):
+                # Names another product than the one recorded, or predates its publication: not believed.
+                outcome = "deletion_refused"
             else:  # seen before, or a product we neither recorded nor would
                 outcome = "deletion_unchanged"
             announced.discard(deletion.id)
             remembered.discard(deletion.id)
-            self.logger.info(
-                "deletion notification",
-                extra={"product": deletion.filename, "product_id": deletion.id, "outcome": outcome},
-            )
+            extra = {"product": deletion.filename, "product_id": deletion.id, "outcome": outcome}
+            if reason:
+                self.logger.warning("deletion notification not believed", extra=extra | {"reason": reason})
+                self.count(reason)
+            else:
+                self.logger.info("deletion notification", extra=extra)
             self.count(outcome)
 
     def _log_decisions(self, decisions: Sequence[Decision], inserted: set[str]) -> None:

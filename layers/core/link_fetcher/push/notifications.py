@@ -148,6 +148,8 @@ def _describe(exc: ValidationError, index: int | None = None) -> str:
     if error["type"] == "json_invalid":
         return f"body is not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}"
     location = error["loc"]
+    if location[:1] == ("deletion",):  # a `deleted` event's `value`, validated under its own field
+        location = ("value", *location[1:])
     if not location and index is None:
         return "body must be a notification object (or the body an array of them)"
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection
 
 from db import DeletionOutcome, DeletionRecord, record_deletions, record_granules
+from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.lifecycle.deleted_products import to_deletion
 from link_fetcher.products import Criteria
 from link_fetcher.push.decisions import Decision, decide
 from link_fetcher.push.notifications import Notification
+
+# The skip reason of a notification of a subscription not in SUBSCRIPTION_IDS (logs, metrics).
+OTHER_SUBSCRIPTION = "other_subscription"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,6 +26,7 @@ class Plan:
 
     decisions: list[Decision]  # products of every event but `deleted`, kept or not
     deletions: list[DeletionRecord]
+    other_subscription: list[Notification] = dataclasses.field(default_factory=list)  # ignored
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,21 +40,45 @@ class Recorded:
         return self.inserted + self.deletions.announced
 
 
-def plan(notifications: Sequence[Notification], criteria: Criteria, now: dt.datetime, download_base_url: str) -> Plan:
-    """Pure. Every notification must carry its value (a PULL caller completes those that lost it first)."""
+def is_ours(notification: Notification, subscription_ids: Collection[str]) -> bool:
+    """Whether a notification comes from one of `subscription_ids` (lower-case; empty: any subscription)."""
+    if not subscription_ids:
+        return True
+    return (notification.subscription_id or "").lower() in subscription_ids
+
+
+def plan(
+    notifications: Sequence[Notification],
+    criteria: Criteria,
+    now: dt.datetime,
+    download_base_url: str,
+    subscription_ids: Collection[str] = (),
+) -> Plan:
+    """Pure. Every notification must carry its value (a PULL caller completes those that lost it first).
+    Notifications of subscriptions not in `subscription_ids` (when given) are set aside, whatever their event."""
     # A deletion is remembered for products we would record; its acquisition age is unknown, so not checked.
     remember = dataclasses.replace(criteria, max_acquisition_age=None)
-    decisions, deletions = [], []
+    decisions, deletions, others = [], [], []
     for notification in notifications:
-        if notification.deletion is not None:
+        if not is_ours(notification, subscription_ids):
+            others.append(notification)
+        elif notification.deletion is not None:
             deletions.append(to_deletion(notification.deletion, download_base_url=download_base_url, criteria=remember))
         else:
             decisions.append(decide(notification, criteria, now, download_base_url))
-    return Plan(decisions, deletions)
+    return Plan(decisions, deletions, others)
 
 
-def record(conn: Connection, planned: Plan, sink_names: Sequence[str], reprocessed_policy: str) -> Recorded:
-    """In the caller's transaction; each part is one statement."""
+def record(
+    conn: Connection,
+    planned: Plan,
+    sink_names: Sequence[str],
+    reprocessed_policy: str,
+    *,
+    deletion_memory_days: int = DEFAULT_MEMORY_DAYS,
+) -> Recorded:
+    """In the caller's transaction; each part is one statement (recording deletions also prunes old ones)."""
     records = [decision.record for decision in planned.decisions if decision.kept]
     inserted = record_granules(conn, records, sink_names, reprocessed_policy=reprocessed_policy) if records else []
-    return Recorded(inserted, record_deletions(conn, planned.deletions, sink_names))
+    deletions = record_deletions(conn, planned.deletions, sink_names, memory_days=deletion_memory_days)
+    return Recorded(inserted, deletions)

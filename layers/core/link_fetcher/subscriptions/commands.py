@@ -137,8 +137,9 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
         )
     print(
         f"pull {session.subscription_id}: {report.read} notifications read, {report.recorded} recorded, "
-        f"{report.announced} deletions announced, {report.remembered} remembered, {report.skipped} unchanged or "
-        f"filtered, {report.gone} gone, {report.malformed} unreadable",
+        f"{report.announced} deletions announced, {report.remembered} remembered, {report.refused} not believed, "
+        f"{report.skipped} unchanged or filtered, {report.other_subscription} of other subscriptions, "
+        f"{report.gone} gone, {report.malformed} unreadable",
         file=sys.stderr,
     )
     return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
