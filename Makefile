@@ -26,12 +26,12 @@ run: install
 	$(RUN) link-fetcher fetch --day $(YESTERDAY)
 
 ## The test suite against real PostgreSQL (see scripts/test.sh for how the server is chosen) and Redis.
-test: install browser
+test: install browser node_modules/.installed
 	@scripts/test.sh $(PYTEST_ARGS)
 
 ## The unit tier: the tests marked `unit`, which need no PostgreSQL, Redis or network (both URLs point at a closed
 ## port, so a test that reaches for either fails). Seconds, and no server to start.
-test-unit: install
+test-unit: install node_modules/.installed
 	DATABASE_URL=postgresql://unit@127.0.0.1:9/none REDIS_URL=redis://127.0.0.1:9/0 $(RUN) pytest -m unit -q $(PYTEST_ARGS)
 
 ## Headless Chromium for the ops console test: Debian's package (Playwright's own browser download is not used).
@@ -60,8 +60,11 @@ clean-db:
 
 ## AWS (cdk/, docs/deploy.md): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
 ## credentials needed; diff, deploy and destroy use your AWS credentials. Settings come from .env (DEPLOY_*, ...).
-.PHONY: synth cfn-lint diff deploy destroy
-CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
+.PHONY: synth cfn-lint bootstrap diff deploy destroy
+# The CDK CLI and the app's jsii runtime run on the project's Node (package.json's `node`, a supported release from the
+# npm registry), never the system's: node_modules/.bin goes first on PATH for the CLI and whatever it starts.
+NODE_BIN := $(CURDIR)/node_modules/.bin
+CDK := PATH="$(NODE_BIN):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true cdk
 # Synth asks nothing of AWS: no credential lookup through the EC2 metadata service.
 CDK_OFFLINE := AWS_EC2_METADATA_DISABLED=true
 
@@ -77,6 +80,10 @@ synth: install node_modules/.installed
 ## engine version or runtime AWS no longer creates.
 cfn-lint: install
 	$(RUN) cfn-lint
+
+## Once per account and region, before the first deploy (with your AWS credentials).
+bootstrap: install node_modules/.installed
+	cd cdk && $(CDK) bootstrap --no-notices
 
 diff: install node_modules/.installed
 	cd cdk && $(CDK) diff --no-notices

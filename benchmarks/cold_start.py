@@ -14,15 +14,16 @@ Usage: python -m benchmarks.cold_start [--rounds 7] [--tree DIR]  (DIR keeps the
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+from cdk.link_fetcher_cdk.node import use_project_node
 
-from cdk.link_fetcher_cdk.config import PROJECT_ROOT
-from cdk.link_fetcher_cdk.local_lambda import LambdaTree, build_tree
+use_project_node()  # before aws_cdk is imported: jsii starts the Node it finds on PATH then
+
+from cdk.link_fetcher_cdk.config import PROJECT_ROOT  # noqa: E402
+from cdk.link_fetcher_cdk.local_lambda import LambdaTree, build_tree  # noqa: E402
 
 GOAL = 2.5
 GOAL_FUNCTIONS = ("link_subscription", "link_fetcher")

@@ -17,11 +17,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from cdk.link_fetcher_cdk.node import use_project_node
 from db import get_engine, reset_engines
 from db.engine import normalise_url
 from db.migrate import upgrade_head
 from link_fetcher.settings import Settings
 
+# Tests that synthesize the stack start jsii, which runs the `node` it finds on PATH: the project's (package.json).
+use_project_node()
 FIXTURES = Path(__file__).parent / "fixtures"
 # A test marked `unit` (make test-unit) may use none of these: they need a PostgreSQL or Redis server.
 SERVICE_FIXTURES = frozenset({"server_url", "database_url", "redis_url"})

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from cdk.link_fetcher_cdk.bundling import PipLayerBundling, layer_spec, locked_versions, pinned, project_layers
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT

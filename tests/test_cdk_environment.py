@@ -6,13 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
-from pydantic import SecretStr
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-import aws_cdk as cdk  # imported after silencing the Node version banner
 from aws_cdk.assertions import Template
+from pydantic import SecretStr
 
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT, load
 from cdk.link_fetcher_cdk.environment import (

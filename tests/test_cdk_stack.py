@@ -4,14 +4,10 @@ resources, the polling state machine, least-privilege IAM, a private database an
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-import aws_cdk as cdk  # imported after silencing the Node version banner
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
 from cdk.link_fetcher_cdk.bundling import PYTHON_VERSION
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT
 from cdk.link_fetcher_cdk.local_lambda import LambdaTree, build_tree
