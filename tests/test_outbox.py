@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 import pytest
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db import (
     DeliveryOutcome,
     DeliveryStatus,
+    LeaseSession,
     count_by_status,
     lease_pending,
     lease_token,
@@ -17,7 +19,6 @@ from db import (
     record_granules,
     release_leases,
 )
-from db.in_flight import InFlight
 from db.outbox import _COUNT_IN_SQL, _LEASE_SQL, _MARK_SENT_SQL, _MARK_SQL, LEASE_LOCK_CLASS
 from tests.factories import granule_record
 
@@ -163,41 +164,64 @@ def test_lease_and_mark_read_only_their_rows_whatever_the_table_size(engine: Eng
         conn.execute(text("VACUUM ANALYZE outbox"))
         token = lease_token(conn)
         leased = [d.outbox_id for d in lease_pending(conn, "sqs", token, 10)]
-        lease = ("sqs", 10, [], None, token, LEASE_LOCK_CLASS, 100)  # after id 10, the next 100
-        statements = (
-            (_LEASE_SQL, lease),
-            (_MARK_SQL, (leased, [None] * 10, [True] * 10, [False] * 10, 10)),
-            (_MARK_SENT_SQL, (leased,)),
-        )
-        in_flight = InFlight(conn)
+        lease = {"sink": "sqs", "after_id": 10, "exclude": "{}", "granule_ids": None, "token": token}
+        lease |= {"lock_class": LEASE_LOCK_CLASS, "limit": 100}  # after id 10, the next 100
+        ids = "{" + ",".join(map(str, leased)) + "}"
+        mark = {"ids": ids, "errors": [None] * 10, "attempted": [True] * 10, "final": [False] * 10, "max_attempts": 10}
+        statements = ((_LEASE_SQL, lease), (_MARK_SQL, mark), (_MARK_SENT_SQL, {"ids": ids}))
+        cursor = conn.connection.dbapi_connection.cursor()
         for statement, params in statements:
-            in_flight.send(b"EXPLAIN (FORMAT JSON) " + statement, params)
-            ((plan,),) = in_flight.collect()
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+            ((plan,),) = cursor.fetchall()
             plan = plan if isinstance(plan, list) else json.loads(plan)
             assert "Seq Scan" not in json.dumps(plan), plan
 
 
-def test_a_statement_in_flight_is_collected_once_and_fails_as_sqlalchemy_raises(engine: Engine) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        in_flight = InFlight(conn)
-        assert in_flight.collect() == [] and not in_flight.busy
-        in_flight.send(b"SELECT $1::int + 1, $2::text[]", (41, ["a", None]))
-        with pytest.raises(RuntimeError, match="already in flight"):
-            in_flight.send(b"SELECT 1", ())
-        assert in_flight.collect() == [(42, ["a", None])] and in_flight.collect() == []
-        in_flight.send(b"SELECT * FROM no_such_table", ())
-        with pytest.raises(ProgrammingError, match="no_such_table"):
-            in_flight.collect()
-        assert conn.execute(text("SELECT 1")).scalar_one() == 1  # the connection goes on after the error
+def _statuses(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT status FROM outbox ORDER BY id")).scalars())
+
+
+def test_a_pipelined_session_commits_what_it_sent_when_it_syncs(engine: Engine) -> None:
+    """A relay's mark runs while it builds its next batch, and has committed once `sync` returns; a lease's rows
+    come back committed."""
+    _record(engine, 10)
+    with _autocommit(engine) as conn:
+        token = lease_token(conn)
+        session = LeaseSession(conn)
+        with session.pipelined():
+            session.send_lease("sqs", token, 10)
+            leased = session.collect_lease()
+            assert [d.outbox_id for d in leased] == list(range(1, 11)) and leased[0].granule is not None
+            session.send_mark([DeliveryOutcome(d.outbox_id, None) for d in leased], max_attempts=10)
+            assert _statuses(engine) == ["pending"] * 10  # sent, not yet committed
+            session.sync()
+            assert _statuses(engine) == ["sent"] * 10
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1  # SQLAlchemy has the connection back
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_failed_statement_raises_as_sqlalchemy_raises_and_the_connection_goes_on(
+    engine: Engine, pipelined: bool
+) -> None:
+    with _autocommit(engine) as conn:
+        session = LeaseSession(conn)
+        pipeline = session.pipelined() if pipelined else contextlib.nullcontext()
+        with pytest.raises(DBAPIError, match="LIMIT must not be negative"), pipeline:
+            session.send_lease("sqs", 1, -1)
+            session.collect_lease()
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
 
 
 def test_a_connection_lost_with_a_statement_in_flight_raises_operational_error(engine: Engine) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    _record(engine, 1)
+    with _autocommit(engine) as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        in_flight = InFlight(conn)
-        in_flight.send(b"SELECT pg_sleep(5)", ())
-        with engine.connect() as other:
-            assert other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
-        with pytest.raises(OperationalError):
-            in_flight.collect()
+        session = LeaseSession(conn)
+        with pytest.raises(OperationalError), session.pipelined():
+            session.send_mark([DeliveryOutcome(1, None)], max_attempts=10)
+            with engine.connect() as other:
+                assert other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
+            session.sync()
         conn.invalidate()
+    assert _statuses(engine) == ["pending"]  # never committed

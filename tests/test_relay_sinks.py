@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-import link_fetcher.relay as relay_module
+from db.outbox import LeaseSession
 from link_fetcher.relay import relay
 from link_fetcher.sinks import Sink
 from link_fetcher.sinks.redis_stream import RedisStreamSink
@@ -74,13 +74,13 @@ def test_each_worker_leases_one_batch_first_then_twice_as_many_up_to_the_cap(
     sink, received = sink_under_test
     ids = record(engine, 390, [sink.name])
     asked: list[int] = []  # each lease's limit
-    original = relay_module.send_lease
+    original = LeaseSession.send_lease
 
     def counting_lease(*args, **kwargs):
         asked.append(args[3])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(relay_module, "send_lease", counting_lease)
+    monkeypatch.setattr(LeaseSession, "send_lease", counting_lease)
     assert relay(engine, [sink]).sent == {sink.name: 390}
     assert asked == [10, 20, 40, 80, 100, 100, 100]  # the last one comes back short (40): caught up
     assert sorted(received()) == sorted(ids)
@@ -95,13 +95,13 @@ def test_a_batch_leaves_once_the_previous_is_marked_and_the_next_lease_goes_with
     record(engine, 150, ["sqs"])
     marked_at_departure: list[int] = []  # deliveries marked sent as each batch leaves
     leases_sent_after: list[int] = []  # batches that had left when each lease was sent
-    original = relay_module.send_lease
+    original = LeaseSession.send_lease
 
     def noting_lease(*args, **kwargs):
         leases_sent_after.append(len(marked_at_departure))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(relay_module, "send_lease", noting_lease)
+    monkeypatch.setattr(LeaseSession, "send_lease", noting_lease)
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
         sink = SqsSink(endpoint.queue_url("q"), client=client)

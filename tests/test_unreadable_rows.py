@@ -11,7 +11,7 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 
 from db import record_granules
-from link_fetcher import relay as relay_module
+from link_fetcher import relay_worker
 from link_fetcher.cli import main
 from link_fetcher.relay import relay
 from link_fetcher.sinks.sqs import SqsSink
@@ -68,14 +68,14 @@ def test_a_granule_that_cannot_become_a_message_fails_alone(engine: Engine, aws_
     records = [granule_record(i) for i in range(5)]
     with engine.begin() as conn:
         record_granules(conn, records, ["sqs"])
-    build = relay_module.to_message
+    build = relay_worker.to_message
 
-    def broken_for_one(granule: dict, event: str = "found") -> relay_module.Message:
+    def broken_for_one(granule: dict, event: str = "found") -> relay_worker.Message:
         if granule["id"] == records[2].id:
             raise ValueError("no usable filename")
         return build(granule, event)
 
-    monkeypatch.setattr(relay_module, "to_message", broken_for_one)
+    monkeypatch.setattr(relay_worker, "to_message", broken_for_one)
     with mock_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="to-download")["QueueUrl"]

@@ -21,8 +21,8 @@ from db.outbox import (
     UNASSIGNED_SINK,
     ClaimedDelivery,
     DeliveryOutcome,
+    LeaseSession,
     assign_unbound,
-    collect_lease,
     count_by_status,
     end_leases,
     lease_pending,
@@ -33,8 +33,6 @@ from db.outbox import (
     release_leases,
     requeue,
     retry_failed,
-    send_lease,
-    send_mark,
 )
 from db.reading import GranuleRow, MessageRow, load_granules
 from db.recording import REPROCESSED_POLICIES, GranuleRecord, record_granules
@@ -51,10 +49,10 @@ __all__ = [
     "DeliveryStatus",
     "GranuleRecord",
     "GranuleRow",
+    "LeaseSession",
     "MessageRow",
     "Source",
     "assign_unbound",
-    "collect_lease",
     "count_by_status",
     "deletion_count_table",
     "describe_url",
@@ -76,7 +74,5 @@ __all__ = [
     "requeue",
     "reset_engines",
     "retry_failed",
-    "send_lease",
-    "send_mark",
     "status_table",
 ]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Iterator, Sequence
-from typing import TypedDict, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypedDict, cast
 
+import psycopg
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
-from db.in_flight import InFlight, RowsUnreadable
 from db.models import DeliveryEvent, DeliveryStatus, granule_table
 from db.reading import MessageRow
 
@@ -30,34 +32,41 @@ MESSAGE_COLUMNS = tuple(column.name for column in granule_table.columns if colum
 LEASE_LOCK_CLASS = 0x6C66  # advisory lock key space (classid) of relay tokens; the objid is the token
 _TAKE_TOKEN_SQL = text("SELECT pg_try_advisory_lock(:lock_class, :token)")
 _END_LEASES_SQL = text("SELECT pg_advisory_unlock(:lock_class, :token)")
-_RELEASE_SQL = text("UPDATE outbox SET leased_by = NULL WHERE id = ANY(CAST(:ids AS bigint[])) AND leased_by = :token")
-# The lease and the marks go through `InFlight` (a relay overlaps them with its sends), hence libpq's placeholders.
-# The lease returns each delivery with its granule's MESSAGE_COLUMNS, oldest first.
+# The lease, the marks and the release run on the psycopg connection itself (see `LeaseSession`), hence psycopg's
+# placeholders. The lease returns each delivery with its granule's MESSAGE_COLUMNS, oldest first.
 _LEASED_COLUMNS = 6  # outbox id, granule id, event, attempts, first_sent_at, previous lease; then MESSAGE_COLUMNS
 _LEASE_SQL = f"""
     WITH free AS (
         SELECT o.id, o.leased_by AS previous FROM outbox o
-        WHERE o.sink = $1 AND o.status = 'pending' AND o.id > $2
-          AND o.id <> ALL($3::bigint[])
-          AND ($4::text[] IS NULL OR o.granule_id = ANY($4::text[]))
-          AND (o.leased_by IS NULL OR (o.leased_by <> $5 AND pg_try_advisory_xact_lock($6, o.leased_by)))
+        WHERE o.sink = %(sink)s AND o.status = 'pending' AND o.id > %(after_id)s
+          AND o.id <> ALL(%(exclude)s::bigint[])
+          AND (%(granule_ids)s::text[] IS NULL OR o.granule_id = ANY(%(granule_ids)s::text[]))
+          AND (o.leased_by IS NULL
+               OR (o.leased_by <> %(token)s AND pg_try_advisory_xact_lock(%(lock_class)s, o.leased_by)))
         ORDER BY o.id
-        LIMIT $7
+        LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ), leased AS (
-        UPDATE outbox o SET leased_by = $5 FROM free
+        UPDATE outbox o SET leased_by = %(token)s FROM free
         WHERE o.id = free.id AND o.id = ANY(ARRAY(SELECT id FROM free))  -- the rows through the primary key
         RETURNING o.id, o.granule_id, o.event, o.attempts, o.first_sent_at, free.previous
     )
     SELECT leased.*, {", ".join(f"g.{column}" for column in MESSAGE_COLUMNS)}
     FROM leased LEFT JOIN granule g ON g.id = leased.granule_id
     ORDER BY leased.id
-""".encode()
-_MARK_SQL = b"""
+"""
+# What a lease took, read again one row at a time when a granule of it cannot be read back (see `collect_lease`).
+_LEASED_KEYS_SQL = """
+    SELECT id, granule_id, event, attempts, first_sent_at, NULL::bigint FROM outbox
+    WHERE sink = %(sink)s AND leased_by = %(token)s AND status = 'pending' AND id > %(after_id)s
+    ORDER BY id
+"""
+_MESSAGE_COLUMNS_SQL = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM granule WHERE id = %s"
+_MARK_SQL = """
     UPDATE outbox o SET
         status = CASE
             WHEN r.error IS NULL THEN 'sent'
-            WHEN r.final OR (r.attempted AND o.attempts + 1 >= $5) THEN 'failed'
+            WHEN r.final OR (r.attempted AND o.attempts + 1 >= %(max_attempts)s) THEN 'failed'
             ELSE 'pending' END,
         attempts = o.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END,
         last_error = r.error,
@@ -65,15 +74,17 @@ _MARK_SQL = b"""
         first_sent_at = CASE WHEN r.error IS NULL THEN coalesce(o.first_sent_at, now()) ELSE o.first_sent_at END,
         leased_by = NULL,
         updated_at = now()
-    FROM unnest($1::bigint[], $2::text[], $3::boolean[], $4::boolean[]) AS r(id, error, attempted, final)
-    WHERE o.id = r.id AND o.id = ANY($1::bigint[])  -- the second: the rows through the primary key
+    FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(attempted)s::boolean[], %(final)s::boolean[])
+        AS r(id, error, attempted, final)
+    WHERE o.id = r.id AND o.id = ANY(%(ids)s::bigint[])  -- the second: the rows through the primary key
 """
 # The usual batch, every message accepted: the same effect as _MARK_SQL with one array to bind instead of four.
-_MARK_SENT_SQL = b"""
+_MARK_SENT_SQL = """
     UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, sent_at = now(),
         first_sent_at = coalesce(first_sent_at, now()), leased_by = NULL, updated_at = now()
-    WHERE id = ANY($1::bigint[])
+    WHERE id = ANY(%(ids)s::bigint[])
 """
+_RELEASE_SQL = "UPDATE outbox SET leased_by = NULL WHERE id = ANY(%(ids)s::bigint[]) AND leased_by = %(token)s"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -141,6 +152,161 @@ def end_leases(conn: Connection, token: int) -> None:
     conn.info.pop("relay_lease_token", None)
 
 
+class LeaseSession:
+    """A relay's lease, mark and release statements on one autocommit connection (psycopg 3, db.engine's driver).
+
+    Within `pipelined()` (psycopg's pipeline mode) `send_lease` and `send_mark` return as soon as PostgreSQL has
+    the statement, which runs there while the relay builds and sends its next batch; `sync()` returns once every
+    statement sent has run and committed (a pipeline's sync ends the implicit transaction its statements ran in).
+    Outside it, each statement has committed when `send_…` returns. While pipelined, nothing else may use the
+    connection: SQLAlchemy reads a result as soon as it sends the statement, and a pipeline has none to give yet.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        self._pipeline: psycopg.Pipeline | None = None
+        self._lease = self._dbapi.cursor(binary=True)  # binary rows: the lease reads back a granule per delivery
+        self._other = self._dbapi.cursor()
+        self._lease_params: dict[str, Any] = {}
+        self._sent: tuple[str, Mapping[str, Any] | Sequence[Any]] | None = None  # the latest, for its error
+        self._unsynced = False  # pipelined: a statement was sent since the last sync
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Pipeline mode; leaving it waits for whatever was still in flight."""
+        with self._errors(), self._dbapi.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline, self._unsynced = None, False
+
+    def sync(self) -> None:
+        """Wait until every statement sent has run and committed (pipelined; otherwise they already have)."""
+        if self._pipeline is not None and self._unsynced:
+            with self._errors():
+                self._pipeline.sync()
+            self._unsynced = False
+
+    def send_lease(
+        self,
+        sink: str,
+        token: int,
+        limit: int,
+        *,
+        exclude: Sequence[int] = (),
+        granule_ids: Sequence[str] | None = None,
+        after_id: int = 0,
+    ) -> None:
+        """Send `lease_pending`'s statement; `collect_lease` returns what it leased."""
+        self._lease_params = {"sink": sink, "token": token, "after_id": after_id}
+        params = {
+            **self._lease_params,
+            "exclude": _bigint_array(exclude),
+            "granule_ids": None if granule_ids is None else list(granule_ids),
+            "lock_class": LEASE_LOCK_CLASS,
+            "limit": limit,
+        }
+        self._execute(self._lease, _LEASE_SQL, params)
+
+    def collect_lease(self) -> list[ClaimedDelivery]:
+        """The deliveries the lease sent last leased (see `lease_pending`), once it has committed."""
+        self.sync()
+        try:
+            rows = self._lease.fetchall()
+        except psycopg.DataError:
+            return self._reread_lease()
+        sink = self._lease_params["sink"]
+        return [
+            _claimed(sink, keys, dict(zip(MESSAGE_COLUMNS, granule, strict=True))) for *keys, granule in _split(rows)
+        ]
+
+    def _reread_lease(self) -> list[ClaimedDelivery]:
+        """The lease's deliveries when a granule of them cannot be read back: each granule read alone, so that only
+        the unreadable ones fail. The lease's own rows say which deliveries it took (not whose lease they were
+        taken over from: a ReceiptSink is then sent those again, which its consumers absorb as any repeat)."""
+        sink = self._lease_params["sink"]
+        claimed = []
+        for keys in self._fetch(_LEASED_KEYS_SQL, self._lease_params):
+            try:
+                granule = self._fetch(_MESSAGE_COLUMNS_SQL, (keys[1],))
+            except psycopg.DataError as exc:
+                claimed.append(_claimed(sink, keys, None, unreadable=f"granule row unreadable: {exc}"))
+                continue
+            claimed.append(
+                _claimed(sink, keys, dict(zip(MESSAGE_COLUMNS, granule[0], strict=True)) if granule else None)
+            )
+        return claimed
+
+    def send_mark(self, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
+        """Send `mark_outcomes`' statement; the batch is marked once `sync()` returns."""
+        if not outcomes:
+            return
+        ids = _bigint_array([outcome.outbox_id for outcome in outcomes])
+        if all(outcome.error is None and outcome.attempted for outcome in outcomes):
+            self._execute(self._other, _MARK_SENT_SQL, {"ids": ids})
+            return
+        params = {
+            "ids": ids,
+            "errors": [outcome.error for outcome in outcomes],
+            "attempted": [outcome.attempted for outcome in outcomes],
+            "final": [outcome.final for outcome in outcomes],
+            "max_attempts": max_attempts,
+        }
+        self._execute(self._other, _MARK_SQL, params)
+
+    def release(self, token: int, outbox_ids: Sequence[int]) -> None:
+        """`release_leases`, committed when it returns."""
+        if outbox_ids:
+            self._execute(self._other, _RELEASE_SQL, {"ids": _bigint_array(outbox_ids), "token": token})
+            self.sync()
+
+    def _fetch(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._execute(self._other, statement, params)
+        self.sync()
+        return self._other.fetchall()
+
+    def _execute(self, cursor: psycopg.Cursor[Any], statement: str, params: Mapping[str, Any] | Sequence[Any]) -> None:
+        self._sent = (statement, params)
+        with self._errors():
+            cursor.execute(statement, params)
+        self._unsynced = self._pipeline is not None
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """psycopg's errors raised as SQLAlchemy raises them from a statement it ran (OperationalError for a lost
+        connection, …), so that callers handle one family."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            statement, params = self._sent or ("", {})
+            raise DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
+
+
+def _split(rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Each lease row as (its _LEASED_COLUMNS key values…, the granule's values)."""
+    for row in rows:
+        yield (*row[:_LEASED_COLUMNS], row[_LEASED_COLUMNS:])
+
+
+def _claimed(
+    sink: str, keys: Sequence[Any], granule: dict[str, Any] | None, unreadable: str | None = None
+) -> ClaimedDelivery:
+    outbox_id, granule_id, event, attempts, first_sent_at, previous = keys
+    readable = granule is not None and granule["id"] is not None  # no granule: it was deleted meanwhile
+    return ClaimedDelivery(
+        outbox_id=outbox_id,
+        sink=sink,
+        attempts=attempts,
+        granule_id=granule_id,
+        granule=cast(MessageRow, granule) if readable else None,
+        event=DeliveryEvent(event),
+        first_sent_at=first_sent_at,
+        unreadable=unreadable,
+        previous_lease=previous,
+    )
+
+
 def lease_pending(
     conn: Connection,
     sink: str,
@@ -156,8 +322,8 @@ def lease_pending(
     in this run); only those of `granule_ids` if given. One statement, which also reads the granules' rows.
 
     Run it in autocommit: the lease must be visible to other relays while this one sends. `mark_outcomes` ends
-    each lease; `release_leases` gives back what was leased and not sent. `send_lease` and `collect_lease` do the
-    same in two steps, the relay sending in between.
+    each lease; `release_leases` gives back what was leased and not sent. A relay does the same through a
+    `LeaseSession`, which overlaps them with its sends.
 
     `after_id`: a relay draining a backlog passes the last id it leased, so each lease starts where the last
     ended whatever index the planner picks. Without it, a plan that walks the primary key (chosen when the
@@ -166,84 +332,26 @@ def lease_pending(
     A granule psycopg cannot read back (a value stored before the range checks) does not fail the lease: that
     delivery comes with `unreadable` set.
     """
-    in_flight = InFlight(conn)
-    send_lease(in_flight, sink, token, limit, exclude=exclude, granule_ids=granule_ids, after_id=after_id)
-    return collect_lease(in_flight, sink)
-
-
-def send_lease(
-    in_flight: InFlight,
-    sink: str,
-    token: int,
-    limit: int,
-    *,
-    exclude: Sequence[int] = (),
-    granule_ids: Sequence[str] | None = None,
-    after_id: int = 0,
-) -> None:
-    """Send `lease_pending`'s statement; `collect_lease` returns what it leased."""
-    params = (sink, after_id, _bigint_array(exclude), None if granule_ids is None else list(granule_ids), token)
-    in_flight.send(_LEASE_SQL, (*params, LEASE_LOCK_CLASS, limit))
-
-
-def collect_lease(in_flight: InFlight, sink: str) -> list[ClaimedDelivery]:
-    """The deliveries the lease in flight leased (see `lease_pending`)."""
-    unreadable: dict[int, str] = {}
-    try:
-        rows = in_flight.collect(key_columns=_LEASED_COLUMNS)
-    except RowsUnreadable as exc:
-        rows, unreadable = exc.rows, exc.errors
-    claimed = []
-    for index, (outbox_id, granule_id, event, attempts, first_sent_at, previous, *granule) in enumerate(rows):
-        readable = index not in unreadable and granule[0] is not None  # no granule: it was deleted meanwhile
-        claimed.append(
-            ClaimedDelivery(
-                outbox_id=outbox_id,
-                sink=sink,
-                attempts=attempts,
-                granule_id=granule_id,
-                granule=cast(MessageRow, dict(zip(MESSAGE_COLUMNS, granule, strict=True))) if readable else None,
-                event=DeliveryEvent(event),
-                first_sent_at=first_sent_at,
-                unreadable=f"granule row unreadable: {unreadable[index]}" if index in unreadable else None,
-                previous_lease=previous,
-            )
-        )
-    return claimed
+    session = LeaseSession(conn)
+    session.send_lease(sink, token, limit, exclude=exclude, granule_ids=granule_ids, after_id=after_id)
+    return session.collect_lease()
 
 
 def release_leases(conn: Connection, token: int, outbox_ids: Sequence[int]) -> None:
     """Give back deliveries leased to `token` and not sent (a relay stopping early), for any relay to take."""
-    if outbox_ids:
-        conn.execute(_RELEASE_SQL, {"ids": list(outbox_ids), "token": token})
+    LeaseSession(conn).release(token, outbox_ids)
 
 
 def mark_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
     """Record a batch's outcomes in one statement, and end their leases: accepted → sent (and first sent, once);
     refused → attempts+1, failed at the limit; not attempted (sink down) → stays pending with its error; final →
     failed now."""
-    in_flight = InFlight(conn)
-    send_mark(in_flight, outcomes, max_attempts)
-    in_flight.collect()
-
-
-def send_mark(in_flight: InFlight, outcomes: Sequence[DeliveryOutcome], max_attempts: int) -> None:
-    """Send `mark_outcomes`' statement; the batch is marked once `in_flight.collect()` returns."""
-    if not outcomes:
-        return
-    ids = _bigint_array([outcome.outbox_id for outcome in outcomes])
-    if all(outcome.error is None and outcome.attempted for outcome in outcomes):
-        in_flight.send(_MARK_SENT_SQL, (ids,))
-        return
-    errors = [outcome.error for outcome in outcomes]
-    attempted = [outcome.attempted for outcome in outcomes]
-    final = [outcome.final for outcome in outcomes]
-    in_flight.send(_MARK_SQL, (ids, errors, attempted, final, max_attempts))
+    LeaseSession(conn).send_mark(outcomes, max_attempts)
 
 
 def _bigint_array(values: Sequence[int]) -> str:
-    """`values` as a PostgreSQL array literal, for a `$n::bigint[]` parameter: a relay binds one per batch, and
-    psycopg's list adaptation costs ~6x as much CPU as writing the integers out."""
+    """`values` as a PostgreSQL array literal, for a `::bigint[]` parameter: a relay binds one per batch, and
+    writing the integers out costs less CPU than psycopg's list adaptation."""
     return "{" + ",".join(map(str, values)) + "}"
 
 
