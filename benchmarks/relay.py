@@ -4,7 +4,8 @@ pending deliveries to it, and their ratio. Goal: the relay ≥ 80 % of the bare 
 - SQS: the bare loop is boto3 SendMessageBatch of 10 entries (bodies encoded beforehand) with the sink's client
   configuration; both go to tests/fakes/sqs_endpoint.py in a process of its own (`--latency-ms` delays each
   call, as a remote queue would).
-- Redis: the bare loop is MULTI/EXEC pipelines of 10 XADDs (fields built beforehand), what the sink sends.
+- Redis: the bare loop is MULTI/EXEC pipelines of 10 XADDs (fields built beforehand); the sink sends one Lua
+  script per batch instead (the same XADDs and its receipts, after checking the keys' types).
 
 The relay starts from N pending deliveries in PostgreSQL (made pending again before each round, untimed) and
 pays for everything a real run does: leasing, reading the granules, building and encoding each message,

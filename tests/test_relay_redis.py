@@ -128,7 +128,7 @@ def test_redis_down_mid_run_keeps_the_rest_pending(engine, make_settings, redis_
         proxied = _sink(make_settings, f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}", unique_name)
         report = relay(engine, [_StopsBeforeBatch(proxied, proxy, batch=4)])
     assert report.sent == {"redis": 30} and "redis" in report.unavailable and report.pending == 30
-    # MULTI/EXEC: the batch cut mid-way added nothing, so nothing is repeated afterwards.
+    # One script per batch: the batch cut mid-way added nothing, so nothing is repeated afterwards.
     assert redis_client.xlen(unique_name) == 30
     report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
     assert report.sent == {"redis": 30} and report.pending == 0
@@ -141,6 +141,42 @@ def test_wrong_key_type_is_an_outage_not_a_loss(engine, make_settings, redis_url
     report = relay(engine, [_sink(make_settings, redis_url, unique_name)])
     assert "WRONGTYPE" in report.unavailable["redis"] and report.pending == 5
     assert _pending_count(engine) == 5
+
+
+@pytest.mark.parametrize("poison", ["stream", "string"])
+def test_a_poisoned_receipts_key_adds_nothing_then_delivery_resumes_once(
+    engine, make_settings, redis_url, redis_client, unique_name, poison
+) -> None:
+    """Issue 26: the receipts key made a stream (as a gateway write key could) or a string. Under MULTI/EXEC the
+    HSET failed while the XADDs applied, and every relay added the batch again. Now each relay adds nothing and
+    leaves everything pending, saying why; once the key is gone, each granule lands exactly once."""
+    ids = record(engine, 25, ["redis"])
+    sink = _sink(make_settings, redis_url, unique_name)
+    if poison == "stream":
+        redis_client.xadd(sink.receipts_key, {"probe": "x"})
+    else:
+        redis_client.set(sink.receipts_key, "x")
+    for _ in range(4):
+        report = relay(engine, [sink])
+        assert redis_client.xlen(unique_name) == 0
+        assert report.sent == {"redis": 0} and report.pending == 25
+        assert "WRONGTYPE" in report.unavailable["redis"] and "nothing added" in report.unavailable["redis"]
+    assert _pending_count(engine) == 25
+    redis_client.delete(sink.receipts_key)
+    report = relay(engine, [sink])
+    assert report.sent == {"redis": 25} and report.pending == 0
+    assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)  # each exactly once
+    assert relay(engine, [sink]).sent == {"redis": 0} and redis_client.xlen(unique_name) == 25
+
+
+def test_a_batch_without_receipt_is_one_script_too(redis_url, redis_client, unique_name, make_settings) -> None:
+    sink = _sink(make_settings, redis_url, unique_name, maxlen=1000)
+    messages = [Message(id=f"id-{i}", body={"id": f"id-{i}", "filename": "f"}, group="t") for i in range(3)]
+    assert sink.send(messages) == {}
+    assert [fields[b"data"] for _, fields in redis_client.xrange(unique_name)] == [
+        json.dumps(message.body, separators=(",", ":")).encode() for message in messages
+    ]
+    assert not redis_client.exists(sink.receipts_key)
 
 
 class SimulatedCrash(Exception):

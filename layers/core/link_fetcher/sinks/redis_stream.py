@@ -1,14 +1,21 @@
 """Redis Streams sink: each granule becomes one stream entry whose fields are a CloudEvent's attributes (SPEC §5).
 
-A relay batch is one MULTI/EXEC pipeline of XADDs: one round trip, and the batch lands whole or not at all. With
-it goes the relay's receipt for each message (the hash `<stream>:relayed`, message id → relay token), so the relay
-marks a lease's batches sent together and a relay taking over a dead one's deliveries skips those already here.
+A relay batch is one Lua script (EVALSHA: one round trip) that adds an entry per message and, with them, the
+relay's receipt for each (the hash `<stream>:relayed`, message id → relay token), so the relay marks a lease's
+batches sent together and a relay taking over a dead one's deliveries skips those already here.
+
+The batch lands whole or not at all. MULTI/EXEC does not give that: a command that fails inside EXEC (an HSET on
+a receipts key that is not a hash) leaves the others applied, and each relay would add the batch's entries again.
+The script checks both keys' types before writing anything, so a wrong key fails the batch with nothing added;
+Redis runs a script alone, so nothing changes the keys between the check and the writes, and a Redis short of
+memory refuses a script's first write, before it has written anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +36,34 @@ if TYPE_CHECKING:
     from link_fetcher.settings import Settings
 
 _JSON = JSONFormat()
+# KEYS: the stream, then (when the batch carries a receipt) the receipts hash. ARGV: MAXLEN ("" never trims), the
+# receipt, then per message its id, its number of fields and its field/value pairs.
+_SEND_BATCH = """
+local function refuse_type(key, wanted)
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= wanted and kind ~= 'none' then
+        return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. kind .. ', not a ' .. wanted .. ': nothing added')
+    end
+end
+local refused = refuse_type(KEYS[1], 'stream') or (KEYS[2] and refuse_type(KEYS[2], 'hash'))
+if refused then return refused end
+local maxlen, receipt, at, added = ARGV[1], ARGV[2], 3, 0
+local receipts = {}
+while at <= #ARGV do
+    local id, count = ARGV[at], tonumber(ARGV[at + 1])
+    local command = {'XADD', KEYS[1]}
+    if maxlen ~= '' then
+        table.insert(command, 'MAXLEN'); table.insert(command, '~'); table.insert(command, maxlen)
+    end
+    table.insert(command, '*')
+    for i = at + 2, at + 1 + 2 * count do table.insert(command, ARGV[i]) end
+    redis.call(unpack(command))
+    table.insert(receipts, id); table.insert(receipts, receipt)
+    at, added = at + 2 + 2 * count, added + 1
+end
+if KEYS[2] and #receipts > 0 then redis.call('HSET', KEYS[2], unpack(receipts)) end
+return added
+"""
 # Receipts outlive any relay run by far; those a crash leaves behind (already marked sent) go with the key.
 RECEIPTS_TTL_S = 24 * 3600
 _ENCODER = msgspec.json.Encoder()
@@ -70,6 +105,8 @@ class RedisStreamSink:
         self._client = client
         self.stream = stream
         self.maxlen = maxlen or None  # 0 / None: never trim
+        # Registered once: redis-py sends EVALSHA, and the script itself only when Redis does not know it yet.
+        self._send_batch = client.register_script(_SEND_BATCH)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamSink:
@@ -102,18 +139,17 @@ class RedisStreamSink:
     def send_with_receipt(
         self, messages: Sequence[Message], receipt: str | None, before_send: BeforeSend | None = None
     ) -> dict[str, str]:
-        pipe = self._client.pipeline(transaction=True)
+        keys = [self.stream] if receipt is None else [self.stream, self.receipts_key]
+        args: list[EncodableT] = ["" if self.maxlen is None else self.maxlen, receipt or ""]
         for message in messages:
-            pipe.xadd(self.stream, self.fields(message), maxlen=self.maxlen, approximate=True)
-        if receipt is not None:
-            # In the same MULTI/EXEC: the entries and their receipts land together or not at all.
-            pipe.hset(self.receipts_key, mapping={message.id: receipt for message in messages})
+            fields = stream_fields(message.body, time=message.recorded_at or dt.datetime.now(dt.UTC))
+            args += [message.id, len(fields), *itertools.chain.from_iterable(fields.items())]
         if before_send is not None:
             before_send()
         try:
-            pipe.execute()
+            self._send_batch(keys=keys, args=args)
         except redis.RedisError as exc:
-            # Down, unreachable, or the key is not a stream: nothing of this batch was added (MULTI/EXEC).
+            # Down, unreachable, or a key of the wrong type: nothing of this batch was added (see the module).
             raise SinkUnavailable(f"Redis stream {self.stream}: {one_line(exc)}") from exc
         return {}
 
