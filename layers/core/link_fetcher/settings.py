@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     gateway_max_block_ms: int = Field(30_000, ge=0)
     gateway_max_connections_per_key: int = Field(16, ge=1)
     gateway_send_queue: int = Field(1000, ge=1)
+    # Fair keys: entries each key may be handed per second (a bucket holding at least GATEWAY_MAX_COUNT), the
+    # entries one GraphQL query may ask for in all (aliases x count, refused before it runs), and the GraphQL
+    # queries a key may run at once.
+    gateway_key_entries_per_second: float = Field(1000, gt=0)
+    gateway_graphql_max_cost: int = Field(200, ge=1)
+    gateway_graphql_concurrency_per_key: int = Field(2, ge=1)
+    # Entries a group consumer may hold unacknowledged: reads hand it no new ones until it acks.
+    gateway_max_pending: int = Field(1000, ge=1)
 
     @field_validator("platforms", mode="before")
     @classmethod

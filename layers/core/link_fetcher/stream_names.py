@@ -19,14 +19,15 @@ def is_valid(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
-def check(name: str) -> str:
-    """`name` if it is a valid stream name; ValueError saying why otherwise (the name cut short, printable)."""
+def check(name: str, what: str = "stream name") -> str:
+    """`name` if it is a valid stream name; ValueError saying why otherwise (the name cut short, printable). The
+    gateway holds group and consumer names to the same rule (`what` says which it is)."""
     if not name:
-        raise ValueError("a stream name must not be empty")
+        raise ValueError(f"a {what} must not be empty")
     if len(name) > MAX_LENGTH:
-        raise ValueError(f"a stream name is at most {MAX_LENGTH} characters, this one has {len(name)}")
+        raise ValueError(f"a {what} is at most {MAX_LENGTH} characters, this one has {len(name)}")
     if not is_valid(name):
-        raise ValueError(f"stream name {name[:60]!r} has characters outside A-Z a-z 0-9 . _ : -")
+        raise ValueError(f"{what} {name[:60]!r} has characters outside A-Z a-z 0-9 . _ : -")
     return name
 
 

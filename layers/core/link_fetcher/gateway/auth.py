@@ -28,6 +28,9 @@ class Role(enum.IntEnum):
 class Principal:
     name: str  # "key #N": position in GATEWAY_API_KEYS
     role: Role
+    # What Redis records as the owner of this key's consumers: derived from the key's digest, so it survives a
+    # reordering of GATEWAY_API_KEYS and names no key.
+    owner: str
 
 
 def _digest(key: str) -> bytes:
@@ -50,7 +53,8 @@ def parse_api_keys(text: str) -> dict[bytes, Principal]:
         digest = _digest(key)
         if digest in keys:
             raise ValueError(f"GATEWAY_API_KEYS item {position} repeats an earlier key")
-        keys[digest] = Principal(name=f"key #{position}", role=role)
+        owner = hashlib.sha256(b"consumer-owner:" + digest).hexdigest()[:32]
+        keys[digest] = Principal(name=f"key #{position}", role=role, owner=owner)
     if not keys:
         raise ValueError("GATEWAY_API_KEYS is empty: give at least one `key:role`")
     return keys
@@ -79,17 +83,24 @@ def authorize(keys: Mapping[bytes, Principal], key: str | None, needed: Role) ->
 
 
 class ConnectionLimiter:
-    """Counts the WebSockets and subscriptions each key holds open (one event loop: no lock needed)."""
+    """Counts what each key holds at once: WebSockets, subscriptions and long polls, or GraphQL queries running
+    (one event loop: no lock needed)."""
 
-    def __init__(self, per_key: int) -> None:
+    def __init__(
+        self, per_key: int, what: str = "connections", setting: str = "GATEWAY_MAX_CONNECTIONS_PER_KEY"
+    ) -> None:
         self.per_key = per_key
+        self.what = what
+        self.setting = setting
         self._open: Counter[str] = Counter()
 
     @contextlib.contextmanager
     def hold(self, principal: Principal) -> Iterator[None]:
         if self._open[principal.name] >= self.per_key:
             raise GatewayError(
-                429, f"{principal.name} already holds {self.per_key} connections (GATEWAY_MAX_CONNECTIONS_PER_KEY)"
+                429,
+                f"{principal.name} already holds {self.per_key} {self.what} ({self.setting})",
+                {"Retry-After": "1"},
             )
         self._open[principal.name] += 1
         try:

@@ -6,25 +6,36 @@ Every operation needs a read key: `Authorization: Bearer` on HTTP; on a WebSocke
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
-from collections.abc import AsyncGenerator
+import logging
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
+from redis.exceptions import RedisError, ResponseError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionResult, Info
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 from strawberry.types.unset import UnsetType
 
+from link_fetcher.gateway import graphql_cost
 from link_fetcher.gateway.auth import Principal, Role, authorize, presented_key
 from link_fetcher.gateway.errors import GatewayError
+from link_fetcher.gateway.handlers import REDIS_UNAVAILABLE, redis_unavailable
 from link_fetcher.gateway.limits import check_entry_id, check_visible
 from link_fetcher.gateway.state import Gateway, gateway_of
-from link_fetcher.gateway.websocket import READ_BATCH, READ_BLOCK_MS
+from link_fetcher.gateway.websocket import READ_BATCH, own_group_consumer
+
+log = logging.getLogger(__name__)
+DEFAULT_COUNT = 10
 
 
 @strawberry.type
@@ -66,16 +77,17 @@ class Query:
         described = await _gateway(info).store.describe(_gateway(info).settings.gateway_streams)
         return [Stream(**{**stream, "groups": [Group(**group) for group in stream["groups"]]}) for stream in described]
 
-    @strawberry.field(description="Entries after an id, at most `count` (and GATEWAY_MAX_COUNT in all a query).")
-    async def entries(self, info: Info, stream: str, after: str = "0", count: int = 10) -> list[Entry]:
+    @strawberry.field(
+        description="Entries after an id, at most `count`; a query asks for at most GATEWAY_GRAPHQL_MAX_COST "
+        "entries in all its aliases."
+    )
+    async def entries(self, info: Info, stream: str, after: str = "0", count: int = DEFAULT_COUNT) -> list[Entry]:
         gateway = _gateway(info)
         check_entry_id(after, "after", allow_latest=True)
-        # Aliases repeat a field: the entries one query reads are bounded in all, as one REST read is.
-        left = info.context.setdefault("entries_left", gateway.limits.max_count)
+        # Charged before the query ran (Admission); this only guards against reading more than was charged.
+        left = info.context.get("entries_left", 0)
         if gateway.limits.check_count(count) > left:
-            raise GatewayError(
-                400, f"a query reads at most {gateway.limits.max_count} entries in all (GATEWAY_MAX_COUNT)"
-            )
+            raise GatewayError(400, "this query reads more entries than its cost allowed")
         info.context["entries_left"] = left - count
         found = await gateway.store.read(_visible(info, stream), after, count, None)
         return [Entry(**entry) for entry in found]
@@ -89,7 +101,7 @@ class Mutation:
         if len(ids) > gateway.limits.max_count:
             raise GatewayError(400, f"at most {gateway.limits.max_count} ids per ack (GATEWAY_MAX_COUNT)")
         checked = [check_entry_id(entry_id, "ack id") for entry_id in ids]
-        return await gateway.store.ack(_visible(info, stream), group, checked)
+        return await gateway.store.ack(_visible(info, stream), group, checked, info.context["principal"].owner)
 
 
 @strawberry.type
@@ -101,38 +113,112 @@ class Subscription:
     async def entries(
         self, info: Info, stream: str, group: str | None = None, consumer: str | None = None, after: str = "$"
     ) -> AsyncGenerator[Entry]:
-        gateway = _gateway(info)
+        gateway, principal = _gateway(info), info.context["principal"]
         _visible(info, stream)
         if (group is None) != (consumer is None):
             raise GatewayError(400, "give both group and consumer, or neither")
-        if group is not None and consumer is not None:
-            await gateway.store.require_group(stream, group)
-            feed = gateway.store.group_feed(stream, group, consumer, READ_BATCH, READ_BLOCK_MS)
-        else:
-            feed = gateway.store.tail_feed(
-                stream, check_entry_id(after, "after", allow_latest=True), READ_BATCH, READ_BLOCK_MS
-            )
-        with gateway.limiter.hold(info.context["principal"]):
+        with gateway.limiter.hold(principal), redis_masked():
+            if group is not None and consumer is not None:
+                await own_group_consumer(gateway, stream, group, consumer, principal)
+                # Acks come by the ack mutation, elsewhere: at its pending limit the feed looks again each second.
+                feed = gateway.store.group_feed(
+                    stream, group, consumer, READ_BATCH, max_pending=gateway.limits.max_pending, acked=asyncio.Event()
+                )
+            else:
+                feed = gateway.store.tail_feed(stream, check_entry_id(after, "after", allow_latest=True), READ_BATCH)
             try:
                 async for found in feed:
+                    await gateway.budget.spend(principal, len(found))
                     for entry in found:
                         yield Entry(**entry)
             finally:
                 await feed.aclose()
 
 
+@contextlib.contextmanager
+def redis_masked() -> Iterator[None]:
+    """Redis failing is "redis unavailable" to the client: its address and error go to the log only."""
+    try:
+        yield
+    except ResponseError:
+        raise
+    except RedisError as exc:
+        raise redis_unavailable(exc) from None
+
+
+class Admission(SchemaExtension):
+    """Before a query or mutation runs: depth (introspection included), cost (aliases x count) against
+    GATEWAY_GRAPHQL_MAX_COST, then the key's entries budget and its GraphQL concurrency (429 past them)."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is None or context.operation_type == StrawberryOperationType.SUBSCRIPTION:
+            yield
+            return
+        found = graphql_cost.depth(document, context.operation_name)
+        if found > MAX_DEPTH:
+            raise GatewayError(400, f"query depth {found} is above the limit of {MAX_DEPTH}")
+        state: dict[str, Any] = context.context
+        gateway: Gateway = state["gateway"]
+        cost = graphql_cost.cost(document, context.variables, context.operation_name, DEFAULT_COUNT)
+        if cost > gateway.limits.graphql_max_cost:
+            raise GatewayError(
+                400,
+                f"query cost {cost} (entries asked in all its aliases) is above the limit of "
+                f"{gateway.limits.graphql_max_cost} (GATEWAY_GRAPHQL_MAX_COST)",
+            )
+        with gateway.graphql_slots.hold(state["principal"]):
+            gateway.budget.take(state["principal"], cost)
+            state["entries_left"] = cost
+            with redis_masked():
+                yield
+
+
 # A query's cost is bounded before it runs: aliases, depth and size (one query cannot stand for thousands).
 MAX_ALIASES, MAX_DEPTH, MAX_TOKENS = 10, 6, 2000
-schema = strawberry.Schema(
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """A refused request is the client's doing, not the gateway's: one INFO line, not an ERROR traceback."""
+        ours = [error for error in errors if isinstance(error.original_error, GatewayError) or not error.original_error]
+        for error in ours:
+            log.info("graphql request refused: %s", error.message)
+        super().process_errors([error for error in errors if error not in ours], execution_context)
+
+
+schema = GatewaySchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
         functools.partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
-        functools.partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
         functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        Admission,
     ],
 )
+
+
+def mask_redis_errors(result: ExecutionResult) -> None:
+    """Redis failing under a resolver is "redis unavailable" (503): its address and error go to the log only."""
+    errors = result.errors or []
+    for index, error in enumerate(errors):
+        if isinstance(error.original_error, RedisError) and not isinstance(error.original_error, ResponseError):
+            unavailable = redis_unavailable(error.original_error)
+            errors[index] = GraphQLError(REDIS_UNAVAILABLE, error.nodes, path=error.path, original_error=unavailable)
+
+
+def answer_status(result: ExecutionResult) -> tuple[int, dict[str, str]]:
+    """The HTTP status of a query's answer: that of the first gateway error (400 limits, 429 budget, 404, 403),
+    503 for Redis, 400 for a query refused before it ran (invalid, over a limit), else 200."""
+    for error in result.errors or ():
+        original = error.original_error
+        if isinstance(original, GatewayError):
+            return original.status_code, original.headers
+    if result.errors and result.data is None:
+        return 400, {}
+    return 200, {}
 
 
 async def graphql_context(connection: HTTPConnection) -> dict[str, Any]:
@@ -152,6 +238,16 @@ async def graphql_context(connection: HTTPConnection) -> dict[str, Any]:
 
 
 class GatewayGraphQLRouter(GraphQLRouter):
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """A refused query answers 4xx, not 200 with errors (SPEC §8's limits are the request's fault)."""
+        result = await super().execute_operation(*args, **kwargs)
+        if isinstance(result, ExecutionResult):
+            mask_redis_errors(result)
+            status, headers = answer_status(result)
+            kwargs["sub_response"].status_code = status
+            kwargs["sub_response"].headers.update(headers)
+        return result
+
     async def on_ws_connect(self, context: BaseContext | dict[str, Any]) -> UnsetType | dict[str, object] | None:
         assert isinstance(context, dict)  # graphql_context makes a dict
         if context["principal"] is None:

@@ -6,6 +6,7 @@ import dataclasses
 import fnmatch
 import re
 
+from link_fetcher import stream_names
 from link_fetcher.gateway.errors import GatewayError
 from link_fetcher.settings import Settings
 
@@ -21,6 +22,10 @@ class Limits:
     max_block_ms: int
     max_connections_per_key: int
     send_queue: int
+    max_pending: int
+    entries_per_second: float
+    graphql_max_cost: int
+    graphql_concurrency_per_key: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -30,6 +35,10 @@ class Limits:
             max_block_ms=settings.gateway_max_block_ms,
             max_connections_per_key=settings.gateway_max_connections_per_key,
             send_queue=settings.gateway_send_queue,
+            max_pending=settings.gateway_max_pending,
+            entries_per_second=settings.gateway_key_entries_per_second,
+            graphql_max_cost=settings.gateway_graphql_max_cost,
+            graphql_concurrency_per_key=settings.gateway_graphql_concurrency_per_key,
         )
 
     def check_count(self, count: int) -> int:
@@ -74,8 +83,20 @@ def check_entry_id(value: str, what: str = "id", *, allow_latest: bool = False) 
     return value
 
 
+def check_name(name: str, what: str) -> str:
+    """A group or consumer name: the stream names' rule (SPEC §8), 400 otherwise."""
+    try:
+        return stream_names.check(name, what)
+    except ValueError as exc:
+        raise GatewayError(400, str(exc)) from None
+
+
 def check_visible(stream: str, pattern: str) -> str:
-    """Streams outside GATEWAY_STREAMS do not exist as far as clients can tell."""
+    """A stream clients may use: a valid name (400), not one link-fetcher reserves for itself (403), and inside
+    GATEWAY_STREAMS (404: streams outside it do not exist as far as clients can tell)."""
+    check_name(stream, "stream name")
+    if stream_names.is_reserved(stream):
+        raise GatewayError(403, f"{stream[:100]!r} is reserved for link-fetcher's own use")
     if not fnmatch.fnmatchcase(stream, pattern):
         raise GatewayError(404, f"no stream {stream[:100]!r} on this gateway")
     return stream

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from link_fetcher.gateway.auth import Principal, Role, authorize, presented_key
 from link_fetcher.gateway.errors import GatewayError
-from link_fetcher.gateway.limits import check_entry_id, check_visible
+from link_fetcher.gateway.limits import check_entry_id, check_name, check_visible
 from link_fetcher.gateway.state import Gateway, gateway_of
+from link_fetcher.gateway.store import Entry
 
 router = APIRouter(tags=["streams"])
 
@@ -36,8 +38,13 @@ async def current_gateway(request: Request) -> Gateway:
     return gateway_of(request)
 
 
+async def named_group(group: str) -> str:
+    return check_name(group, "group name")
+
+
 GatewayDep = Annotated[Gateway, Depends(current_gateway)]
 Stream = Annotated[str, Depends(visible_stream)]
+GroupName = Annotated[str, Depends(named_group)]
 Reader = Annotated[Principal, require(Role.READ)]
 
 
@@ -87,6 +94,38 @@ class Ack(BaseModel):
     ids: list[str]
 
 
+class Claim(BaseModel):
+    consumer: str = Field(min_length=1, max_length=200, description="the consumer the entries go to")
+    min_idle: int = Field(ge=0, description="milliseconds an entry must have waited unacknowledged")
+    count: int = 100
+    start: str = Field("0-0", description='where to go on from: a previous answer\'s "next"')
+
+
+class Claimed(BaseModel):
+    entries: list[EntryOut]
+    next: str = Field(description='"0-0" once every pending entry has been looked at')
+
+
+@contextlib.asynccontextmanager
+async def charged(gateway: Gateway, principal: Principal, count: int) -> AsyncIterator[list[Entry]]:
+    """Charge the key for `count` entries before reading; what the read (the list filled in the block) did not
+    return is given back."""
+    gateway.budget.take(principal, count)
+    entries: list[Entry] = []
+    try:
+        yield entries
+    finally:
+        gateway.budget.give_back(principal, count - len(entries))
+
+
+async def own(gateway: Gateway, stream: str, group: str, consumer: str, principal: Principal) -> str:
+    """The consumer, recorded as this key's; 403 if another key's (400 for a bad name, 404 without the group)."""
+    check_name(consumer, "consumer name")
+    await gateway.store.require_group(stream, group)
+    await gateway.store.own_consumer(stream, group, consumer, principal.owner)
+    return consumer
+
+
 @router.get("/streams", dependencies=[require(Role.READ)])
 async def list_streams(gateway: GatewayDep) -> list[StreamOut]:
     """Visible streams with length, first/last entry ids and consumer groups (pending, lag)."""
@@ -95,6 +134,7 @@ async def list_streams(gateway: GatewayDep) -> list[StreamOut]:
 
 @router.get("/streams/{stream}/entries")
 async def read_entries(
+    request: Request,
     gateway: GatewayDep,
     stream: Stream,
     principal: Reader,
@@ -105,7 +145,8 @@ async def read_entries(
     check_entry_id(after, "after", allow_latest=True)
     count, block = gateway.limits.check_count(count), gateway.limits.check_block(block)
     with long_poll(gateway, principal, block):
-        entries = await gateway.store.read(stream, after, count, block)
+        async with charged(gateway, principal, count) as entries:
+            entries += await gateway.store.read(stream, after, count, block, request.is_disconnected)
     return {"entries": entries}  # type: ignore[return-value]
 
 
@@ -140,6 +181,7 @@ async def append_entry(request: Request, gateway: GatewayDep, stream: Stream) ->
 @router.post("/streams/{stream}/groups", status_code=201, dependencies=[require(Role.ADMIN)])
 async def create_group(gateway: GatewayDep, stream: Stream, body: GroupCreate) -> dict[str, str]:
     """Create a consumer group (the stream too, if needed); 409 if the group exists."""
+    check_name(body.group, "group name")
     check_entry_id(body.start, "start", allow_latest=True)
     await gateway.store.create_group(stream, body.group, body.start)
     return {"stream": stream, "group": body.group, "start": body.start}
@@ -147,22 +189,57 @@ async def create_group(gateway: GatewayDep, stream: Stream, body: GroupCreate) -
 
 @router.post("/streams/{stream}/groups/{group}/read")
 async def read_as_consumer(
-    gateway: GatewayDep, stream: Stream, group: str, body: GroupRead, principal: Reader
+    request: Request, gateway: GatewayDep, stream: Stream, group: GroupName, body: GroupRead, principal: Reader
 ) -> EntriesOut:
-    """New entries for this consumer (pending until acked), or with `pending: true` its unacked ones."""
+    """New entries for this consumer (pending until acked), or with `pending: true` its unacked ones. A consumer
+    belongs to the key that first read as it (403 for others); one holding GATEWAY_MAX_PENDING unacknowledged
+    entries gets no new ones (409) until it acks."""
     count = gateway.limits.check_count(body.count)
     block = gateway.limits.check_block(body.block)
+    consumer = await own(gateway, stream, group, body.consumer, principal)
     if body.pending:
-        entries = await gateway.store.group_read(stream, group, body.consumer, count, None, after="0")
-    else:
-        with long_poll(gateway, principal, block):
-            entries = await gateway.store.group_read(stream, group, body.consumer, count, block)
+        async with charged(gateway, principal, count) as entries:
+            entries += await gateway.store.group_read(stream, group, consumer, count, None, after="0")
+        return {"entries": entries}  # type: ignore[return-value]
+    room = gateway.limits.max_pending - await gateway.store.pending_count(stream, group, consumer)
+    if room <= 0:
+        raise GatewayError(
+            409,
+            f"consumer {consumer!r} holds {gateway.limits.max_pending} unacknowledged entries (GATEWAY_MAX_PENDING): "
+            "ack them, or read them again with pending: true",
+        )
+    count = min(count, room)
+    with long_poll(gateway, principal, block):
+        async with charged(gateway, principal, count) as entries:
+            entries += await gateway.store.group_read(
+                stream, group, consumer, count, block, gone=request.is_disconnected
+            )
     return {"entries": entries}  # type: ignore[return-value]
 
 
-@router.post("/streams/{stream}/groups/{group}/ack", dependencies=[require(Role.READ)])
-async def ack_entries(gateway: GatewayDep, stream: Stream, group: str, body: Ack) -> dict[str, int]:
+@router.post("/streams/{stream}/groups/{group}/ack")
+async def ack_entries(
+    gateway: GatewayDep, stream: Stream, group: GroupName, body: Ack, principal: Reader
+) -> dict[str, int]:
+    """Acknowledge entries; 403 (and nothing acked) if any is pending for another key's consumer."""
     if len(body.ids) > gateway.limits.max_count:
         raise GatewayError(400, f"at most {gateway.limits.max_count} ids per ack (GATEWAY_MAX_COUNT)")
     ids = [check_entry_id(entry_id, "ack id") for entry_id in body.ids]
-    return {"acked": await gateway.store.ack(stream, group, ids)}
+    return {"acked": await gateway.store.ack(stream, group, ids, principal.owner)}
+
+
+@router.post("/streams/{stream}/groups/{group}/claim")
+async def claim_entries(
+    gateway: GatewayDep, stream: Stream, group: GroupName, body: Claim, principal: Reader
+) -> Claimed:
+    """Hand entries left unacknowledged for at least `min_idle` ms by this key's other consumers (or consumers of
+    no key) to `consumer`, at most `count`, looking from `start`; go on from `next` until it is "0-0"."""
+    count = gateway.limits.check_count(body.count)
+    check_entry_id(body.start, "start")
+    consumer = await own(gateway, stream, group, body.consumer, principal)
+    async with charged(gateway, principal, count) as entries:
+        found, after = await gateway.store.claim(
+            stream, group, consumer, principal.owner, min_idle_ms=body.min_idle, start=body.start, count=count
+        )
+        entries += found
+    return {"entries": entries, "next": after}  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
 from link_fetcher.gateway.auth import ConnectionLimiter, Principal
+from link_fetcher.gateway.budget import EntryBudget
 from link_fetcher.gateway.errors import GatewayError
 from link_fetcher.gateway.limits import Limits
 from link_fetcher.gateway.store import StreamStore
@@ -23,6 +24,8 @@ class Gateway:
     store: StreamStore
     limiter: ConnectionLimiter
     engine: Engine | None  # None: no DATABASE_URL, the console shows streams only
+    budget: EntryBudget
+    graphql_slots: ConnectionLimiter  # GraphQL queries running per key
 
 
 def gateway_of(connection: HTTPConnection) -> Gateway:
@@ -31,5 +34,6 @@ def gateway_of(connection: HTTPConnection) -> Gateway:
 
 
 def error_response(error: GatewayError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else {}
+    headers.update(error.headers)
     return JSONResponse({"error": error.message}, status_code=error.status_code, headers=headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,18 +19,20 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from link_fetcher.gateway.auth import Role, authorize, presented_key
+from link_fetcher.gateway.auth import Principal, Role, authorize, presented_key
 from link_fetcher.gateway.errors import GatewayError
-from link_fetcher.gateway.limits import check_entry_id, check_visible
-from link_fetcher.gateway.state import error_response, gateway_of
+from link_fetcher.gateway.handlers import REDIS_UNAVAILABLE, redis_unavailable
+from link_fetcher.gateway.limits import check_entry_id, check_name, check_visible
+from link_fetcher.gateway.state import Gateway, error_response, gateway_of
 from link_fetcher.gateway.store import Entry
+from link_fetcher.text import one_line
 
 log = logging.getLogger(__name__)
+Spend = Callable[[int], Awaitable[None]]
 router = APIRouter()
 
-# Entries read from Redis per round trip, and how long one read waits before the loop checks again.
+# Entries read from Redis per round trip (each read waits at most a block slice: see store).
 READ_BATCH = 200
-READ_BLOCK_MS = 5_000
 ACK_DRAIN_SECONDS = 2.0
 
 
@@ -51,8 +54,9 @@ def parse_ack_frame(text: str, max_ids: int) -> list[str]:
         raise ValueError(exc.message) from None
 
 
-async def _pump(feed: AsyncIterator[list[Entry]], queue: asyncio.Queue[str], drop_oldest: bool) -> None:
+async def _pump(feed: AsyncIterator[list[Entry]], queue: asyncio.Queue[str], drop_oldest: bool, spend: Spend) -> None:
     async for entries in feed:
+        await spend(len(entries))
         for entry in entries:
             frame = json.dumps(entry, separators=(",", ":"))
             if drop_oldest and queue.full():
@@ -84,7 +88,7 @@ def _close_code(error: BaseException) -> tuple[int, str] | None:
     if isinstance(error, GatewayError):
         return 1008, error.message[:120]
     if isinstance(error, RedisError):
-        return 1011, "redis unavailable"
+        return 1011, REDIS_UNAVAILABLE
     if isinstance(error, WebSocketDisconnect | OSError | RuntimeError):
         return None
     return 1011, "internal error"
@@ -98,9 +102,10 @@ async def serve_socket(
     queue_size: int,
     drop_oldest: bool,
     max_ids: int,
+    spend: Spend,
 ) -> None:
     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
-    pump = asyncio.create_task(_pump(feed, queue, drop_oldest))
+    pump = asyncio.create_task(_pump(feed, queue, drop_oldest, spend))
     sender = asyncio.create_task(_send(websocket, queue))
     receiver = asyncio.create_task(_receive(websocket, ack, max_ids))
     try:
@@ -110,7 +115,7 @@ async def serve_socket(
         error = next((task.exception() for task in done if not task.cancelled() and task.exception()), None)
         close = _close_code(error) if error is not None else (1000, "")
         if error is not None and close and close[0] == 1011:
-            log.warning("stream socket ended: %s", error)
+            log.warning("stream socket ended: %s", one_line(error))
         if close and websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
                 await websocket.close(code=close[0], reason=close[1])
@@ -135,34 +140,25 @@ async def stream_socket(
 ) -> None:
     """`?group=G&consumer=C`: entries stay pending until acked; `?after=ID|$[&latest=1]`: a tail."""
     gateway = gateway_of(websocket)
-    store = gateway.store
     with contextlib.ExitStack() as held:
         try:
             principal = authorize(gateway.keys, presented_key(websocket.headers, websocket.query_params), Role.READ)
             check_visible(stream, gateway.settings.gateway_streams)
             if (group is None) != (consumer is None):
                 raise GatewayError(400, "give both group and consumer, or neither")
-            if group is not None:
-                await store.require_group(stream, group)
+            if group is not None and consumer is not None:
+                await own_group_consumer(gateway, stream, group, consumer, principal)
             else:
                 check_entry_id(after, "after", allow_latest=True)
             held.enter_context(gateway.limiter.hold(principal))
         except GatewayError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        except RedisError:
-            await websocket.send_denial_response(error_response(GatewayError(503, "redis unavailable")))
+        except RedisError as exc:
+            await websocket.send_denial_response(error_response(redis_unavailable(exc)))
             return
         await websocket.accept()
-        if group is not None and consumer is not None:
-            feed = store.group_feed(stream, group, consumer, READ_BATCH, READ_BLOCK_MS)
-
-            async def ack(ids: list[str]) -> int:
-                return await store.ack(stream, group, ids)
-
-            acker: Callable[[list[str]], Awaitable[int]] | None = ack
-        else:
-            feed, acker = store.tail_feed(stream, after, READ_BATCH, READ_BLOCK_MS), None
+        feed, acker = socket_feed(gateway, principal, stream, group, consumer, after)
         await serve_socket(
             websocket,
             feed,
@@ -170,4 +166,31 @@ async def stream_socket(
             queue_size=gateway.limits.send_queue,
             drop_oldest=latest,
             max_ids=gateway.limits.max_count,
+            spend=functools.partial(gateway.budget.spend, principal),
         )
+
+
+async def own_group_consumer(gateway: Gateway, stream: str, group: str, consumer: str, principal: Principal) -> None:
+    """What a group feed needs first: valid names, the group, and the consumer this key's (403 if another's)."""
+    check_name(group, "group name")
+    check_name(consumer, "consumer name")
+    await gateway.store.require_group(stream, group)
+    await gateway.store.own_consumer(stream, group, consumer, principal.owner)
+
+
+def socket_feed(
+    gateway: Gateway, principal: Principal, stream: str, group: str | None, consumer: str | None, after: str
+) -> tuple[AsyncIterator[list[Entry]], Callable[[list[str]], Awaitable[int]] | None]:
+    """A group consumer's feed and its acker (acks wake a feed held at GATEWAY_MAX_PENDING), or a tail's feed."""
+    store = gateway.store
+    if group is None or consumer is None:
+        return store.tail_feed(stream, after, READ_BATCH), None
+    acked = asyncio.Event()
+
+    async def ack(ids: list[str]) -> int:
+        done = await store.ack(stream, group, ids, principal.owner)
+        acked.set()
+        return done
+
+    feed = store.group_feed(stream, group, consumer, READ_BATCH, max_pending=gateway.limits.max_pending, acked=acked)
+    return feed, ack
