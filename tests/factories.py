@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import json
 import uuid
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from db import GranuleRecord, record_granules
 from db.models import TIMESTAMP_RANGE_CHECKS
 from link_fetcher.fetching import CdseCatalogue, DayFetcher
 from link_fetcher.http import make_session
+from link_fetcher.mission import MISSION
 from link_fetcher.products import load_allowed_tiles
 from link_fetcher.settings import PACKAGED_TILES_FILE
 
@@ -43,6 +45,9 @@ def granule_record(index: int = 0, *, source: str = "search", tile: str = "28PHQ
         "published": dt.datetime(2024, 9, 12, 14, 52, 6, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
     }
     values.update(overrides)
+    # As the sources derive them (link_fetcher.mission), unless a test gives its own.
+    values.setdefault("product_name", MISSION.product_name_of(values["filename"]))
+    values.setdefault("identity", MISSION.identity(values["product_name"]))
     return GranuleRecord(**values)
 
 
@@ -61,7 +66,12 @@ def cdse_product(
     sensing = sensing or dt.datetime(2024, 9, 12, 11, 25, 41, 24000, tzinfo=dt.UTC)
     published = published or sensing + dt.timedelta(hours=3)
     level = "L2A" if product_type == "S2MSI2A" else "L1C"
-    name = f"{platform}_MSI{level}_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}_{published:%Y%m%dT%H%M%S}.SAFE"
+    # Each product its own name (the same name is the same product, SPEC §11): the discriminator, a generation
+    # time, falls on the publication day at a second the Id picks.
+    generated = published.replace(hour=0, minute=0, second=0) + dt.timedelta(
+        seconds=zlib.crc32(product_id.encode()) % 86400
+    )
+    name = f"{platform}_MSI{level}_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}_{generated:%Y%m%dT%H%M%S}.SAFE"
     iso = lambda value: value.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
     product.update(
         Id=product_id,

@@ -45,6 +45,12 @@ def outbox_count(engine: Engine) -> int:
         return conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
 
 
+def _at_plus_14(instant: str) -> str:
+    """The same instant written at +14:00 (the end of a sensing interval that ends as it starts)."""
+    value = dt.datetime.fromisoformat(instant).astimezone(dt.timezone(dt.timedelta(hours=14)))
+    return value.isoformat(timespec="milliseconds")
+
+
 # --- one-field variants of a real product ---------------------------------------------------------------
 # Real shapes: recorded, read the way CDSE means them.
 REAL_SHAPES: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -55,7 +61,7 @@ REAL_SHAPES: dict[str, Callable[[dict[str, Any]], None]] = {
     "no ContentLength": lambda p: p.pop("ContentLength"),
     "offline": lambda p: p.update(Online=False),
     "upper-case Id": lambda p: p.update(Id=p["Id"].upper()),
-    "offset +14:00": lambda p: p["ContentDate"].update(End="2024-09-13T01:25:41.024+14:00"),
+    "offset +14:00": lambda p: p["ContentDate"].update(End=_at_plus_14(p["ContentDate"]["Start"])),
 }
 # Malformed: skipped (polling), 400 naming the field (push); the field is the last part of the id.
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -108,7 +114,8 @@ def test_search_page_with_every_variant_records_the_rest_and_completes_the_day(e
     assert by_shape["checksum entry without Algorithm"]["checksum"] is None
     assert by_shape["not measured"]["size"] is None and by_shape["no ContentLength"]["size"] is None
     assert by_shape["offline"]["online"] is False and by_shape["upper-case Id"]["online"] is True
-    assert by_shape["offset +14:00"]["sensing_end"] == dt.datetime(2024, 9, 12, 11, 25, 41, 24000, tzinfo=dt.UTC)
+    at_plus_14 = by_shape["offset +14:00"]
+    assert at_plus_14["sensing_end"] == at_plus_14["sensing_start"]
     for name, (_, field) in MALFORMED.items():
         bad = products[len(REAL_SHAPES) + list(MALFORMED).index(name)]
         assert f"skipped malformed product {bad['Id']}: {field}: " in caplog.text, name

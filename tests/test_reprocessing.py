@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+import db
 from db import record_granules
+from link_fetcher.mission import MISSION
 from link_fetcher.relay import relay
 from link_fetcher.sinks import BeforeSend, Message
 from tests.factories import granule_record
@@ -66,35 +70,43 @@ def test_identity_is_the_name_without_baseline_and_discriminator(engine, name, i
     assert [row["identity"] for row in granules(engine).values()] == [identity]
 
 
-# Names around the edges of the identity pattern: each is matched or refused the same by the function as by
-# the pattern with its two capture groups that defined it first (migration 0009).
+# Names around the edges of the name grammar: each is a product name, or not, the same for the recorder
+# (link_fetcher.mission) as for the grammar migration 0012 filled in the names of existing rows with.
 _EDGE_NAMES = [
     REPROCESSED,
-    "S2D_MSIL2C_20991231T235959_N9999_R999_T99ZZZ_",
+    "S2D_MSIL2A_20991231T235959_N9999_R999_T99ZZZ_20991231T235959",
+    "S2D_MSIL2C_20991231T235959_N9999_R999_T99ZZZ_20991231T235959",
     "S2E_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE",
     "s2a_msil1c_20200808t010311_n0500_r045_t54pxa_20230413t212505.safe",
     "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA",  # no trailing discriminator
-    "S2A_MSIL1C_20200808T010311_N0500_R045_T54pXA_x",
-    "S2A_MSIL3C_20200808T010311_N0500_R045_T54PXA_x",
-    "S2A_MSIL1C_2020080T0103111_N0500_R045_T54PXA_x",
-    "xS2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_x",
-    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXÄ_x",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE.SAFE",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505x",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54pXA_20230413T212505",
+    "S2A_MSIL1C_2020080T0103111_N0500_R045_T54PXA_20230413T212505",
+    "xS2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXÄ_20230413T212505",
+    "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T21250٣",
     "S2B_10TFK_20210713_0_L2A",
     "",
 ]
-_FIRST_DEFINITION = r"""
-    SELECT substring(name FROM '^(S2[A-D]_MSIL[12][AC]_[0-9]{8}T[0-9]{6})_N[0-9]{4}_R[0-9]{3}_T[0-9]{2}[A-Z]{3}_')
-        || substring(name FROM '^S2[A-D]_MSIL[12][AC]_[0-9]{8}T[0-9]{6}_N[0-9]{4}(_R[0-9]{3}_T[0-9]{2}[A-Z]{3})_'),
-        granule_identity(name)
-    FROM unnest(CAST(:names AS text[])) AS names(name)
-"""
 
 
-def test_the_identity_function_agrees_with_its_first_definition(engine) -> None:
+def test_the_migrations_grammar_agrees_with_the_mission(engine) -> None:
+    (path,) = (Path(db.__file__).parent / "migrations" / "versions").glob("*_one_product_one_granule.py")
+    spec = importlib.util.spec_from_file_location("one_product_one_granule", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    grammar = migration.NAME_GRAMMAR
+    statement = text(
+        "SELECT CASE WHEN bare ~ :grammar THEN bare END "
+        "FROM unnest(CAST(:names AS text[])) WITH ORDINALITY AS names(name, n), "
+        "regexp_replace(name, '\\.SAFE$', '') AS bare ORDER BY n"
+    )
     with engine.connect() as conn:
-        pairs = conn.execute(text(_FIRST_DEFINITION), {"names": _EDGE_NAMES}).all()
-    assert [first for first, _ in pairs] == [current for _, current in pairs]
-    assert sum(first is not None for first, _ in pairs) == 2  # both sides of the edge are exercised
+        in_sql = conn.scalars(statement, {"names": _EDGE_NAMES, "grammar": grammar}).all()
+    assert in_sql == [MISSION.product_name_of(name) for name in _EDGE_NAMES]
+    assert sum(name is not None for name in in_sql) == 2  # both sides of the edge are exercised
 
 
 def _record_both(engine: Engine, policy: str) -> tuple[str, str]:
@@ -151,7 +163,8 @@ def test_lookup_uses_the_identity_index(engine) -> None:
         conn.execute(text("SET enable_seqscan = off"))
         plan = "\n".join(
             conn.scalars(
-                text("EXPLAIN SELECT id FROM granule WHERE identity = granule_identity(:name)"), {"name": REPROCESSED}
+                text("EXPLAIN SELECT id FROM granule WHERE identity = :identity"),
+                {"identity": MISSION.identity(REPROCESSED)},
             )
         )
     assert "ix_granule_identity" in plan

@@ -32,6 +32,7 @@ def test_a_row_read_back_has_the_declared_keys_and_types(engine: Engine) -> None
     hints = typing.get_type_hints(GranuleRow)
     assert set(row) == set(columns)
     for name, value in row.items():
-        expected = typing.get_args(hints[name]) or (hints[name],)
+        hint = hints[name]
+        expected = (typing.get_origin(hint),) if typing.get_origin(hint) is list else typing.get_args(hint) or (hint,)
         assert value is None or isinstance(value, tuple(t for t in expected if isinstance(t, type))), name
     assert isinstance(row["first_seen"], dt.datetime) and row["downloaded"] is False

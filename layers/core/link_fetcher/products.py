@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from db import GranuleRecord, Source
+from link_fetcher.mission import MISSION, OTHER_MISSION
 
-# S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE
-_NAME_PATTERN = re.compile(
-    r"^(?P<platform>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<sensing>\d{8}T\d{6})_N\d{4}_R\d{3}_T(?P<tile>\d{2}[A-Z]{3})_"
-)
-_PRODUCT_TYPE_BY_LEVEL = {"L1C": "S2MSI1C", "L2A": "S2MSI2A"}
 # Ids go into URLs and object keys: CDSE's are UUIDs (its subscription test notification prefixes one with
 # `test-notification-`), so letters, digits, `-`, `_` and `.` are all an Id may hold.
 PRODUCT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,254}$"
@@ -51,6 +47,14 @@ def timestamp_problem(value: dt.datetime) -> str | None:
         return f"UTC offset {sign}{minutes // 60:02d}:{minutes % 60:02d} is beyond ±14:00"
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         return f"year {value.year} is outside {EARLIEST_YEAR}..{LATEST_YEAR}"
+    return None
+
+
+def sensing_order_problem(start: dt.datetime | None, end: dt.datetime | None) -> str | None:
+    """Why a sensing interval cannot be kept (None: it can): a start after its end is malformed (SPEC §11), and
+    the `granule` CHECK refuses it."""
+    if start is not None and end is not None and start > end:
+        return f"sensing end {end.isoformat()} is before its start {start.isoformat()}"
     return None
 
 
@@ -113,6 +117,12 @@ class ContentDate(BaseModel):
     start: Timestamp = Field(alias="Start")
     end: Timestamp | None = Field(None, alias="End")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> ContentDate:
+        if problem := sensing_order_problem(self.start, self.end):
+            raise ValueError(problem)
+        return self
+
 
 class Attribute(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -156,6 +166,8 @@ class ListedContentDate(msgspec.Struct, rename="pascal"):
     def __post_init__(self) -> None:
         _check_timestamp("Start", self.start)
         _check_timestamp("End", self.end)
+        if problem := sensing_order_problem(self.start, self.end):
+            raise ValueError(f"End: {problem}")
 
 
 class ListedAttribute(msgspec.Struct, rename="pascal"):
@@ -252,27 +264,35 @@ def _attribute_match(product: Product, name: str, pattern: re.Pattern[str]) -> r
     return pattern.fullmatch(value) if isinstance(value, str) else None
 
 
+def is_other_mission(product: Product) -> bool:
+    """A product of a mission not configured (`platformShortName` SENTINEL-1, or a name such as S1A_…)."""
+    return MISSION.is_other_mission(product.attribute("platformShortName"), product.name)
+
+
 def tile_of(product: Product) -> str | None:
     """MGRS tile: the `tileId` attribute, else the `_T28PHQ_` part of the name."""
     if match := _attribute_match(product, "tileId", _TILE):
         return match[1]
-    match = _NAME_PATTERN.match(product.name)
-    return match["tile"] if match else None
+    name = MISSION.parse(product.name)
+    return name.tile if name else None
 
 
 def platform_of(product: Product) -> str | None:
-    """`S2A`…: the name's prefix, else `platformSerialIdentifier` (`A`)."""
-    if match := _NAME_PATTERN.match(product.name):
-        return match["platform"]
+    """`S2A`…: the name's platform, else `platformSerialIdentifier` (`A`); None for another mission's product,
+    whatever its serial says (Sentinel-1A is no S2A)."""
+    if is_other_mission(product):
+        return None
+    if name := MISSION.parse(product.name):
+        return name.platform
     match = _attribute_match(product, "platformSerialIdentifier", _SERIAL)
-    return f"S2{match[0]}" if match else None
+    return MISSION.platform(match[0]) if match else None
 
 
 def product_type_of(product: Product) -> str | None:
     if match := _attribute_match(product, "productType", _PRODUCT_TYPE):
         return match[0]
-    match = _NAME_PATTERN.match(product.name)
-    return _PRODUCT_TYPE_BY_LEVEL.get(match["level"]) if match else None
+    name = MISSION.parse(product.name)
+    return MISSION.product_type_of_level(name.level) if name else None
 
 
 def download_url(download_base_url: str, product_id: str) -> str:
@@ -281,9 +301,12 @@ def download_url(download_base_url: str, product_id: str) -> str:
 
 def to_record(product: Product, *, source: Source, download_base_url: str) -> GranuleRecord:
     product_id = product.id.lower()  # CDSE compares Ids case-insensitively: one spelling is stored
+    product_name = MISSION.product_name_of(product.name)
     return GranuleRecord(
         id=product_id,
         filename=product.name,
+        product_name=product_name,
+        identity=MISSION.identity(product_name),
         download_url=download_url(download_base_url, product_id),
         source=source,
         tile_id=tile_of(product),
@@ -322,6 +345,14 @@ def rejection_reason(record: GranuleRecord, criteria: Criteria, now: dt.datetime
     if record.tile_id not in criteria.allowed_tiles:
         return "tile_not_allowed"
     return None
+
+
+def product_rejection_reason(
+    product: Product, record: GranuleRecord, criteria: Criteria, now: dt.datetime
+) -> str | None:
+    """`rejection_reason` of the product's record; first, a product of another mission is filtered as such
+    (OTHER_MISSION), whatever tile and type it carries."""
+    return OTHER_MISSION if is_other_mission(product) else rejection_reason(record, criteria, now)
 
 
 @functools.cache

@@ -9,8 +9,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from link_fetcher.mission import MISSION
+
 PACKAGED_TILES_FILE = Path(__file__).with_name("hls_allowed_tiles.txt")
-KNOWN_PLATFORMS = ("S2A", "S2B", "S2C")
+KNOWN_PLATFORMS = MISSION.platforms
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
 
     # What we want.
     platforms: CommaList = Field(default_factory=lambda: list(KNOWN_PLATFORMS))
-    product_type: str = "S2MSI1C"
+    product_type: str = MISSION.default_product_type
     max_acquisition_age_days: int = Field(30, ge=1)
     allowed_tiles_file: Path = PACKAGED_TILES_FILE
 

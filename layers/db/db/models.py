@@ -13,7 +13,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    Computed,
     Date,
     DateTime,
     Dialect,
@@ -28,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -98,7 +97,8 @@ def _timestamp(name: str, *, comment: str | None = None, **options: Any) -> Colu
     return Column(name, DateTime(timezone=True), comment=comment, **options)
 
 
-# One product, ever: a CDSE Sentinel-2 product (id = CDSE Id) or a STAC item (id = collection/item id).
+# One product, ever: a CDSE Sentinel-2 product (id = CDSE Id) or a STAC item (id = collection/item id); one row
+# per product name whichever sources brought it (SPEC §11).
 granule_table = Table(
     "granule",
     metadata,
@@ -133,11 +133,39 @@ granule_table = Table(
     _timestamp("deleted_at", comment="CDSE DeletionDate"),
     Column("deletion_cause", Text, comment="CDSE DeletionCause"),
     Column("supersedes", Text, comment="id of the granule this reprocesses"),
-    # The name without baseline and discriminator (SPEC §9), computed by the database: granule_identity().
-    Column("identity", Text, Computed("granule_identity(filename)", persisted=True)),
+    # The product name without baseline and discriminator (SPEC §9), written by the recorder (link_fetcher.mission;
+    # computed by the database from `filename` before migration 0012).
+    Column("identity", Text),
+    # One product, one granule (SPEC §11, migration 0012): the ESA product name from any source, unique among the
+    # granules that share deliveries; the sources that brought it after the first; a STAC watch's own granule.
+    Column("product_name", Text, comment="ESA product name without .SAFE, from any source"),
+    Column(
+        "other_sources",
+        ARRAY(Text),
+        nullable=False,
+        server_default=text("'{}'"),
+        comment="sources that brought the product after the first",
+    ),
+    Column(
+        "own_deliveries",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="a STAC watch's own granule, outside name uniqueness",
+    ),
     *(CheckConstraint(condition, name=name) for name, condition in TIMESTAMP_RANGE_CHECKS.items()),
     CheckConstraint(timestamp_in_range("deleted_at"), name="deleted_at_in_range"),
     CheckConstraint(known_values_check("source", Source), name="source_known"),
+    CheckConstraint(
+        f"other_sources <@ ARRAY[{', '.join(repr(str(value)) for value in Source)}]", name="other_sources_known"
+    ),
+    CheckConstraint("sensing_start <= sensing_end", name="sensing_ordered"),
+    Index(
+        "uq_granule_product_name",
+        "product_name",
+        unique=True,
+        postgresql_where=text("product_name IS NOT NULL AND NOT own_deliveries"),
+    ),
     Index("ix_granule_not_downloaded", "first_seen", postgresql_where=text("NOT downloaded")),
     # Reconcile maps stored keys back to rows (migration 0004).
     Index("ix_granule_object_key", "object_key", postgresql_where=text("object_key IS NOT NULL")),

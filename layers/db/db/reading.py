@@ -53,6 +53,9 @@ class GranuleRow(MessageRow):
     cloud_cover: float | None
     item: NotRequired[dict[str, Any] | None]
     identity: str | None
+    product_name: str | None
+    other_sources: list[str]
+    own_deliveries: bool
 
 
 def load_granules(

@@ -27,7 +27,7 @@ from link_fetcher.products import (
     ListedProduct,
     MalformedProduct,
     load_allowed_tiles,
-    rejection_reason,
+    product_rejection_reason,
     to_record,
 )
 from link_fetcher.settings import Settings
@@ -77,7 +77,7 @@ def select_records(
             rejected[MALFORMED] += 1
             continue
         record = to_record(product, source=SOURCE, download_base_url=download_url)
-        if reason := rejection_reason(record, criteria, now):
+        if reason := product_rejection_reason(product, record, criteria, now):
             rejected[reason] += 1
         else:
             records.append(record)

@@ -15,8 +15,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol
 
+from link_fetcher.mission import MISSION
+
 MAX_TOP = 1000
-COLLECTION = "SENTINEL-2"
 
 
 class PagingError(RuntimeError):
@@ -34,11 +35,6 @@ def odata_time(value: dt.datetime) -> str:
     value = value.astimezone(dt.UTC)
     timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
     return value.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
-
-
-def platform_serial(platform: str) -> str:
-    """`S2A` → `A`, CDSE's platformSerialIdentifier."""
-    return platform.removeprefix("S2")
 
 
 def _string_attribute(name: str, value: str) -> str:
@@ -63,9 +59,9 @@ class DayQuery:
         sensed_from = start - dt.timedelta(days=self.max_acquisition_age_days)
         return " and ".join(
             (
-                f"Collection/Name eq '{COLLECTION}'",
+                f"Collection/Name eq '{MISSION.collection}'",
                 _string_attribute("productType", self.product_type),
-                _string_attribute("platformSerialIdentifier", platform_serial(self.platform)),
+                _string_attribute("platformSerialIdentifier", MISSION.serial(self.platform)),
                 f"PublicationDate ge {odata_time(max(start, published_from or start))}",
                 f"PublicationDate lt {odata_time(end)}",
                 f"ContentDate/Start ge {odata_time(sensed_from)}",

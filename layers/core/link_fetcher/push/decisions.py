@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 from db import GranuleRecord, Source
-from link_fetcher.products import Criteria, load_allowed_tiles, rejection_reason, to_record
+from link_fetcher.products import Criteria, load_allowed_tiles, product_rejection_reason, to_record
 from link_fetcher.push.notifications import Notification
 from link_fetcher.settings import Settings
 
@@ -42,4 +42,4 @@ def decide(notification: Notification, criteria: Criteria, now: dt.datetime, dow
     record = to_record(notification.product, source=SOURCE, download_base_url=download_base_url)
     if notification.event.lower() != RECORDED_EVENT:
         return Decision(record, "event_not_created")
-    return Decision(record, rejection_reason(record, criteria, now))
+    return Decision(record, product_rejection_reason(notification.product, record, criteria, now))

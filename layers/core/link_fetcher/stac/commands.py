@@ -124,6 +124,7 @@ def _fetch_all(
                 sink_names,
                 page_size=settings.stac_page_size,
                 keep_unknown_cloud=settings.stac_keep_unknown_cloud,
+                reprocessed_policy=settings.reprocessed_policy,
                 on_window=on_window,
             )
             results.extend((query.label, summary) for summary in summaries)

@@ -42,6 +42,9 @@ class StacQuery:
     window: dt.timedelta = DEFAULT_WINDOW
     bands: tuple[str, ...] = ()
     max_cloud: float | None = None
+    # Deliver this search's items on their own (their messages carry the assets) even when another source
+    # brought the same product; otherwise an item of a product recorded before is that granule (SPEC §11).
+    own_deliveries: bool = False
 
 
 @dataclasses.dataclass
@@ -103,9 +106,11 @@ def fetch_items(
     *,
     page_size: int,
     keep_unknown_cloud: bool = True,
+    reprocessed_policy: str = "deliver",
     on_window: ProgressCallback | None = None,
 ) -> list[CollectionSummary]:
-    """Record every item of a checked query not recorded before; one summary per collection.
+    """Record every item of a checked query not recorded before (by any source: SPEC §11); one summary per
+    collection. `reprocessed_policy`: REPROCESSED_POLICY, as every source honours it.
 
     `keep_unknown_cloud`: an item without eo:cloud_cover is kept under a cloud limit; the limit is then checked
     here only, since the API's own filter would drop such items unseen."""
@@ -119,21 +124,31 @@ def fetch_items(
             )
             server_cloud_limit = None if keep_unknown_cloud else query.max_cloud
             request = SearchRequest(collection, query.area, window, server_cloud_limit, page_size)
+            recording = _Recording(engine, sink_names, reprocessed_policy, query.own_deliveries)
             for page in api.pages(request):
-                _record_page(engine, api, collection, page, criteria, sink_names, summary)
+                _record_page(recording, api, collection, page, criteria, summary)
             summary.windows += 1
             if on_window:
                 on_window(collection, window, summary)
     return summaries
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Recording:
+    """Where and how a query's pages are recorded."""
+
+    engine: Engine
+    sink_names: Sequence[str]
+    reprocessed_policy: str
+    own_deliveries: bool
+
+
 def _record_page(
-    engine: Engine,
+    recording: _Recording,
     api: StacApi,
     collection: str,
     page: list[dict[str, Any]],
     criteria: ItemCriteria,
-    sink_names: Sequence[str],
     summary: CollectionSummary,
 ) -> None:
     records = []
@@ -144,9 +159,10 @@ def _record_page(
                 log.warning("%s: skipped malformed item %s: %s", collection, item_id, item_problem(item))
             summary.rejected[reason] += 1
         else:
-            records.append(to_record(item, collection=collection, bands=criteria.bands, api_url=api.url))
-    with engine.begin() as conn:
-        new_ids = record_granules(conn, records, sink_names)
+            record = to_record(item, collection=collection, bands=criteria.bands, api_url=api.url)
+            records.append(dataclasses.replace(record, own_deliveries=recording.own_deliveries))
+    with recording.engine.begin() as conn:
+        new_ids = record_granules(conn, records, recording.sink_names, reprocessed_policy=recording.reprocessed_policy)
     summary.pages += 1
     summary.returned += len(page)
     summary.recorded += len(new_ids)

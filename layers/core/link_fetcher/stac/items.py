@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from db import GranuleRecord, Source
+from link_fetcher.mission import MISSION
 from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
 from link_fetcher.text import utc_iso
@@ -264,9 +265,12 @@ def granule_id(collection: str, item_id: str) -> str:
 def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str], api_url: str) -> GranuleRecord:
     properties = _properties(item)
     sensing_start, sensing_end = sensing_interval(item)
+    product_name = MISSION.product_name_of_item(item)
     return GranuleRecord(
         id=granule_id(collection, str(item["id"])),
         filename=str(item["id"]),
+        product_name=product_name,
+        identity=MISSION.identity(product_name),
         download_url=self_href(item, api_url=api_url, collection=collection),
         source=SOURCE,
         tile_id=tile_of(item),

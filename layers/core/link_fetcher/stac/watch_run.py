@@ -48,6 +48,7 @@ def run_watch(
         sink_names_for_recording(sinks),
         page_size=settings.stac_page_size,
         keep_unknown_cloud=settings.stac_keep_unknown_cloud,
+        reprocessed_policy=settings.reprocessed_policy,
     )
     report = relay_with_settings(engine, settings, sinks)
     publish_freshness(report.freshness)

@@ -9,6 +9,8 @@ bands = ["red", "green", "nir"]     # omitted: every asset
 max_cloud = 40                      # omitted: any cloud cover
 lookback = "2d"                     # each run covers [now - lookback, now)
 window = "1d"                       # searched a window at a time
+own_deliveries = false              # true: its items are delivered on their own (with their assets) even when
+                                    # another source brought the same product (SPEC §11)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Watch(BaseModel):
     max_cloud: float | None = Field(None, ge=0, le=100)
     lookback: str = "2d"
     window: str = "1d"
+    own_deliveries: bool = False
 
     @field_validator("lookback", "window")
     @classmethod
@@ -71,6 +74,7 @@ class Watch(BaseModel):
             window=parse_duration(self.window),
             bands=self.bands,
             max_cloud=self.max_cloud,
+            own_deliveries=self.own_deliveries,
         )
 
 

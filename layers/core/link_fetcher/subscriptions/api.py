@@ -11,9 +11,9 @@ import requests
 
 from link_fetcher.cdse_identity import TokenProvider
 from link_fetcher.http import HttpError, raise_for_status, with_retries
+from link_fetcher.mission import MISSION
 
 SUBSCRIPTIONS_PATH = "/odata/v1/Subscriptions"
-COLLECTION = "SENTINEL-2"
 # Fields of a listed subscription that are shown; the endpoint's password never is.
 SHOWN_FIELDS = (
     "Id",
@@ -34,7 +34,7 @@ class SubscriptionError(RuntimeError):
     """CDSE refused or failed a subscription request; the message is one line for the user."""
 
 
-def filter_param(product_type: str, collection: str = COLLECTION) -> str:
+def filter_param(product_type: str, collection: str = MISSION.collection) -> str:
     """The OData filter of the products to be notified of: the collection and product type the poller searches."""
     return (
         f"Collection/Name eq '{collection}' and Attributes/OData.CSC.StringAttribute/any("
