@@ -190,7 +190,6 @@ POLLED: list[Any] = [
             reason=OTHER_MISSION,
         ),
         id="sentineleof-odata-s1a-orbit",
-        marks=NEEDS_IDENTITY,
     ),
 ]
 
@@ -200,7 +199,6 @@ def test_odata_search_page_products(path: str, index: int, seen: Seen) -> None:
     assert polled(odata_products(path)[index]) == seen
 
 
-@NEEDS_IDENTITY
 def test_sentinel_1_with_an_allowed_tile_and_a_configured_type_is_filtered_as_another_mission() -> None:
     """The issue's case: a Sentinel-1 product given a `tileId` on the allow-list and the configured product
     type (one-field variants of the real one) is filtered as another mission's, never recorded as S2C."""
@@ -236,7 +234,6 @@ def test_cdse_push_notification() -> None:
     ]
 
 
-@NEEDS_IDENTITY
 def test_cdse_test_notification_is_sentinel_1() -> None:
     assert notified((FIXTURES / "cdse/push-test-notification.json").read_bytes()) == [
         expected(
@@ -250,7 +247,6 @@ def test_cdse_test_notification_is_sentinel_1() -> None:
     ]
 
 
-@NEEDS_IDENTITY
 def test_cdse_documented_pull_read_of_sentinel_1() -> None:
     """CDSE's documented PULL answer: two Sentinel-1A SLC products without Attributes (only their names say
     Sentinel-1); the second's ProductName ends `.SAFEE`, which changes nothing: the product is `value`."""
@@ -429,19 +425,16 @@ NAMES: list[tuple[str, Callable[[], Any], str]] = [
 ]
 
 
-@NEEDS_IDENTITY
 @pytest.mark.parametrize(("source", "value", "name"), NAMES, ids=[source for source, _, _ in NAMES])
 def test_product_name_of_odata_names(source: str, value: Callable[[], Any], name: str) -> None:
     assert mission().product_name_of(value()) == name
 
 
-@NEEDS_IDENTITY
 @pytest.mark.parametrize(("path", "collection", "name", "seen"), STAC)
 def test_product_name_of_stac_items(path: str, collection: str, name: str | None, seen: Seen) -> None:
     assert stac_items.product_name_of(first_feature(path)) == name
 
 
-@NEEDS_IDENTITY
 @pytest.mark.parametrize("path", [S1_GRD, S1_ORBIT], ids=["terradue-s1-grd", "sentineleof-s1-orbit"])
 def test_other_missions_have_no_product_name(path: str) -> None:
     assert all(mission().product_name_of(product["Name"]) is None for product in odata_products(path))

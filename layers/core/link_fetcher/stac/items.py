@@ -262,10 +262,15 @@ def granule_id(collection: str, item_id: str) -> str:
     return f"{collection}/{item_id}"
 
 
+def product_name_of(item: Mapping[str, Any]) -> str | None:
+    """The ESA product name the item is of (SPEC §11), or None when it names none (link_fetcher.mission)."""
+    return MISSION.product_name_of_item(item)
+
+
 def to_record(item: Mapping[str, Any], *, collection: str, bands: Sequence[str], api_url: str) -> GranuleRecord:
     properties = _properties(item)
     sensing_start, sensing_end = sensing_interval(item)
-    product_name = MISSION.product_name_of_item(item)
+    product_name = product_name_of(item)
     return GranuleRecord(
         id=granule_id(collection, str(item["id"])),
         filename=str(item["id"]),
