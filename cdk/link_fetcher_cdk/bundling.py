@@ -28,7 +28,7 @@ WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "link-fetcher-db", "link-fetcher-core"})
 IGNORED = ("__pycache__", "*.pyc", "*.egg-info")
 # Lambda's file system is read-only: without bytecode in the layer, every cold start compiles every module it
-# imports (about 1.3 s of the fetch function's 1.8 s import here). So the layers carry it, compiled by an
+# imports (most of a handler's import time: docs/benchmarks.md). So the layers carry it, compiled by an
 # interpreter of the runtime's version and checked by nothing but that version (unchecked-hash: the zip's file
 # times cannot invalidate it). Built elsewhere, the layers go without, and work as before, only slower to start.
 COMPILE_BYTECODE = f"{sys.version_info.major}.{sys.version_info.minor}" == PYTHON_VERSION

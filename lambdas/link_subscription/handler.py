@@ -4,8 +4,8 @@ The handling is `link_fetcher.push.PushEndpoint`, the same as `link-fetcher serv
 engine, sinks and cached credentials live as long as the container.
 
 The proxy event is read here directly, not through powertools' event handler: one route does not need a
-router, and the event handler's import (~50 ms, AppSync and the OpenAPI machinery included) was a tenth of
-this function's cold start.
+router, and the event handler's import (AppSync and the OpenAPI machinery included) was a large share of this
+function's cold start (docs/benchmarks.md).
 """
 
 from __future__ import annotations

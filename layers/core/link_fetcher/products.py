@@ -147,8 +147,8 @@ class CdseProduct(ProductLookups, BaseModel):
     online: bool | None = Field(None, alias="Online")
 
 
-# The same product decoded with msgspec, for search pages: a page holds 1,000 products of ~20 attributes each
-# (~6 MB of JSON), which msgspec decodes in ~6 ms where the pydantic model takes ~90 ms.
+# The same product decoded with msgspec, for search pages: a page holds a thousand products of a score of attributes
+# each, and msgspec decodes it an order of magnitude faster than the pydantic model (docs/benchmarks.md).
 class ListedChecksum(msgspec.Struct, rename="pascal"):
     algorithm: str | None = None
     value: str | None = None

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(10, ge=1, le=10)
     relay_max_attempts: int = Field(10, ge=1)
     # Batches in flight per sink: a queue across a network answers in milliseconds, and one sender waits through
-    # each call (with 5 ms a call, one worker caps record + relay near 10x a per-granule fetcher; four give 20x).
+    # each call, so several workers overlap those waits (docs/benchmarks.md: per_granule, 1 and 4 workers).
     # A crash repeats at most one batch per worker (SPEC §5's bound is per worker); 1 restores one batch in all.
     relay_workers: int = Field(4, ge=1, le=16)
     # Freshness objective: the stack alarms when a source's p95 (publication → first delivery) exceeds it;

@@ -1,7 +1,7 @@
 """link-fetcher database layer: models, migrations, engine, once-only recording and the delivery outbox.
 
 The migrations (`db.migrate`: upgrade_head, downgrade_base, current_revision) are imported from there, not here:
-Alembic costs a function's cold start a few hundred milliseconds, and only the migrate function and the CLI run it.
+importing Alembic lengthens a function's cold start, and only the migrate function and the CLI run it.
 """
 
 from db.deletions import DeletionOutcome, DeletionRecord, record_deletions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 # The driver `create_engine` loads, imported with this module: in a Lambda that is INIT, which runs with a full CPU,
-# not the first request, which runs with the function's share of one (~75 ms of imports at full speed).
+# not the first request, which runs with the function's share of one.
 import psycopg  # noqa: F401
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url

@@ -1,6 +1,6 @@
 """The schema as SQLAlchemy Core tables (what Alembic compares the migrations with, and what queries build on). The
 schema changes only through the Alembic migrations in db/migrations. Core, not ORM: nothing here maps rows to
-objects, and `sqlalchemy.orm` would add about 100 ms to every function's cold start."""
+objects, and importing `sqlalchemy.orm` would lengthen every function's cold start."""
 
 from __future__ import annotations
 

@@ -268,8 +268,10 @@ class LeaseSession:
 
     def _execute(self, cursor: psycopg.Cursor[Any], statement: str, params: Mapping[str, Any] | Sequence[Any]) -> None:
         self._sent = (statement, params)
-        with self._errors():
+        try:  # not `_errors()`: a relay runs this for every batch, and a context manager costs CPU each time
             cursor.execute(statement, params)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
         self._unsynced = self._pipeline is not None
 
     @contextlib.contextmanager

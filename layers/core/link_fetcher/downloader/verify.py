@@ -24,9 +24,9 @@ class ChecksumMismatch(RuntimeError):
 class Digests:
     """Running size and the digests `expected` asks for (a digest nobody will compare is not computed).
 
-    MD5 is the slowest step of a download (~2 s per GB on one core), so it runs on its own thread while the
-    caller reads, hashes BLAKE3 and writes the next chunks (hashlib releases the GIL). At most
-    MD5_CHUNKS_IN_FLIGHT chunks wait for it, which bounds the memory. Use as a context manager.
+    MD5 is the slowest step of a download, so it runs on its own thread while the caller reads, hashes BLAKE3 and
+    writes the next chunks (hashlib releases the GIL). At most MD5_CHUNKS_IN_FLIGHT chunks wait for it, which
+    bounds the memory. Use as a context manager.
     """
 
     MD5_CHUNKS_IN_FLIGHT = 4

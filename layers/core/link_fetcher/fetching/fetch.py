@@ -142,24 +142,44 @@ class DayFetcher:
         """Read the day until done or `should_stop()` (asked before requesting each page); `completed` says
         which. Each page is recorded with the progress it makes in one transaction."""
         query = DayQuery(day, platform, self.product_type, self.max_acquisition_age_days)
-        # Polling puts platform, type and recency in the query; these checks guard against a server ignoring them.
-        criteria = Criteria(allowed_tiles=self.allowed_tiles, platforms=[platform], product_type=self.product_type)
         report = DayReport(day, platform)
         with self.engine.begin() as conn:
             progress = load_progress(conn, day, platform)
-
         if progress.completed:
-            count = self.catalogue.search(query.count_params()).count
-            report.requests += 1
-            if count == progress.available:
-                with self.engine.begin() as conn:
-                    save_progress(conn, progress)
-                report.available, report.fetched = count, progress.fetched
-                report.completed = report.unchanged = True
+            progress = self._recheck(query, progress, report)
+            if report.unchanged:
                 return report
-            log.info("%s %s: count changed %d -> %d, reading on", day, platform, progress.available, count)
-            progress = dataclasses.replace(progress, available=count, completed=False)
+        progress = self._read_pages(query, progress, report, should_stop, on_page)
+        report.available, report.fetched, report.completed = progress.available, progress.fetched, progress.completed
+        return report
 
+    def _recheck(self, query: DayQuery, progress: DayProgress, report: DayReport) -> DayProgress:
+        """A finished day, asked for its count: unchanged, it stays finished (`report.unchanged`); changed, the
+        reading goes on from the cursor."""
+        count = self.catalogue.search(query.count_params()).count
+        report.requests += 1
+        if count == progress.available:
+            with self.engine.begin() as conn:
+                save_progress(conn, progress)
+            report.available, report.fetched = count, progress.fetched
+            report.completed = report.unchanged = True
+            return progress
+        log.info("%s %s: count changed %d -> %d, reading on", query.day, query.platform, progress.available, count)
+        return dataclasses.replace(progress, available=count, completed=False)
+
+    def _read_pages(
+        self,
+        query: DayQuery,
+        progress: DayProgress,
+        report: DayReport,
+        should_stop: Callable[[], bool],
+        on_page: Callable[[PageOutcome], None],
+    ) -> DayProgress:
+        """Page on from the cursor until the day is done or `should_stop()`; the progress reached."""
+        # Polling puts platform, type and recency in the query; these checks guard against a server ignoring them.
+        criteria = Criteria(
+            allowed_tiles=self.allowed_tiles, platforms=[query.platform], product_type=self.product_type
+        )
         # A pass that read from the day's start has seen everything visible when it began: it completes even
         # if products were withdrawn meanwhile (the count fell short), so this loop ends.
         from_day_start = progress.cursor.published is None
@@ -176,7 +196,6 @@ class DayFetcher:
                 top, request = pending
                 page = request.result()
                 report.requests += 1
-                records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
                 progress, reread = after_page(
                     progress,
                     _published(page.products),
@@ -186,21 +205,28 @@ class DayFetcher:
                     from_day_start=from_day_start,
                 )
                 if reread:
-                    log.info("%s %s: fewer products after the cursor than the count: rereading", day, platform)
-                    progress, from_day_start = DayProgress(day, platform), True
+                    log.info(
+                        "%s %s: fewer products after the cursor than the count: rereading", query.day, query.platform
+                    )
+                    progress, from_day_start = DayProgress(query.day, query.platform), True
                 # The next page is asked for before this one is recorded: CDSE's latency overlaps the database's.
                 pending = None if progress.completed else request_page(progress.cursor)
-                with self.engine.begin() as conn:
-                    new_ids = (
-                        record_granules(conn, records, self.sink_names, reprocessed_policy=self.reprocessed_policy)
-                        if records
-                        else []
-                    )
-                    save_progress(conn, progress)
-                outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
-                report.add(outcome)
-                report.skipped_because.update(rejected)
-                on_page(outcome)
+                on_page(self._record_page(page, criteria, progress, report))
+        return progress
 
-        report.available, report.fetched, report.completed = progress.available, progress.fetched, progress.completed
-        return report
+    def _record_page(
+        self, page: SearchPage, criteria: Criteria, progress: DayProgress, report: DayReport
+    ) -> PageOutcome:
+        """Record the page's products worth keeping with the progress it made, in one transaction."""
+        records, rejected = select_records(page.products, criteria, self.download_url, dt.datetime.now(dt.UTC))
+        with self.engine.begin() as conn:
+            new_ids = (
+                record_granules(conn, records, self.sink_names, reprocessed_policy=self.reprocessed_policy)
+                if records
+                else []
+            )
+            save_progress(conn, progress)
+        outcome = PageOutcome(len(page.products), len(new_ids), sum(rejected.values()), progress.available)
+        report.add(outcome)
+        report.skipped_because.update(rejected)
+        return outcome
