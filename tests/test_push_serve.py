@@ -63,7 +63,15 @@ def server(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[st
 
 
 @contextlib.contextmanager
-def _serve(database_url: str, sqs: SqsEndpoint, cwd: Path, *options: str) -> Iterator[str]:
+def _serve(
+    database_url: str,
+    sqs: SqsEndpoint,
+    cwd: Path,
+    *options: str,
+    environment: dict[str, str] | None = None,
+    output: Path | None = None,
+) -> Iterator[str]:
+    """`serve` with `environment` added; its stdout and stderr go to `output` (when given)."""
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUBSCRIPTION_", "REDIS_"))},
@@ -76,13 +84,15 @@ def _serve(database_url: str, sqs: SqsEndpoint, cwd: Path, *options: str) -> Ite
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        **(environment or {}),
     }
+    log = output.open("wb") if output is not None else None
     process = subprocess.Popen(  # cwd: a fresh folder, so no developer .env
         [CLI, "serve", "--port", str(port), *options],
         env=env,
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log or subprocess.DEVNULL,
+        stderr=log or subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/events"
     deadline = time.monotonic() + 30
@@ -94,13 +104,16 @@ def _serve(database_url: str, sqs: SqsEndpoint, cwd: Path, *options: str) -> Ite
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"serve did not start: {process.stderr.read().decode()}")
+            said = output.read_text() if output is not None else process.stderr.read().decode()  # type: ignore[union-attr]
+            pytest.fail(f"serve did not start: {said}")
         time.sleep(0.1)
     try:
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if log is not None:
+            log.close()
 
 
 @pytest.fixture
@@ -194,6 +207,95 @@ def test_several_worker_processes_record_and_deliver_once(
         assert [_post(http, url, body, basic()).status_code for body in bodies + bodies] == [204] * 40
         queued = settled_queue(sqs, QUEUE, engine)
     assert sorted(queued) == sorted(json.loads(body)["value"]["Id"] for body in bodies)
+
+
+# --- hostile and idle clients (issue 26) ---------------------------------------------------------------------
+
+TIMEOUT_S = 2
+
+
+@pytest.fixture(scope="module")
+def watched(database_url: str, sqs: SqsEndpoint, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """`serve` with a short request deadline, its output in a file: (the /events URL, the file)."""
+    folder = tmp_path_factory.mktemp("watched")
+    environment = {"PUSH_REQUEST_TIMEOUT_SECONDS": str(TIMEOUT_S)}
+    with _serve(database_url, sqs, folder, environment=environment, output=folder / "serve.log") as url:
+        yield url, folder / "serve.log"
+
+
+def _lines(log: Path, text: str, at_least: int = 1) -> list[str]:
+    """The lines of the server's output holding `text`, once there are `at_least` of them (or 10 s passed)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in log.read_text().splitlines() if text in line]
+        if len(lines) >= at_least or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def _connect(url: str) -> socket.socket:
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def _head(length: int) -> bytes:
+    return (
+        f"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: {basic()}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+def test_a_client_leaving_mid_body_is_one_info_line(watched, http) -> None:
+    url, log = watched
+    for _ in range(3):
+        with _connect(url) as sock:
+            sock.sendall(_head(1000) + b'{"SubscriptionEvent": "crea')
+    lines = _lines(log, "client left before sending its whole body", at_least=3)
+    assert len(lines) == 3 and all(json.loads(line)["level"] == "INFO" for line in lines)
+    assert _post(http, url, encode(notification()), basic()).status_code == 204  # still serving
+    output = log.read_text()
+    assert "Traceback" not in output and "ClientDisconnect" not in output and '"level":"ERROR"' not in output
+
+
+@pytest.mark.parametrize("stage", ["nothing", "half_the_headers", "half_the_body"])
+def test_a_slow_client_is_answered_408_and_disconnected(watched, http, stage: str) -> None:
+    """A byte a second never completes a request within the deadline: the server answers 408 and closes,
+    whether the headers or the body are still coming, or nothing came at all."""
+    url, log = watched
+    before = len(_lines(log, "request not received in time", at_least=0))
+    left = len(_lines(log, "client left", at_least=0))
+    request = _head(200) + b"{" * 200
+    sent = {"nothing": 0, "half_the_headers": 30, "half_the_body": len(_head(200)) + 100}[stage]
+    with _connect(url) as sock:
+        sock.sendall(request[:sent])
+        with contextlib.suppress(OSError):  # the server closes while bytes still arrive
+            for byte in request[sent : sent + 3 * TIMEOUT_S]:
+                time.sleep(1)
+                sock.sendall(bytes([byte]))
+        answer = _answer(sock)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {"error": f"request not received within {TIMEOUT_S} s"}
+    lines = _lines(log, "request not received in time", at_least=before + 1)
+    assert len(lines) == before + 1 and "answered 408" in lines[-1]
+    assert len(_lines(log, "client left", at_least=0)) == left  # the deadline's own line says it all
+    assert _post(http, url, encode(notification()), basic()).status_code == 204
+
+
+def test_a_prompt_client_on_a_kept_alive_connection_is_never_cut(watched) -> None:
+    url, _ = watched
+    with requests.Session() as session:
+        for _ in range(3):
+            assert _post(session, url, encode(notification()), basic()).status_code == 204
+            time.sleep(TIMEOUT_S / 2)  # idle between requests: uvicorn's keep-alive rules, not the deadline
 
 
 # --- fuzzing ------------------------------------------------------------------------------------------------

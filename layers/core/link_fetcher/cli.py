@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING
 import click
 
 from link_fetcher.cli_support import CliContext, CliFailure, stderr
-from link_fetcher.text import one_line
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
-    from sqlalchemy.exc import DBAPIError
 
 # name → (module:attribute, the summary `--help` lists)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -110,22 +108,16 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(CliContext)
 
 
-def _database_error(obj: CliContext, exc: DBAPIError) -> str:
+def _database_error(obj: CliContext, exc: Exception) -> str | None:
     from pydantic import ValidationError
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from link_fetcher.database import database_failure
 
     try:
         where = obj.database_description()
     except ValidationError:
         where = "the database"
-    original = exc.orig if exc.orig is not None else exc
-    if isinstance(exc, ProgrammingError) and "does not exist" in str(original):
-        return f"{where} is not migrated ({one_line(original)}): run `link-fetcher migrate`"
-    if isinstance(exc, OperationalError):
-        # psycopg's first line ends with the cause ("…port 1 failed: Connection refused"); it never holds a password.
-        reason = one_line(original).rsplit("failed: ", 1)[-1]
-        return f"cannot connect to {where}: {reason}"
-    return f"database error on {where}: {one_line(original)}"
+    return database_failure(exc, where)
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -139,18 +131,13 @@ def _failure(obj: CliContext, exc: Exception) -> tuple[int, str] | None:
     """(exit code, one line) for the errors a user can act on; None for a bug (the traceback is shown).
     The libraries are imported here, once something failed, so `--help` does not pay for them."""
     from pydantic import ValidationError
-    from sqlalchemy.exc import DBAPIError
-
-    from db import DatabaseUnavailable
 
     if isinstance(exc, ValidationError):
         return 2, _settings_error(exc)
     if isinstance(exc, CliFailure):
         return exc.exit_code, str(exc)
-    if isinstance(exc, DatabaseUnavailable):
-        return 1, str(exc)
-    if isinstance(exc, DBAPIError):
-        return 1, _database_error(obj, exc)
+    if (database := _database_error(obj, exc)) is not None:
+        return 1, database
     return None
 
 

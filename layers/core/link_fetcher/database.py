@@ -9,11 +9,14 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from db import DatabaseUnavailable, get_engine
+from db import DatabaseUnavailable, describe_url, get_engine
 from db.engine import normalise_url
 from link_fetcher.secrets import SecretUnavailable, read_secret
 from link_fetcher.settings import Settings
+from link_fetcher.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +77,46 @@ def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
         upgrade_head(engine)
         return engine
     return get_engine(url, pool_size=pool_size)
+
+
+# SQLSTATEs of a server ending the session: pg_terminate_backend or a shutdown (57P01), a server crash (57P02), an
+# idle-session or idle-in-transaction timeout (57P05, 25P03).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P05", "25P03"})
+
+
+def database_failure(exc: BaseException, where: str) -> str | None:
+    """The one line saying what happened to the database, for every place that reports it (the CLI's error line,
+    `serve`'s and the push endpoint's logs); None for an exception that is not about the database. `where` names
+    the database (`describe_url`), never its password. What is told apart: the server could not be reached
+    (`cannot connect`), a session that was working ended under a statement or a commit (`lost the connection`:
+    the server ended it, crashed or restarted, or the network dropped it), a schema not migrated, other errors."""
+    if isinstance(exc, DatabaseUnavailable):
+        return str(exc)
+    if isinstance(exc, PoolTimeoutError):
+        return f"no free connection to {where} in time (all in use): {one_line(exc)}"
+    if not isinstance(exc, DBAPIError):
+        return None
+    original = exc.orig if exc.orig is not None else exc
+    reason = one_line(original)
+    if isinstance(exc, ProgrammingError) and "does not exist" in reason:
+        return f"{where} is not migrated ({reason}): run `link-fetcher migrate`"
+    if _connection_lost(exc, original):
+        return f"lost the connection to {where} while using it: {reason}"
+    if isinstance(exc, OperationalError) and exc.statement is None:
+        # No statement: connecting failed. psycopg's line ends with the cause ("…port 1 failed: Connection refused").
+        return f"cannot connect to {where}: {reason.rsplit('failed: ', 1)[-1]}"
+    return f"database error on {where}: {reason}"
+
+
+def _connection_lost(exc: DBAPIError, original: BaseException) -> bool:
+    """SQLAlchemy found the connection broken, or the server said it ended the session, or libpq failed on an
+    open connection (an OperationalError without SQLSTATE raised while running a statement)."""
+    sqlstate = getattr(original, "sqlstate", None)
+    if exc.connection_invalidated or sqlstate in _SESSION_ENDED:
+        return True
+    return isinstance(exc, OperationalError) and exc.statement is not None and sqlstate is None
+
+
+def engine_description(engine: Engine) -> str:
+    """`database NAME at HOST:PORT` of an engine, for database_failure()."""
+    return describe_url(engine.url.render_as_string(hide_password=False))

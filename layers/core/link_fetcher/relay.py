@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from db import UNASSIGNED_SINK, DeliveryStatus, assign_unbound
 from db import count_by_status as db_count_by_status
 from db import retry_failed as db_retry_failed
+from link_fetcher.database import database_failure, engine_description
 from link_fetcher.relay_worker import RESENDS, RelayReport, relay_sink, to_message
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink
@@ -117,8 +118,11 @@ class BackgroundRelay:
             self._wake.clear()
             try:
                 report = relay_with_settings(self._engine, self._settings, self._sinks)
-            except Exception:  # the database may be away for a while: log and try again on the next wake-up
-                log.exception("background relay failed; deliveries stay pending")
+            except Exception as exc:  # the database may be away for a while: log and try again on the next wake-up
+                if failure := database_failure(exc, engine_description(self._engine)):
+                    log.error("background relay failed, deliveries stay pending: %s", failure)
+                else:
+                    log.exception("background relay failed; deliveries stay pending")
             else:
                 for sink, error in report.unavailable.items():
                     log.warning("sink %s unavailable, %d deliveries pending: %s", sink, report.pending, error)

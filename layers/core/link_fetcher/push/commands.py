@@ -26,6 +26,7 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     import uvicorn
 
     from link_fetcher.push.server import default_workers, serving_app
+    from link_fetcher.push.timeouts import HTTP_PROTOCOL
 
     workers = workers or default_workers()
 
@@ -40,7 +41,7 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
         soft_wrap=True,
     )
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=HTTP_PROTOCOL)
         return 0
     if configured_url(obj.settings) is None:
         # The workers reach the embedded database this process started.
@@ -53,5 +54,6 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
         port=port,
         log_level="warning",
         access_log=False,
+        http=HTTP_PROTOCOL,
     )
     return 0

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, DeletionOutcome
 from db.deletions import DEFAULT_MEMORY_DAYS
+from link_fetcher.database import database_failure, engine_description
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.products import MALFORMED, Criteria
@@ -162,7 +163,7 @@ class PushEndpoint:
         try:
             recorded = self._record(planned)
         except DATABASE_DOWN as exc:
-            self.logger.error("database unavailable", extra={"error": type(exc).__name__})
+            self.logger.error("database unavailable", extra={"error": self._database_failure(exc)})
             self.count("database_unavailable")
             return DATABASE_UNAVAILABLE
         self._log_decisions(planned.decisions, set(recorded.inserted))
@@ -210,6 +211,14 @@ class PushEndpoint:
                 },
             )
             self.count(OTHER_SUBSCRIPTION)
+
+    def _database_failure(self, exc: Exception) -> str | None:
+        """What happened to the database (link_fetcher.database.database_failure), naming it when it can."""
+        try:
+            where = engine_description(self._engine())
+        except DATABASE_DOWN:  # the engine itself could not be made (its secret, say)
+            where = "the database"
+        return database_failure(exc, where)
 
     def _log_deletions(self, planned: Plan, recorded: Recorded) -> None:
         announced, remembered = set(recorded.deletions.announced), set(recorded.deletions.remembered)
@@ -266,8 +275,13 @@ class PushEndpoint:
                 batch_size=self._relay_batch_size,
                 max_attempts=self._relay_max_attempts,
             )
-        except Exception:  # see the docstring: the 204 stands, the delivery stays pending
-            self.logger.exception("delivery failed; it stays pending", extra={"granules": list(inserted)})
+        except Exception as exc:  # see the docstring: the 204 stands, the delivery stays pending
+            if failure := self._database_failure(exc):
+                self.logger.error(
+                    "delivery failed; it stays pending", extra={"granules": list(inserted), "error": failure}
+                )
+            else:
+                self.logger.exception("delivery failed; it stays pending", extra={"granules": list(inserted)})
             return
         for sink, error in report.unavailable.items():
             self.logger.warning("sink unavailable; delivery stays pending", extra={"sink": sink, "error": error})

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from link_fetcher.database import engine_for
 from link_fetcher.push.endpoint import MAX_BODY_BYTES, PushEndpoint, Reply
+from link_fetcher.push.timeouts import TIMED_OUT
 from link_fetcher.relay import BackgroundRelay
 from link_fetcher.settings import Settings, get_settings
 from link_fetcher.sinks import build_sinks
@@ -61,11 +63,26 @@ def create_app(endpoint: PushEndpoint, background: BackgroundRelay | None = None
             # Known too large before reading it: answer without taking the body in.
             reply = await run_in_threadpool(endpoint.authenticate, request.headers) or endpoint.refuse_too_large()
         else:
-            body = await _read_at_most(request, MAX_BODY_BYTES + 1)
+            try:
+                body = await _read_at_most(request, MAX_BODY_BYTES + 1)
+            except ClientDisconnect:
+                return client_left(endpoint, request)
             reply = await run_in_threadpool(endpoint.handle, request.headers, body)
         return to_response(reply)
 
     return app
+
+
+def client_left(endpoint: PushEndpoint, request: Request) -> Response:
+    """The client went away before sending its whole body: nothing to answer, nothing recorded; one line (none
+    when the request deadline closed the connection: it said so itself)."""
+    if not request.scope.get(TIMED_OUT):
+        client = request.client.host if request.client else None
+        endpoint.logger.info(
+            "client left before sending its whole body", extra={"reason": "client_left", "client": client}
+        )
+        endpoint.count("client_left")
+    return Response(status_code=400)  # never sent: the connection is gone
 
 
 async def _read_at_most(request: Request, limit: int) -> bytes:
