@@ -54,140 +54,25 @@ class LinkFetcherStack(Stack):
         functions = Functions(
             self, "Functions", project_root=project_root, config=config, settings=settings, network=network
         )
-
-        migrate = functions.add("migrate", description="Applies the Alembic migrations", timeout=Duration.minutes(5))
-        date_generator = functions.add(
-            "date_generator", description="(day, platform) pairs to poll", timeout=Duration.seconds(30), memory_mb=256
+        self.functions: dict[str, lambda_.Function] = self._add_functions(
+            functions, project_root, config, settings, delivery, push_credentials, cdse_account
         )
-        link_fetcher = functions.add(
-            "link_fetcher", description="Fetches one day of one platform from CDSE", timeout=Duration.minutes(15)
-        )
-        link_subscription = functions.add(
-            "link_subscription",
-            description="CDSE push endpoint (POST /events)",
-            timeout=Duration.seconds(29),
-            environment={"SUBSCRIPTION_SECRET_ARN": push_credentials.secret.secret_arn},
-        )
-        relay = functions.add("relay", description="Delivers pending granules", timeout=Duration.minutes(5))
-        downloader = functions.add(
-            "downloader",
-            description="Downloads granules from the To Download queue into the bucket",
-            timeout=DOWNLOADER_TIMEOUT,
-            memory_mb=2048,
-            environment={
-                "UPLOAD_BUCKET": delivery.bucket.bucket_name,
-                "CDSE_SECRET_ARN": cdse_account.secret_arn,
-            },
-        )
-        reconcile = functions.add(
-            "reconcile",
-            description="Requeues recorded granules missing from the bucket",
-            timeout=Duration.minutes(15),
-            environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name},
-        )
-        # The watches file travels with the function; without watches there is nothing to schedule.
-        watches_file = project_root / settings.stac_watches_file
-        if config.stac_watches and not watches_file.is_file():
-            raise ValueError(f"DEPLOY_STAC_WATCHES names watches but {watches_file} (STAC_WATCHES_FILE) is missing")
-        stac_fetcher = functions.add(
-            "stac_fetcher",
-            description="Records the items of a STAC watch",
-            timeout=Duration.minutes(15),
-            environment={"STAC_WATCHES_FILE": f"/var/task/{WATCHES_FILE_IN_FUNCTION}"} if config.stac_watches else None,
-            extra_files={WATCHES_FILE_IN_FUNCTION: watches_file} if config.stac_watches else None,
-        )
-
-        # DEPLOY_SUBSCRIPTION_MODE=pull: no public endpoint; a schedule reads the PULL subscription (SPEC §9).
-        subscription_puller = None
-        if config.subscription_mode == "pull":
-            subscription_puller = functions.add(
-                "subscription_puller",
-                description="Reads the CDSE PULL subscription, records and acknowledges",
-                timeout=Duration.minutes(5),
-                environment={"CDSE_SECRET_ARN": cdse_account.secret_arn},
-            )
-            cdse_account.grant_read(subscription_puller)
-        pullers = (subscription_puller,) if subscription_puller else ()
-
-        for function in (
-            migrate,
-            link_fetcher,
-            link_subscription,
-            relay,
-            downloader,
-            reconcile,
-            stac_fetcher,
-            *pullers,
-        ):
-            function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
-            database.secret.grant_read(function)
-        for function in (link_fetcher, link_subscription, relay, reconcile, stac_fetcher, *pullers):
-            function.add_environment("TO_DOWNLOAD_QUEUE_URL", delivery.queue.queue_url)
-            delivery.queue.grant_send_messages(function)
-        push_credentials.secret.grant_read(link_subscription)
-        cdse_account.grant_read(downloader)
-        delivery.grant_downloads(downloader)
-        delivery.grant_listing(reconcile)
-        downloader.add_event_source(
-            event_sources.SqsEventSource(
-                delivery.queue,
-                batch_size=DOWNLOAD_BATCH,
-                max_concurrency=DOWNLOADERS,
-                report_batch_item_failures=True,
-            )
-        )
-
+        self._grant(database, delivery, push_credentials, cdse_account)
         migration = database.migrate_on_deploy(
-            migrate, project_root / "layers" / "db" / "db" / "migrations", config.retention
+            self.functions["migrate"], project_root / "layers" / "db" / "db" / "migrations", config.retention
         )
-        polling = Polling(self, "Polling", config=config, date_generator=date_generator, link_fetcher=link_fetcher)
-        push = PushApi(self, "Push", config=config, handler=link_subscription) if not pullers else None
-        schedules = [polling.schedule] if polling.schedule else []
-        if subscription_puller is not None:
-            schedules.append(
-                delivery.schedule(
-                    "PullSchedule",
-                    expression=config.pull_schedule,
-                    function=subscription_puller,
-                    event={},
-                    description="Read the CDSE PULL subscription",
-                )
-            )
-        periodic = (
-            ("RelaySchedule", config.relay_schedule, relay, "Deliver pending granules"),
-            ("ReconcileSchedule", config.reconcile_schedule, reconcile, "Requeue granules recorded but not downloaded"),
+        polling = Polling(
+            self,
+            "Polling",
+            config=config,
+            date_generator=self.functions["date_generator"],
+            link_fetcher=self.functions["link_fetcher"],
         )
-        schedules.extend(
-            delivery.schedule(construct_id, expression=expression, function=function, event={}, description=text)
-            for construct_id, expression, function, text in periodic
-            if expression
-        )
-        if config.stac_schedule:
-            schedules.extend(
-                delivery.schedule(
-                    f"StacSchedule{index}",
-                    expression=config.stac_schedule,
-                    function=stac_fetcher,
-                    event={"watch": watch},
-                    description=f"STAC watch {watch}",
-                )
-                for index, watch in enumerate(config.stac_watches)
-            )
+        pulling = "subscription_puller" in self.functions
+        push = None if pulling else PushApi(self, "Push", config=config, handler=self.functions["link_subscription"])
         # Nothing that records may run before the schema exists.
-        for dependant in (*schedules, *((push.api.deployment_stage,) if push else ())):
+        for dependant in (*self._schedules(config, delivery, polling), *((push.api.deployment_stage,) if push else ())):
             dependant.node.add_dependency(migration)
-
-        self.functions: dict[str, lambda_.Function] = {
-            "migrate": migrate,
-            "date_generator": date_generator,
-            "link_fetcher": link_fetcher,
-            "link_subscription": link_subscription,
-            "relay": relay,
-            "downloader": downloader,
-            "reconcile": reconcile,
-            "stac_fetcher": stac_fetcher,
-            **({"subscription_puller": subscription_puller} if subscription_puller else {}),
-        }
         monitoring = Monitoring(self, "Monitoring", config=config)
         monitoring.watch_functions({function.node.id: function for function in self.functions.values()})
         monitoring.watch_polling(polling.state_machine)
@@ -209,3 +94,148 @@ class LinkFetcherStack(Stack):
             ("AlarmTopicArn", monitoring.topic.topic_arn, "Alarm notifications"),
         ):
             CfnOutput(self, name, value=value, description=description)
+
+    def _add_functions(
+        self,
+        functions: Functions,
+        project_root: Path,
+        config: DeployConfig,
+        settings: Settings,
+        delivery: Delivery,
+        push_credentials: PushCredentials,
+        cdse_account: secretsmanager.Secret,
+    ) -> dict[str, lambda_.Function]:
+        """Every function, by its directory name under lambdas/ (the puller only in pull mode)."""
+        added = {
+            "migrate": functions.add(
+                "migrate", description="Applies the Alembic migrations", timeout=Duration.minutes(5)
+            ),
+            "date_generator": functions.add(
+                "date_generator",
+                description="(day, platform) pairs to poll",
+                timeout=Duration.seconds(30),
+                memory_mb=256,
+            ),
+            "link_fetcher": functions.add(
+                "link_fetcher", description="Fetches one day of one platform from CDSE", timeout=Duration.minutes(15)
+            ),
+            "link_subscription": functions.add(
+                "link_subscription",
+                description="CDSE push endpoint (POST /events)",
+                timeout=Duration.seconds(29),
+                environment={"SUBSCRIPTION_SECRET_ARN": push_credentials.secret.secret_arn},
+            ),
+            "relay": functions.add("relay", description="Delivers pending granules", timeout=Duration.minutes(5)),
+            "downloader": functions.add(
+                "downloader",
+                description="Downloads granules from the To Download queue into the bucket",
+                timeout=DOWNLOADER_TIMEOUT,
+                memory_mb=2048,
+                environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name, "CDSE_SECRET_ARN": cdse_account.secret_arn},
+            ),
+            "reconcile": functions.add(
+                "reconcile",
+                description="Requeues recorded granules missing from the bucket",
+                timeout=Duration.minutes(15),
+                environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name},
+            ),
+            "stac_fetcher": self._add_stac_fetcher(functions, project_root, config, settings),
+        }
+        # DEPLOY_SUBSCRIPTION_MODE=pull: no public endpoint; a schedule reads the PULL subscription (SPEC §9).
+        if config.subscription_mode == "pull":
+            added["subscription_puller"] = functions.add(
+                "subscription_puller",
+                description="Reads the CDSE PULL subscription, records and acknowledges",
+                timeout=Duration.minutes(5),
+                environment={"CDSE_SECRET_ARN": cdse_account.secret_arn},
+            )
+            cdse_account.grant_read(added["subscription_puller"])
+        return added
+
+    @staticmethod
+    def _add_stac_fetcher(
+        functions: Functions, project_root: Path, config: DeployConfig, settings: Settings
+    ) -> lambda_.Function:
+        # The watches file travels with the function; without watches there is nothing to schedule.
+        watches_file = project_root / settings.stac_watches_file
+        if config.stac_watches and not watches_file.is_file():
+            raise ValueError(f"DEPLOY_STAC_WATCHES names watches but {watches_file} (STAC_WATCHES_FILE) is missing")
+        return functions.add(
+            "stac_fetcher",
+            description="Records the items of a STAC watch",
+            timeout=Duration.minutes(15),
+            environment={"STAC_WATCHES_FILE": f"/var/task/{WATCHES_FILE_IN_FUNCTION}"} if config.stac_watches else None,
+            extra_files={WATCHES_FILE_IN_FUNCTION: watches_file} if config.stac_watches else None,
+        )
+
+    def _grant(
+        self,
+        database: Database,
+        delivery: Delivery,
+        push_credentials: PushCredentials,
+        cdse_account: secretsmanager.Secret,
+    ) -> None:
+        """What each function may read and send, and the downloader's queue."""
+        f = self.functions
+        pullers = (f["subscription_puller"],) if "subscription_puller" in f else ()
+        recorders = (f["link_fetcher"], f["link_subscription"], f["relay"], f["reconcile"], f["stac_fetcher"], *pullers)
+        for function in (f["migrate"], *recorders[:3], f["downloader"], *recorders[3:]):  # the order of the policies
+            function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
+            database.secret.grant_read(function)
+        for function in recorders:
+            function.add_environment("TO_DOWNLOAD_QUEUE_URL", delivery.queue.queue_url)
+            delivery.queue.grant_send_messages(function)
+        push_credentials.secret.grant_read(f["link_subscription"])
+        cdse_account.grant_read(f["downloader"])
+        delivery.grant_downloads(f["downloader"])
+        delivery.grant_listing(f["reconcile"])
+        f["downloader"].add_event_source(
+            event_sources.SqsEventSource(
+                delivery.queue,
+                batch_size=DOWNLOAD_BATCH,
+                max_concurrency=DOWNLOADERS,
+                report_batch_item_failures=True,
+            )
+        )
+
+    def _schedules(self, config: DeployConfig, delivery: Delivery, polling: Polling) -> list[Construct]:
+        """The schedules that start functions: polling, the PULL reader, the relay, reconcile, STAC watches."""
+        schedules: list[Construct] = [polling.schedule] if polling.schedule else []
+        if "subscription_puller" in self.functions:
+            schedules.append(
+                delivery.schedule(
+                    "PullSchedule",
+                    expression=config.pull_schedule,
+                    function=self.functions["subscription_puller"],
+                    event={},
+                    description="Read the CDSE PULL subscription",
+                )
+            )
+        periodic = (
+            ("RelaySchedule", config.relay_schedule, "relay", "Deliver pending granules"),
+            (
+                "ReconcileSchedule",
+                config.reconcile_schedule,
+                "reconcile",
+                "Requeue granules recorded but not downloaded",
+            ),
+        )
+        schedules.extend(
+            delivery.schedule(
+                construct_id, expression=expression, function=self.functions[name], event={}, description=text
+            )
+            for construct_id, expression, name, text in periodic
+            if expression
+        )
+        if config.stac_schedule:
+            schedules.extend(
+                delivery.schedule(
+                    f"StacSchedule{index}",
+                    expression=config.stac_schedule,
+                    function=self.functions["stac_fetcher"],
+                    event={"watch": watch},
+                    description=f"STAC watch {watch}",
+                )
+                for index, watch in enumerate(config.stac_watches)
+            )
+        return schedules
