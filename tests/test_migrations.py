@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -159,3 +160,76 @@ def test_0012_repairs_deletion_dates_no_reader_can_read(scratch_url: str) -> Non
     assert document["deliveries"]
     with pytest.raises(Exception, match="ck_granule_deleted_at_in_range"), engine.begin() as conn:
         conn.execute(text(f"UPDATE granule SET deleted_at = '{year_10000}' WHERE id = 'fine'"))
+
+
+def test_0013_merges_the_copies_of_a_product_and_orders_sensing(scratch_url: str) -> None:
+    """What 0012's schema let in (issue 24): one product recorded from a CDSE STAC watch and again from the OData
+    poll, the second taken for a reprocessing that `replace` deleted the first for; a STAC row sensed after its
+    end. After 0013: one granule per name (the first recorded, the other source remembered, the false deletion
+    and its unsent announcement undone), ordered sensing, and the index that keeps names unique."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    engine = get_engine(scratch_url)
+    command.upgrade(alembic_config(engine), "0012")
+    name = "S2A_MSIL2A_20240912T112541_N0511_R137_T28PHQ_20240912T133420"
+    item = {
+        "id": name,
+        "properties": {"start_datetime": "2024-09-12T11:25:41Z", "end_datetime": "2024-09-12T11:26:00Z"},
+    }
+    rows = [
+        # id, filename, source, first_seen, sensing start, sensing end, supersedes, deletion_cause, item, checksum
+        ("sentinel-2-l2a/" + name, name, "stac", "2024-09-12 14:00+00", "2024-09-12 11:30+00", "2024-09-12 11:26+00",
+         None, "superseded by u-1", item, None),
+        ("u-1", name + ".SAFE", "search", "2024-09-12 15:00+00", None, None, "sentinel-2-l2a/" + name, None, None,
+         "700a3f2014ab3670408b94e4310924dd"),
+        ("u-2", "S2B_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE", "search", "2024-09-12 16:00+00",
+         "2024-09-12 11:30+00", "2024-09-12 11:00+00", None, None, None, None),
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        for granule_id, filename, source, seen, start, end, supersedes, cause, stac, checksum in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO granule (id, filename, download_url, source, first_seen, sensing_start, sensing_end, "
+                    "supersedes, deleted_at, deletion_cause, item, checksum) VALUES (:id, :filename, 'https://x', "
+                    ":source, CAST(:seen AS timestamptz), CAST(:start AS timestamptz), CAST(:end AS timestamptz), "
+                    ":supersedes, CASE WHEN CAST(:cause AS text) IS NOT NULL THEN now() END, :cause, "
+                    "CAST(:item AS jsonb), :checksum)"
+                ),
+                {"id": granule_id, "filename": filename, "source": source, "seen": seen, "start": start, "end": end,
+                 "supersedes": supersedes, "cause": cause, "item": json.dumps(stac) if stac else None,
+                 "checksum": checksum},
+            )  # fmt: skip
+        conn.execute(
+            text(
+                "INSERT INTO outbox (granule_id, sink, event, status) VALUES "
+                "(:stac, 'sqs', 'found', 'sent'), ('u-1', 'sqs', 'found', 'pending'), (:stac, 'sqs', 'deleted', "
+                "'pending'), ('u-2', 'sqs', 'found', 'sent')"
+            ),
+            {"stac": "sentinel-2-l2a/" + name},
+        )
+    upgrade_head(engine)
+    with engine.connect() as conn:
+        granules = {row.id: row for row in conn.execute(text("SELECT * FROM granule"))}
+        deliveries = sorted(tuple(row) for row in conn.execute(text("SELECT granule_id, event FROM outbox")))
+    kept = granules["sentinel-2-l2a/" + name]
+    assert set(granules) == {kept.id, "u-2"}
+    assert (kept.product_name, kept.source, kept.other_sources) == (name, "stac", ["search"])
+    assert kept.deleted_at is None and kept.deletion_cause is None and kept.supersedes is None
+    assert kept.checksum == "700a3f2014ab3670408b94e4310924dd"  # what the copy knew
+    assert kept.identity == "S2A_MSIL2A_20240912T112541_R137_T28PHQ"
+    assert (kept.sensing_start, kept.sensing_end) == (
+        dt.datetime(2024, 9, 12, 11, 25, 41, tzinfo=dt.UTC),
+        dt.datetime(2024, 9, 12, 11, 26, tzinfo=dt.UTC),
+    )  # from the item's range
+    assert granules["u-2"].sensing_end is None  # no range to take: the end is unknown rather than wrong
+    assert deliveries == [(kept.id, "found"), ("u-2", "found")]
+    with engine.begin() as conn, pytest.raises(Exception, match="uq_granule_product_name"):
+        conn.execute(
+            text("INSERT INTO granule (id, filename, download_url, source, product_name) VALUES ('u-3', 'n', 'x', "
+                 "'search', :name)"),
+            {"name": name},
+        )  # fmt: skip
+    with engine.begin() as conn, pytest.raises(Exception, match="ck_granule_sensing_ordered"):
+        conn.execute(text("UPDATE granule SET sensing_end = sensing_start - interval '1 s' WHERE id = 'u-2'"))

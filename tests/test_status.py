@@ -16,6 +16,7 @@ from db.status import (
     _DELETED_SQL,
     _OLDEST_PENDING_SQL,
     _REPROCESSED_SQL,
+    _SOURCES_SQL,
     FRESHNESS_PER_DAY_SQL,
     FRESHNESS_SQL,
     freshness,
@@ -102,7 +103,7 @@ def test_status_document_has_every_section(engine: Engine) -> None:
         )
     with engine.connect() as conn:
         document = status_document(conn)
-    assert set(document) == {"days", "deliveries", "freshness", "deleted", "reprocessed"}
+    assert set(document) == {"days", "deliveries", "freshness", "deleted", "reprocessed", "sources"}
     assert document["days"] == [
         {
             "day": "2024-09-12",
@@ -184,6 +185,7 @@ def test_the_status_queries_read_indexes_not_the_history(engine: Engine) -> None
         (_COUNT_ALL_SQL, {}),
         (_DELETED_SQL, {"since": since - dt.timedelta(days=30)}),
         (_REPROCESSED_SQL, {"since": since - dt.timedelta(days=30)}),
+        (_SOURCES_SQL, {"since": since}),
     ]
     with engine.connect() as conn:
         assert 800 <= freshness(conn)["search"]["recorded"] <= 1_200  # one day in 40
@@ -227,3 +229,5 @@ def test_cli_status_json_reports_what_the_relay_delivered(cli_env, engine: Engin
     assert 45 * 60 <= search["p50_seconds"] < 53 * 60 + 60 and 59 * 60 <= search["max_seconds"] < 60 * 60 + 60
     assert document["deliveries"]["sqs"] == {"pending": 0, "sent": 15, "failed": 0, "oldest_pending_seconds": 0.0}
     assert "freshness, last 24 h" in tables and "search" in tables
+    assert document["sources"] == [{"source": "search", "also": [], "granules": 15}]
+    assert "granules recorded per source" in tables

@@ -29,7 +29,8 @@ def migrate(obj: CliContext) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole status as one JSON object.")
 @pass_context
 def status(obj: CliContext, as_json: bool) -> int:
-    """Granules found per publication day and platform, the delivery backlog, and freshness per source.
+    """Granules found per publication day and platform, the delivery backlog, freshness per source, and the
+    granules per source (a product brought by several sources is one granule).
 
     Freshness covers the granules recorded in the last 24 h: publication to first delivery to a sink."""
     from db.status import status_document
@@ -43,6 +44,7 @@ def status(obj: CliContext, as_json: bool) -> int:
     stdout.print(deliveries_table(document["deliveries"]))
     stdout.print(freshness_table(document["freshness"], obj.settings.freshness_slo_seconds))
     stdout.print(lifecycle_table(document["deleted"], document["reprocessed"]))
+    stdout.print(sources_table(document["sources"]))
     return 0
 
 
@@ -111,6 +113,17 @@ def lifecycle_table(deleted: list[dict[str, Any]], reprocessed: list[dict[str, A
             day,
             *(str(counts.get(key, 0)) for key in ("announced", "remembered", "reprocessed", "replaced")),
         )
+    return table
+
+
+def sources_table(sources: list[dict[str, Any]]) -> Table:
+    """Granules recorded in the last 24 h per first source, and the other sources that brought the same product
+    (one granule each time: SPEC §11)."""
+    table = Table(title="granules recorded per source, last 24 h (a product from several sources is one granule)")
+    for column in ("first from", "also from", "granules"):
+        table.add_column(column, justify="right" if column == "granules" else "left")
+    for row in sources:
+        table.add_row(row["source"], ", ".join(row["also"]) or "-", str(row["granules"]))
     return table
 
 

@@ -162,6 +162,30 @@ _REPROCESSED_SQL = text(
 )
 
 
+# Per first source and the sources that brought the same product after it (SPEC §11), over the granules recorded
+# in the window (through ix_granule_first_seen). Remembered deletions are not products recorded: left out.
+_SOURCES_SQL = text(
+    """
+    SELECT source, other_sources, count(*) AS granules FROM granule
+    WHERE first_seen >= :since AND source <> 'deletion'
+    GROUP BY 1, 2 ORDER BY 1, 2
+    """
+)
+
+
+def sources(
+    conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = FRESHNESS_WINDOW
+) -> list[dict[str, Any]]:
+    """Over the granules recorded in the last `window`, per source that brought a product first (`source`) and the
+    other sources that brought the same product after it (`also`, sorted; empty: no other): how many `granules`."""
+    since = (now or dt.datetime.now(dt.UTC)) - window
+    counts: dict[tuple[str, tuple[str, ...]], int] = {}
+    for row in conn.execute(_SOURCES_SQL, {"since": since}):
+        key = (row.source, tuple(sorted(set(row.other_sources))))
+        counts[key] = counts.get(key, 0) + row.granules
+    return [{"source": first, "also": list(also), "granules": n} for (first, also), n in sorted(counts.items())]
+
+
 def deleted(
     conn: Connection, *, now: dt.datetime | None = None, window: dt.timedelta = LIFECYCLE_WINDOW
 ) -> list[dict[str, Any]]:
@@ -194,4 +218,5 @@ def status_document(conn: Connection, *, now: dt.datetime | None = None) -> dict
         "freshness": freshness(conn, now=now),
         "deleted": deleted(conn, now=now),
         "reprocessed": reprocessed(conn, now=now),
+        "sources": sources(conn, now=now),
     }
