@@ -251,3 +251,14 @@ def test_lost_database_connection_mid_lease_repeats_nothing(
     assert redis_client.xlen(unique_name) == 20
     assert relay(engine, [sink]).sent == {"redis": 10}
     assert sorted(_stream_ids(redis_client, unique_name)) == sorted(ids)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", ["to-download:relayed", "link-fetcher:consumers", "bad name", "x" * 257, ""])
+def test_the_stream_setting_is_a_valid_name_the_relay_does_not_reserve(name: str) -> None:
+    from pydantic import ValidationError
+
+    from link_fetcher.settings import Settings
+
+    with pytest.raises(ValidationError, match="redis_stream"):
+        Settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0", redis_stream=name)  # type: ignore[call-arg]

@@ -80,6 +80,10 @@ LOCAL_ONLY: dict[str, str] = {
     "gateway_max_block_ms": "the stream gateway is not deployed",
     "gateway_max_connections_per_key": "the stream gateway is not deployed",
     "gateway_send_queue": "the stream gateway is not deployed",
+    "gateway_key_entries_per_second": "the stream gateway is not deployed",
+    "gateway_graphql_max_cost": "the stream gateway is not deployed",
+    "gateway_graphql_concurrency_per_key": "the stream gateway is not deployed",
+    "gateway_max_pending": "the stream gateway is not deployed",
     "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
     "push_request_timeout_seconds": "`link-fetcher serve` only; API Gateway bounds the deployed endpoint's requests",
 }

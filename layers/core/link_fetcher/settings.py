@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from link_fetcher import stream_names
 from link_fetcher.mission import MISSION
 
 PACKAGED_TILES_FILE = Path(__file__).with_name("hls_allowed_tiles.txt")
@@ -127,6 +128,14 @@ class Settings(BaseSettings):
     def _parse_subscription_ids(cls, value: object) -> object:
         parts = _split_commas(value)
         return [part.lower() for part in parts] if isinstance(parts, list) else parts  # Ids compare in lower case
+
+    @field_validator("redis_stream")
+    @classmethod
+    def _stream_name(cls, value: str) -> str:
+        """A stream the gateway can serve (SPEC §8), and not one of the keys the relay keeps beside it."""
+        if stream_names.is_reserved(stream_names.check(value)):
+            raise ValueError(f"{value!r} is a name link-fetcher reserves for its own keys")
+        return value
 
     @field_validator("platforms")
     @classmethod
