@@ -203,6 +203,27 @@ def test_platform_of(properties: dict, platform: str | None) -> None:
     assert platform_of({"id": "x", "properties": properties}) == platform
 
 
+@pytest.mark.parametrize(
+    ("item_id", "properties", "reason"),
+    [
+        ("S2B_33UUP_20240901_0_L2A", {"platform": "sentinel-2b"}, None),
+        (
+            "S1C_IW_GRDH_1SDV_20250327T154419_20250327T154453_001628_002981_53D2_COG",
+            {"platform": "sentinel-1c"},
+            "other_mission",
+        ),
+        ("LC09_L2SP_190027_20240901_02_T1", {"platform": "landsat-9"}, "other_mission"),
+        ("x", {"platformSerialIdentifier": "A", "platformShortName": "SENTINEL-1"}, "other_mission"),
+        ("S1A_IW_GRDH_1SDV_20240607T000653_20240607T000718_054210_0697DA_6EE4", {}, "other_mission"),
+        ("URN:FEATURE:DATA:gdh:25416e3f-1a7f-379a-9b65-a6539b1fd95b:V1", {}, None),  # nothing says: kept
+        ("S2A_28QCH_20200714_0_L2A", {}, None),
+    ],
+)
+def test_items_of_another_mission_are_filtered_as_such(item_id: str, properties: dict, reason: str | None) -> None:
+    item = {"id": item_id, "properties": {"datetime": "2024-09-01T10:00:00Z", **properties}}
+    assert rejection_reason(item, ItemCriteria(TimeRange(at(1), at(2)))) == reason
+
+
 def test_platform_of_an_item_without_one_is_its_ids() -> None:
     assert platform_of({"id": "S2B_33UUP_20240901_0_L2A", "properties": {}}) == "S2B"
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from db import GranuleRecord, Source
-from link_fetcher.mission import MISSION
+from link_fetcher.mission import MISSION, OTHER_MISSION
 from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
 from link_fetcher.text import utc_iso
@@ -21,26 +21,11 @@ SOURCE = Source.STAC
 _TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=_|$)")
 _MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
 _UTM_ZONES = 60
-_SENTINEL_PLATFORM = re.compile(r"^(?:sentinel-?2|s2)([a-d])$", re.IGNORECASE)  # sentinel-2a, Sentinel-2B, S2C
-_SERIAL = re.compile(r"[A-Da-d]")  # CDSE's platformSerialIdentifier of a Sentinel-2 platform
-_PLATFORM_IN_ID = re.compile(r"^(S2[A-D])_")  # S2A_MSIL2A_20260628T115421_… (CDSE STAC item ids)
 # An item id becomes part of a granule id and of object keys: one path segment of printable characters.
 _ITEM_ID = re.compile(r"^[^/\\\x00-\x1f]{1,1024}$")
 _PLATFORM = re.compile(r"[\w .:/-]{1,64}")  # a platform or product type worth keeping: a short name
 _TIMESTAMPS = ("datetime", "start_datetime", "end_datetime", "published", "created")
 _TILE_KEYS = ("grid:code", "s2:mgrs_tile", "tileId")
-# Where items name the ESA product: Earth Search / Planetary Computer, Earth Search v0, GEODES.
-_NAME_KEYS = ("s2:product_uri", "sentinel:product_id", "identifier")
-_PRODUCT_TYPE_BY_LEVEL = {"L1C": "S2MSI1C", "L2A": "S2MSI2A"}
-# Collections whose items are all of one product type: Earth Search v1 and v0, Planetary Computer, CDSE.
-_PRODUCT_TYPE_BY_COLLECTION = {
-    "sentinel-2-l1c": "S2MSI1C",
-    "sentinel-2-l2a": "S2MSI2A",
-    "sentinel-2-c1-l2a": "S2MSI2A",
-    "sentinel-s2-l1c": "S2MSI1C",
-    "sentinel-s2-l2a": "S2MSI2A",
-    "sentinel-s2-l2a-cogs": "S2MSI2A",
-}
 
 
 class UnknownBands(ValueError):
@@ -78,7 +63,7 @@ def tile_of(item: Mapping[str, Any]) -> str | None:
     for prefix in ("mgrs:", "sentinel:"):
         if tile := _triple_tile(properties, prefix):
             return tile
-    for name in (item.get("id"), *(properties.get(key) for key in _NAME_KEYS)):
+    for name in (item.get("id"), *(properties.get(key) for key in MISSION.stac_name_keys)):
         match = _TILE_IN_ID.search(name.upper()) if isinstance(name, str) else None
         if match and (tile := _normal_tile(match[1])):
             return tile
@@ -91,20 +76,28 @@ def _short_name(value: Any) -> str | None:
 
 def platform_of(item: Mapping[str, Any]) -> str | None:
     """`S2A`… for Sentinel-2 (as CDSE granules name it), from `platform` (`sentinel-2a`, `Sentinel-2B`, GEODES'
-    `S2A`) or legacy CDSE `platformSerialIdentifier` (`A`, `S2A`); another platform as given (`sentinel-1c`);
-    without either, the `S2A_` prefix of a Sentinel-2 item id."""
+    `S2A`) or legacy CDSE `platformSerialIdentifier` (`A`, `S2A`); another mission's platform as given
+    (`sentinel-1c`), never made a Sentinel-2 one; without either, the `S2A_` prefix of a Sentinel-2 item id."""
     properties = _properties(item)
     for key in ("platform", "platformSerialIdentifier"):
         if (value := _short_name(properties.get(key))) is None:
             continue
-        if match := _SENTINEL_PLATFORM.match(value.replace(" ", "")):
-            return f"S2{match[1].upper()}"
-        if key == "platformSerialIdentifier" and _SERIAL.fullmatch(value):
-            short_name = _short_name(properties.get("platformShortName"))
-            return f"S2{value.upper()}" if short_name in (None, "SENTINEL-2") else None
+        if platform := MISSION.stac_platform(value):
+            return platform
+        if key == "platformSerialIdentifier" and value.upper() in MISSION.serials:
+            other = MISSION.is_other_mission(properties.get("platformShortName"), None)
+            return None if other else MISSION.platform(value.upper())
         return value
-    match = _PLATFORM_IN_ID.match(str(item.get("id", "")).upper())
-    return match[1] if match else None
+    return MISSION.platform_in_name(str(item.get("id", "")))
+
+
+def is_other_mission(item: Mapping[str, Any]) -> bool:
+    """An item of a mission not configured (SPEC §3, §11): its platform is another's (`sentinel-1c`,
+    `landsat-9`), its `platformShortName` says so, or, with neither, its id starts with another's (`S1A_…`)."""
+    properties = _properties(item)
+    if (platform := platform_of(item)) is not None:
+        return MISSION.stac_platform(platform) is None
+    return MISSION.is_other_mission(properties.get("platformShortName"), item.get("id"))
 
 
 def product_type_of(item: Mapping[str, Any], collection: str | None = None) -> str | None:
@@ -116,10 +109,10 @@ def product_type_of(item: Mapping[str, Any], collection: str | None = None) -> s
         if value := _short_name(properties.get(key)):
             return value
     level = properties.get("processing:level")
-    if isinstance(level, str) and (product_type := _PRODUCT_TYPE_BY_LEVEL.get(level.strip().upper())):
+    if isinstance(level, str) and (product_type := MISSION.product_type_of_level(level.strip().upper())):
         return product_type
     name = collection or item.get("collection")
-    return _PRODUCT_TYPE_BY_COLLECTION.get(name.lower()) if isinstance(name, str) else None
+    return MISSION.stac_product_type(name) if isinstance(name, str) else None
 
 
 def _properties(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -241,6 +234,8 @@ def rejection_reason(item: Mapping[str, Any], criteria: ItemCriteria) -> str | N
     the second only."""
     if item_problem(item) is not None:
         return MALFORMED
+    if is_other_mission(item):
+        return OTHER_MISSION
     sensed = sensing_time(item)
     if sensed is None:
         return "no datetime"
