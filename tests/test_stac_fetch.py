@@ -381,3 +381,64 @@ def test_lambda_runs_a_watch_and_a_rerun_records_nothing(
     assert again["collections"][0]["recorded"] == 0 and again["collections"][0]["known"] == 60
     with pytest.raises(ValueError, match="watch"):
         stac_lambda.handler({}, context)
+
+
+def test_real_items_of_five_services_are_recorded_as_their_sources_mean_them(stac_env, engine: Engine, capsys) -> None:
+    """Real items written by others (tests/fixtures/sources.md) served by the fake API and fetched end to end:
+    each row has the tile, platform, type and sensing range its service means (GEODES' `datetime` is 15 hours
+    after the acquisition, the contributing-mission item's years after it: start stays before end, as the
+    CHECK asks), and CDSE's Sentinel-1 item is skipped as another mission's."""
+    fixtures = Path(__file__).parent / "fixtures"
+    documents = [
+        "geodes/stac-search-s2-l1c.json",
+        "earth-search/v1-search-s2-l1c.json",
+        "planetary-computer/item-s2-l2a.json",
+        "cdse/stac-item-ccm-s2a-msi.json",
+        "cdse/stac-item-s1-grd.json",
+    ]
+    items = []
+    for document in (json.loads((fixtures / name).read_text()) for name in documents):
+        items.append(document["features"][0] if document.get("type") == "FeatureCollection" else document)
+    collections = tuple(item["collection"] for item in items)
+    with FakeStacApi(items, collections=collections) as fake:
+        argv = ["stac-fetch", "--api", fake.url, "--bbox", "-180,-90,180,90"]
+        argv += ["--datetime", "2019-01-01/2025-12-31", "--window", "400w"]
+        argv += [option for collection in collections for option in ("--collection", collection)]
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "other_mission" in out
+
+    seen = {
+        row["collection"]: (
+            row["tile_id"],
+            row["platform"],
+            row["product_type"],
+            row["sensing_start"].isoformat(),
+            row["sensing_end"].isoformat(),
+        )
+        for row in granules(engine)
+    }
+    assert seen == {
+        "PEPS_S2_L1C": (
+            "14ULD",
+            "S2A",
+            "S2MSI1C",
+            "2025-04-02T17:57:41.024000+00:00",
+            "2025-04-02T17:57:41.024000+00:00",
+        ),
+        "sentinel-2-l1c": (
+            "27VWK",
+            "S2B",
+            "S2MSI1C",
+            "2024-02-06T13:14:11.918000+00:00",
+            "2024-02-06T13:14:11.918000+00:00",
+        ),
+        "sentinel-2-l2a": (
+            "06VVN",
+            "S2B",
+            "S2MSI2A",
+            "2019-06-29T21:25:29.024000+00:00",
+            "2019-06-29T21:25:29.024000+00:00",
+        ),
+        "ccm-optical": (None, "S2A", "MSI_IM__1C", "2015-07-04T10:10:01+00:00", "2015-07-04T10:13:45+00:00"),
+    }
