@@ -1,17 +1,20 @@
 """Recording and relay throughput: 10,000 granules recorded in batches of 1,000, then relayed to SQS.
 
-Prints granules/s recorded, database round trips and INSERT statements per batch, and messages/s relayed to the
-minimal SQS-compatible endpoint (tests/fakes/sqs_endpoint.py). Usage: python -m benchmarks.record [--granules N]
+Prints granules/s recorded, database round trips and INSERT statements per batch, the rate at which the same
+products coming again from a second source (a STAC watch: other ids, the same product names) are found recorded
+and their source remembered (SPEC §11), and messages/s relayed to the minimal SQS-compatible endpoint
+(tests/fakes/sqs_endpoint.py). Usage: python -m benchmarks.record [--granules N]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
 from benchmarks.relay import relay_rate
-from db import record_granules
+from db import Source, record_granules
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import ACCOUNT
@@ -36,12 +39,23 @@ def main() -> None:
         round_trips = counter.count() / len(batches)
         inserts = counter.count("WITH") / len(batches)  # the recording statement is one WITH … INSERT
 
+        again = [
+            [dataclasses.replace(r, id=f"sentinel-2-l1c/{r.product_name}", source=Source.STAC) for r in batch]
+            for batch in batches
+        ]
+        started = time.perf_counter()
+        for batch in again:
+            with engine.begin() as conn:
+                assert record_granules(conn, batch, ["sqs"]) == []
+        again_seconds = time.perf_counter() - started
+
         sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download", client=sqs_client(sqs_url))
         relayed = [(workers, relay_rate(engine, sink, workers, args.granules)) for workers in args.workers]
 
     rate = args.granules / recorded_seconds
     print(f"recorded  {args.granules} granules in {len(batches)} batches: {rate:,.0f} granules/s")
     print(f"          {round_trips:.1f} database statements per batch, {inserts:.0f} INSERT statement per batch")
+    print(f"again     the same products from a second source: {args.granules / again_seconds:,.0f} granules/s")
     for workers, relayed_rate in relayed:
         print(
             f"relayed   {args.granules} messages to SQS (fake endpoint), {workers} worker(s): "

@@ -14,9 +14,10 @@ import msgspec
 import pytest
 from sqlalchemy import Engine, text
 
-from db import Source, record_granules
+from db import DeletionRecord, Source, record_deletions, record_granules
 from db.status import status_document
 from link_fetcher.fetching.fetch import select_records
+from link_fetcher.lifecycle.deleted_products import DeletedProduct, to_deletion
 from link_fetcher.mission import MISSION, OTHER_MISSION
 from link_fetcher.products import (
     MALFORMED,
@@ -395,3 +396,47 @@ def test_two_sources_racing_on_the_same_products_make_one_granule_each(engine: E
     assert all(sorted([g["source"], *g["other_sources"]]) == ["search", "stac"] for g in granules)
     assert len(deliveries(engine)) == len(products) * len(SINKS)
     assert {granule_id for granule_id, _, _ in deliveries(engine)} == {g["id"] for g in granules}
+
+
+# --- deletions find the product whichever source recorded it ----------------------------------------------
+
+
+def deletion_of(product: dict[str, Any]) -> DeletionRecord:
+    """CDSE's deletion of `product` (its Id and Name), an hour after its publication."""
+    deleted = DeletedProduct.model_validate(
+        {
+            "Id": product["Id"],
+            "Name": product["Name"],
+            "DeletionDate": dt.datetime.fromisoformat(product["PublicationDate"]) + dt.timedelta(hours=1),
+            "DeletionCause": "Corrupted product",
+        }
+    )
+    criteria = Criteria(allowed_tiles={"28PHQ"}, platforms={"S2A", "S2B", "S2C"}, product_type="S2MSI2A")
+    return to_deletion(deleted, download_base_url="https://download.example", criteria=criteria)
+
+
+def test_a_cdse_deletion_of_a_product_recorded_from_stac_deletes_that_granule(engine: Engine) -> None:
+    product = odata_product()
+    record_stac(engine, cdse_stac_item(product["Name"]), "deliver")
+    record_odata(engine, product, "deliver")  # the same granule
+    (granule,) = rows(engine)
+    with engine.begin() as conn:
+        outcome = record_deletions(conn, [deletion_of(product)], SINKS)
+    assert outcome.announced == [granule["id"]] and outcome.remembered == []
+    (deleted,) = rows(engine)
+    assert deleted["deleted_at"] is not None
+    assert [(sink, event) for _, sink, event in deliveries(engine)] == [
+        ("redis", "deleted"),
+        ("redis", "found"),
+        ("sqs", "deleted"),
+        ("sqs", "found"),
+    ]
+
+
+def test_a_remembered_deletion_keeps_the_products_stac_item_out(engine: Engine) -> None:
+    product = odata_product()
+    with engine.begin() as conn:
+        outcome = record_deletions(conn, [deletion_of(product)], SINKS)
+    assert outcome.remembered == [product["Id"]]
+    assert record_stac(engine, earth_search_item(product["Name"]), "deliver") == 0
+    assert deliveries(engine) == []

@@ -26,6 +26,7 @@ class DeletionRecord:
     tile_id: str | None = None
     platform: str | None = None
     product_type: str | None = None
+    product_name: str | None = None  # the ESA name without `.SAFE` (SPEC §11): finds the granule any source recorded
 
 
 # Why a deletion of a recorded granule is not believed (logs, metrics): it names another product than the one
@@ -50,9 +51,12 @@ _FIELDS = tuple(field.name for field in dataclasses.fields(DeletionRecord))
 # one (`named`). A deletion of a product never recorded inserts its row already deleted, with no delivery: the
 # insert and a concurrent `created` meet on the primary key, so whichever commits second sees the other's row
 # (record_granules says when a `created` still gets through). `xmax = 0` tells an inserted row from an updated
-# one. Names are compared without `.SAFE` (SPEC §11: a product's name is its ESA name without it).
+# one. Names are compared without `.SAFE` (SPEC §11: a product's name is its ESA name without it), by product name
+# where known: a product recorded from a STAC API (granule id `collection/item`, its `filename` the item's id) is
+# found by its product name, and the deletion applies to that granule (one product, one granule).
 _BELIEVED = (
-    r"regexp_replace({g}.filename, '\.SAFE$', '') = regexp_replace({i}.filename, '\.SAFE$', '')"
+    r"coalesce({g}.product_name, regexp_replace({g}.filename, '\.SAFE$', ''))"
+    r" = coalesce({i}.product_name, regexp_replace({i}.filename, '\.SAFE$', ''))"
     " AND ({g}.published IS NULL OR {g}.published <= {i}.deleted_at)"
 )
 _DELETE_SQL = text(
@@ -61,13 +65,20 @@ _DELETE_SQL = text(
         SELECT DISTINCT ON (id) *
         FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
             id text, filename text, deleted_at timestamptz, deletion_cause text, download_url text,
-            remember boolean, name_known boolean, tile_id text, platform text, product_type text)
+            remember boolean, name_known boolean, tile_id text, platform text, product_type text,
+            product_name text)
         ORDER BY id, deleted_at
     ),
     named AS (
-        SELECT i.id, coalesce(CASE WHEN NOT i.name_known THEN g.filename END, i.filename) AS filename,
+        SELECT coalesce(g.id, i.id) AS id,
+               coalesce(CASE WHEN NOT i.name_known THEN g.filename END, i.filename) AS filename,
+               coalesce(i.product_name, CASE WHEN NOT i.name_known THEN g.product_name END) AS product_name,
                i.deleted_at, i.deletion_cause, i.download_url, i.remember, i.tile_id, i.platform, i.product_type
-        FROM incoming i LEFT JOIN granule g ON g.id = i.id
+        FROM incoming i LEFT JOIN LATERAL (  -- the granule of this Id, else the one of this product name
+            SELECT g.id, g.filename, g.product_name FROM granule g
+            WHERE g.id = i.id OR (g.product_name = i.product_name AND NOT g.own_deliveries)
+            ORDER BY g.id = i.id DESC LIMIT 1
+        ) AS g ON true
     ),
     marked_only AS (
         UPDATE granule g SET deleted_at = n.deleted_at, deletion_cause = n.deletion_cause
@@ -77,8 +88,9 @@ _DELETE_SQL = text(
     ),
     upserted AS (
         INSERT INTO granule (id, filename, download_url, source, tile_id, platform, product_type, deleted_at,
-                             deletion_cause)
-        SELECT id, filename, download_url, 'deletion', tile_id, platform, product_type, deleted_at, deletion_cause
+                             deletion_cause, product_name)
+        SELECT id, filename, download_url, 'deletion', tile_id, platform, product_type, deleted_at, deletion_cause,
+               product_name
         FROM named WHERE remember
         ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, deletion_cause = EXCLUDED.deletion_cause
         WHERE granule.deleted_at IS NULL AND {_BELIEVED.format(g="granule", i="EXCLUDED")}

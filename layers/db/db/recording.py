@@ -124,7 +124,8 @@ _RECORD_SQL = text(
         WHERE g.id = i.id AND g.source = 'deletion' AND i.published > LEAST(g.deleted_at, g.first_seen)
           AND NOT EXISTS (  -- its name already another granule's: that one stands for the product
               SELECT FROM granule o
-              WHERE o.product_name = i.product_name AND NOT o.own_deliveries AND NOT i.own_deliveries)
+              WHERE o.product_name = i.product_name AND o.id <> g.id AND NOT o.own_deliveries
+                AND NOT i.own_deliveries)
         RETURNING g.id, g.supersedes
     ),
     recorded AS (

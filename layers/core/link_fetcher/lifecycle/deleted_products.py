@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, TypeAdapter, ValidationError
 
 from db import DeletionRecord, GranuleRecord, Source
+from link_fetcher.mission import MISSION
 from link_fetcher.products import (
     Criteria,
     Timestamp,
@@ -102,4 +103,5 @@ def to_deletion(product: DeletedProduct, *, download_base_url: str, criteria: Cr
         tile_id=granule.tile_id,
         platform=granule.platform,
         product_type=granule.product_type,
+        product_name=MISSION.product_name_of(product.name) if product.name_known else None,
     )
