@@ -311,12 +311,12 @@ class RelayWorker:
             self.mark_unmarked()  # raises if the session ended: nothing more is sent
         receipt = None if self.receipt_sink is None else str(self.token)
         refused, outage, outcomes, sent_ids = send_batch(self.sink, batch, receipt, self.before_send)
+        if self.receipt_sink is None:
+            # Committed before the next batch leaves; with the lease in flight, by the sync that collects it.
+            self.session.send_mark(outcomes, self.run.max_attempts)
         if self.lease_sent:
             self.take_lease()  # the sink being down stops the run; this batch is still marked
-        if self.receipt_sink is None:
-            self.session.sync()  # the previous batch's mark, if the sink called no before_send
-            self.session.send_mark(outcomes, self.run.max_attempts)  # committed before the next batch leaves
-        else:
+        if self.receipt_sink is not None:
             self.unmarked.extend(outcomes)
             self.unmarked_ids.extend(sent_ids)
             if last_of_lease or outage is not None:
