@@ -77,8 +77,8 @@ def _field_text(value: Any) -> str:
 
 def stream_fields(body: Mapping[str, Any], *, time: dt.datetime) -> dict[str, str]:
     """The CloudEvent announcing `body` as flat stream fields: one per attribute (`cloudevent_attributes`), plus
-    `data`, the body as JSON text. Built directly, not through a CloudEvent object and its JSON format: ~5 us a
-    message instead of ~90, which is most of what a relay batch to Redis costs besides the round trip."""
+    `data`, the body as JSON text. Built directly, not through a CloudEvent object and its JSON format, which
+    would be most of what a relay batch to Redis costs besides the round trip (docs/benchmarks.md)."""
     fields = {name: _field_text(value) for name, value in cloudevent_attributes(body, time=time).items()}
     fields["data"] = _ENCODER.encode(body).decode()
     return fields
