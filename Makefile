@@ -85,6 +85,12 @@ cfn-lint: install
 bootstrap: install node_modules/.installed
 	cd cdk && $(CDK) bootstrap --no-notices
 
+## The twin (docs/twin.md): the synthesized stack run on moto with the real handlers, PostgreSQL and a fake CDSE.
+## `make twin-stack` synthesizes, then makes a short run through the stack and prints what happened.
+.PHONY: twin-stack
+twin-stack: synth
+	$(RUN) python -m twin --cdk-out cdk.out
+
 diff: install node_modules/.installed
 	cd cdk && $(CDK) diff --no-notices
 
