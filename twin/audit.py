@@ -281,10 +281,10 @@ def _freshness(
             first[row.granule_id] = min(first.get(row.granule_id, row.first_sent_at), row.first_sent_at)
     ages: dict[str, list[float]] = collections.defaultdict(list)
     for granule_id, sent in first.items():
-        row = rows.get(granule_id)
-        if row is None or row.published is None:
+        granule = rows.get(granule_id)
+        if granule is None or granule.published is None:
             continue
-        ages[row.source].append((to_simulated(checkpoints, sent) - row.published).total_seconds())
+        ages[granule.source].append((to_simulated(checkpoints, sent) - granule.published).total_seconds())
     return {
         source: {
             "count": float(len(values)),

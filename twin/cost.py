@@ -77,7 +77,10 @@ def month_cost(usage: MonthUsage, prices: Mapping[str, Any], *, idle_metrics: in
     """The variable cost of the month's work, per component (the idle cost is `idle_cost`, which bills
     `idle_metrics` custom metrics already)."""
     p, a = prices, prices["assumptions"]
-    month = lambda value: _per_month(usage, value)  # noqa: E731
+
+    def month(value: float) -> float:
+        return _per_month(usage, value)
+
     lines: list[CostLine] = []
     cdse_wait = (
         usage.catalogue_requests

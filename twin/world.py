@@ -613,7 +613,7 @@ class WorldSource:
         return product if product is not None and product.visible(self.now()) else None
 
 
-class WorldCdse(FakeSubscriptions):
+class WorldCdse(FakeSubscriptions):  # type: ignore[misc]  # the fakes (tests/) are not type-checked
     """Everything the stack asks of CDSE behind one URL, at simulated time `now()`: Keycloak tokens, the OData
     catalogue (the world's products, CDSE's rules, faults from `fault_policy`), the Subscriptions API with its
     PULL queues, and product downloads (the world's bytes, their checksums as announced)."""
