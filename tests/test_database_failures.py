@@ -74,7 +74,8 @@ def test_the_cli_relay_says_its_connection_was_lost_mid_run(cli_env, engine: Eng
                 conn.execute(
                     text(
                         "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
-                        "AND classid = :lock_class AND pid <> pg_backend_pid()"
+                        "AND classid = :lock_class AND pid <> pg_backend_pid() "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),
                     {"lock_class": LEASE_LOCK_CLASS},
                 )
