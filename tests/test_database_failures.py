@@ -57,8 +57,9 @@ def test_other_errors_and_non_database_errors(engine: Engine) -> None:
     assert database_failure(ValueError("x"), WHERE) is None
 
 
-def test_the_cli_relay_says_its_connection_was_lost_mid_run(cli_env, engine: Engine, capsys, monkeypatch) -> None:
-    """The CLI relay to SQS; the server ends the relay's session after the first batch was sent."""
+@pytest.fixture
+def relay_loses_its_connection(cli_env, engine: Engine, monkeypatch) -> None:
+    """30 deliveries to SQS; the server ends the relay's session once the first batch was sent."""
     from link_fetcher.sinks.sqs import SqsSink
 
     record(engine, 30, ["sqs"])
@@ -82,6 +83,23 @@ def test_the_cli_relay_says_its_connection_was_lost_mid_run(cli_env, engine: Eng
         return {}
 
     monkeypatch.setattr(SqsSink, "send", send)
+
+
+def test_the_relay_lambda_logs_the_lost_connection_and_fails(relay_loses_its_connection, capsys) -> None:
+    import types
+
+    from lambdas.relay import handler
+
+    context = types.SimpleNamespace(
+        function_name="relay", memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
+    )
+    with pytest.raises(DBAPIError):
+        handler.handler({}, context)
+    logged = [line for line in capsys.readouterr().out.splitlines() if "relay failed" in line]
+    assert len(logged) == 1 and "lost the connection to database" in logged[0] and "cannot connect" not in logged[0]
+
+
+def test_the_cli_relay_says_its_connection_was_lost_mid_run(relay_loses_its_connection, capsys) -> None:
     assert main(["relay"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: lost the connection to database" in err and "cannot connect" not in err

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import oldest_pending_age
-from link_fetcher.database import engine_for
+from link_fetcher.database import database_failure, engine_description, engine_for
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Metric, Service
 from link_fetcher.relay import relay_with_settings
@@ -31,7 +31,13 @@ metrics = Metrics(namespace=NAMESPACE, service=Service.RELAY)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
     engine = engine_for(settings)  # the process-wide engine: one pool per container
-    report = relay_with_settings(engine, settings, configured_sinks(), retry_failed=bool(event.get("retry_failed")))
+    try:
+        report = relay_with_settings(engine, settings, configured_sinks(), retry_failed=bool(event.get("retry_failed")))
+    except Exception as exc:
+        # Said in one line (cannot connect, or lost the connection mid-relay); the invocation still fails.
+        if failure := database_failure(exc, engine_description(engine)):
+            logger.error("relay failed; deliveries stay pending", extra={"error": failure})
+        raise
     with engine.connect() as conn:
         oldest = oldest_pending_age(conn)
     metrics.add_metric(name=Metric.OLDEST_PENDING_DELIVERY, unit=MetricUnit.Seconds, value=oldest)
