@@ -162,7 +162,7 @@ def test_a_key_over_its_entries_budget_gets_429_and_others_do_not(stream, rds) -
                 f"/streams/{stream}/entries", params={"count": 400, "after": last}, headers=auth(WRITE_KEY)
             )
             assert empty.status_code == 200 and empty.json() == {"entries": []}
-        query = f'{{ entries(stream: "{stream}", count: 200) {{ id }} }}'
+        query = f'{{ entries(stream: "{stream}", count: 100) {{ id }} }}'
         answer = http.post("/graphql", json={"query": query}, headers=auth(READ_KEY))
         assert answer.status_code == 429 and "retry-after" in answer.headers
 
@@ -176,7 +176,7 @@ def test_graphql_cost_is_charged_before_anything_is_read(client, stream, rds) ->
     # A variable's default counts as given.
     query = "query($c: Int = 900) { entries(stream: $s, count: $c) { id } }".replace("$s", f'"{stream}"')
     assert client.post("/graphql", json={"query": query}, headers=auth(READ_KEY)).status_code == 400
-    two = " ".join(f'a{i}: entries(stream: "{stream}", count: 100) {{ id }}' for i in range(2))
+    two = " ".join(f'a{i}: entries(stream: "{stream}", count: 50) {{ id }}' for i in range(2))
     answer = client.post("/graphql", json={"query": f"{{ {two} }}"}, headers=auth(READ_KEY))
     assert answer.status_code == 200 and answer.json()["data"]["a0"][0]["id"]
 

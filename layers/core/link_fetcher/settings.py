@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # entries one GraphQL query may ask for in all (aliases x count, refused before it runs), and the GraphQL
     # queries a key may run at once.
     gateway_key_entries_per_second: float = Field(1000, gt=0)
-    gateway_graphql_max_cost: int = Field(200, ge=1)
+    gateway_graphql_max_cost: int = Field(100, ge=1)
     gateway_graphql_concurrency_per_key: int = Field(2, ge=1)
     # Entries a group consumer may hold unacknowledged: reads hand it no new ones until it acks.
     gateway_max_pending: int = Field(1000, ge=1)

@@ -13,7 +13,7 @@ from link_fetcher.database import configured_url, engine_for
 from link_fetcher.gateway import ops
 from link_fetcher.gateway.auth import ConnectionLimiter, parse_api_keys
 from link_fetcher.gateway.budget import EntryBudget
-from link_fetcher.gateway.graphql import graphql_router
+from link_fetcher.gateway.graphql import budget_units, graphql_router
 from link_fetcher.gateway.handlers import add_error_handlers
 from link_fetcher.gateway.limits import Limits
 from link_fetcher.gateway.rest import router as rest_router
@@ -47,7 +47,11 @@ def build_gateway(settings: Settings) -> Gateway:
         store=StreamStore(redis, settings.redis_stream_maxlen),
         limiter=ConnectionLimiter(limits.max_connections_per_key),
         engine=engine_for(settings) if configured_url(settings) else None,
-        budget=EntryBudget(limits.entries_per_second, max(limits.max_count, int(limits.entries_per_second))),
+        # The bucket holds at least what the largest single request may be charged.
+        budget=EntryBudget(
+            limits.entries_per_second,
+            max(limits.max_count, int(limits.entries_per_second), budget_units(limits.graphql_max_cost)),
+        ),
         graphql_slots=ConnectionLimiter(
             limits.graphql_concurrency_per_key, "GraphQL queries running", "GATEWAY_GRAPHQL_CONCURRENCY_PER_KEY"
         ),

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, SchemaExtension, ValidationCache
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionResult, Info
@@ -36,6 +36,14 @@ from link_fetcher.gateway.websocket import READ_BATCH, own_group_consumer
 
 log = logging.getLogger(__name__)
 DEFAULT_COUNT = 10
+# What a query takes from its key's entries budget: GraphQL spends far more of the event loop than REST per
+# entry (a resolver and a completion per field of each), plus parsing and validating each query.
+QUERY_UNITS, ENTRY_UNITS = 200, 5
+
+
+def budget_units(cost: int) -> int:
+    """The entries-budget charge of a query that asks for `cost` entries."""
+    return QUERY_UNITS + ENTRY_UNITS * cost
 
 
 @strawberry.type
@@ -147,32 +155,35 @@ def redis_masked() -> Iterator[None]:
 
 
 class Admission(SchemaExtension):
-    """Before a query or mutation runs: depth (introspection included), cost (aliases x count) against
-    GATEWAY_GRAPHQL_MAX_COST, then the key's entries budget and its GraphQL concurrency (429 past them)."""
+    """Before a query or mutation is validated (the costly part of a small query) or run: its depth
+    (introspection included), its cost (aliases x count) against GATEWAY_GRAPHQL_MAX_COST, then the key's GraphQL
+    concurrency and entries budget (`budget_units`; 429 past them). A refused query costs a parse."""
 
-    def on_execute(self) -> Iterator[None]:
+    def on_operation(self) -> Iterator[None]:
+        self._held = contextlib.ExitStack()  # the key's concurrency slot, from admission to the answer
+        with self._held:
+            yield
+
+    def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is None or context.operation_type == StrawberryOperationType.SUBSCRIPTION:
-            yield
-            return
-        found = graphql_cost.depth(document, context.operation_name)
-        if found > MAX_DEPTH:
-            raise GatewayError(400, f"query depth {found} is above the limit of {MAX_DEPTH}")
-        state: dict[str, Any] = context.context
-        gateway: Gateway = state["gateway"]
-        cost = graphql_cost.cost(document, context.variables, context.operation_name, DEFAULT_COUNT)
-        if cost > gateway.limits.graphql_max_cost:
-            raise GatewayError(
-                400,
-                f"query cost {cost} (entries asked in all its aliases) is above the limit of "
-                f"{gateway.limits.graphql_max_cost} (GATEWAY_GRAPHQL_MAX_COST)",
-            )
-        with gateway.graphql_slots.hold(state["principal"]):
-            gateway.budget.take(state["principal"], cost)
+        if document is not None and context.operation_type != StrawberryOperationType.SUBSCRIPTION:
+            found = graphql_cost.depth(document, context.operation_name)
+            if found > MAX_DEPTH:
+                raise GatewayError(400, f"query depth {found} is above the limit of {MAX_DEPTH}")
+            state: dict[str, Any] = context.context
+            gateway: Gateway = state["gateway"]
+            cost = graphql_cost.cost(document, context.variables, context.operation_name, DEFAULT_COUNT)
+            if cost > gateway.limits.graphql_max_cost:
+                raise GatewayError(
+                    400,
+                    f"query cost {cost} (entries asked in all its aliases) is above the limit of "
+                    f"{gateway.limits.graphql_max_cost} (GATEWAY_GRAPHQL_MAX_COST)",
+                )
+            self._held.enter_context(gateway.graphql_slots.hold(state["principal"]))
+            gateway.budget.take(state["principal"], budget_units(cost))
             state["entries_left"] = cost
-            with redis_masked():
-                yield
+        yield
 
 
 # A query's cost is bounded before it runs: aliases, depth and size (one query cannot stand for thousands).
@@ -196,6 +207,10 @@ schema = GatewaySchema(
         functools.partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         Admission,
+        # Validating a query costs more of the event loop than running a small one: a query seen before is not
+        # validated again.
+        functools.partial(ParserCache, maxsize=256),
+        functools.partial(ValidationCache, maxsize=256),
     ],
 )
 
