@@ -15,9 +15,9 @@ import time
 
 from benchmarks.common import StatementCounter, scratch_database
 from db import GranuleRecord, Source, record_granules
-from link_fetcher.lifecycle.deleted_products import remember_criteria
-from link_fetcher.lifecycle.polling import DeletedProductsCatalogue, DeletionFetcher
-from link_fetcher.products import load_allowed_tiles
+from link_fetcher.cdse.deleted_products import remember_criteria
+from link_fetcher.cdse.products import load_allowed_tiles
+from link_fetcher.fetching.deletions import DeletedProductsCatalogue, DeletionFetcher
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products, deleted_entity
 

@@ -20,8 +20,9 @@ from multiprocessing.connection import Connection
 from sqlalchemy import create_engine
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
-from link_fetcher.products import load_allowed_tiles
+from link_fetcher.cdse.products import load_allowed_tiles
+from link_fetcher.cdse.search import CdseCatalogue
+from link_fetcher.fetching import DayFetcher
 from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.sinks.sqs import SqsSink

@@ -15,10 +15,11 @@ from sqlalchemy import Connection, Engine, text
 
 from db import GranuleRecord, record_granules
 from db.models import TIMESTAMP_RANGE_CHECKS
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.cdse.products import load_allowed_tiles
+from link_fetcher.cdse.search import CdseCatalogue
+from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
 from link_fetcher.mission import MISSION
-from link_fetcher.products import load_allowed_tiles
 from link_fetcher.settings import PACKAGED_TILES_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from db import record_granules
-from link_fetcher.products import to_record
+from link_fetcher.cdse.products import to_record
 from tests.factories import FIXTURES, PUSH_FIXTURE, cdse_product
 from tests.fakes.cdse_catalogue import deleted_entity
 

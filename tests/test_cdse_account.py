@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from link_fetcher.cdse_identity import cdse_account, token_provider
+from link_fetcher.cdse.identity import cdse_account, token_provider
 from link_fetcher.http import HttpError
 from link_fetcher.settings import Settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from link_fetcher.cdse_identity import TokenProvider
+from link_fetcher.cdse.identity import TokenProvider
 from link_fetcher.http import HttpError, make_session
 from tests.fakes.cdse_identity import FakeIdentity
 

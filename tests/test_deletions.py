@@ -15,11 +15,11 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 
 from db import DeletionRecord, GranuleRecord, record_deletions, record_granules
+from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.cli import main
 from link_fetcher.fetching import DayFetcher
+from link_fetcher.fetching.deletions import DeletedProductsCatalogue, DeletionFetcher
 from link_fetcher.http import make_session
-from link_fetcher.lifecycle.polling import DeletedProductsCatalogue, DeletionFetcher
-from link_fetcher.products import load_allowed_tiles
 from link_fetcher.push import PushEndpoint
 from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
@@ -186,7 +186,7 @@ def test_deletion_messages_on_sqs_and_redis(engine, moto_queue, make_settings, r
 
 @pytest.mark.unit
 def test_the_deleted_sample_parses() -> None:
-    from link_fetcher.push.notifications import parse_notifications
+    from link_fetcher.cdse.notifications import parse_notifications
 
     [parsed] = parse_notifications(encode(DELETED_FIXTURE)).notifications
     assert parsed.is_deletion and parsed.product is None
@@ -259,7 +259,7 @@ def test_same_deletion_from_push_and_poll_at_once_is_announced_once(engine, endp
 
 
 def _deletion_fetcher(engine: Engine, catalogue: FakeCatalogue, page_size: int = 1000) -> DeletionFetcher:
-    from link_fetcher.lifecycle.deleted_products import remember_criteria
+    from link_fetcher.cdse.deleted_products import remember_criteria
 
     return DeletionFetcher(
         engine,

@@ -16,6 +16,7 @@ from db import record_granules
 from link_fetcher.downloader import objects
 from link_fetcher.downloader.service import Result, build_downloader
 from link_fetcher.downloader.storage import PART_SIZE, LocalStorage, S3Storage
+from link_fetcher.http import check_url
 from tests.factories import granule_record
 from tests.fakes.cdse_download import FakeCdseDownload, FakeProduct, synthetic_bytes
 from tests.fakes.cdse_identity import FakeIdentity
@@ -288,10 +289,10 @@ def test_object_keys_are_safe_paths() -> None:
         objects.asset_keys({"id": "c/../x", "source": "stac", "collection": "c", "assets": {"b": "https://x/y"}})
     with pytest.raises(ValueError):
         LocalStorage(Path("/tmp/root")).writer("../escape", "text/plain")
-    assert objects.check_url("http://127.0.0.1:9/x", "t") == "http://127.0.0.1:9/x"
+    assert check_url("http://127.0.0.1:9/x", "t") == "http://127.0.0.1:9/x"
     for refused in ("http://example.com/x", "ftp://example.com/x", "/relative"):
         with pytest.raises(ValueError):
-            objects.check_url(refused, "t")
+            check_url(refused, "t")
 
 
 @pytest.mark.parametrize("remove", [False, True])

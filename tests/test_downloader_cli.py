@@ -17,8 +17,8 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 
 from db import record_granules
+from link_fetcher.cdse.products import CdseProduct, to_record
 from link_fetcher.cli import main
-from link_fetcher.products import CdseProduct, to_record
 from tests.factories import cdse_product, granule_record
 from tests.fakes.cdse_download import FakeCdseDownload, FakeProduct
 from tests.fakes.cdse_identity import FakeIdentity

@@ -21,12 +21,12 @@ from sqlalchemy import Engine, text
 
 from db import UNASSIGNED_SINK, GranuleRecord, record_granules
 from link_fetcher import relay
+from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
+from link_fetcher.cdse.products import Criteria, ListedProduct, MalformedProduct
+from link_fetcher.cdse.search import decode_page
 from link_fetcher.downloader import objects
-from link_fetcher.fetching.catalogue import decode_page
 from link_fetcher.fetching.fetch import _published, select_records
-from link_fetcher.products import Criteria, ListedProduct, MalformedProduct
 from link_fetcher.push.decisions import decide
-from link_fetcher.push.notifications import InvalidNotification, parse_notifications
 from link_fetcher.stac.items import ItemCriteria, rejection_reason, to_record
 from link_fetcher.stac.timerange import TimeRange
 from tests.factories import FIXTURES, PUSH_FIXTURE, cdse_product

@@ -16,11 +16,9 @@ from sqlalchemy import Engine, text
 
 from db import DeletionRecord, Source, record_deletions, record_granules
 from db.status import status_document
-from link_fetcher.fetching.fetch import select_records
-from link_fetcher.lifecycle.deleted_products import DeletedProduct, to_deletion
-from link_fetcher.mission import MISSION, OTHER_MISSION
-from link_fetcher.products import (
-    MALFORMED,
+from link_fetcher.cdse.deleted_products import DeletedProduct, to_deletion
+from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
+from link_fetcher.cdse.products import (
     CdseProduct,
     Criteria,
     ListedProduct,
@@ -28,13 +26,15 @@ from link_fetcher.products import (
     platform_of,
     to_record,
 )
+from link_fetcher.fetching.fetch import select_records
+from link_fetcher.mission import MISSION, OTHER_MISSION
 from link_fetcher.push import PushEndpoint
 from link_fetcher.push.decisions import decide
-from link_fetcher.push.notifications import InvalidNotification, parse_notifications
 from link_fetcher.stac.area import parse_bbox
 from link_fetcher.stac.fetching import StacQuery, fetch_items, open_and_check
 from link_fetcher.stac.items import to_record as stac_to_record
 from link_fetcher.stac.timerange import TimeRange
+from link_fetcher.timestamps import MALFORMED
 from tests.factories import FIXTURES, PUSH_FIXTURE, cdse_product
 from tests.fakes.stac_api import FakeStacApi, stac_item
 

@@ -16,23 +16,23 @@ import msgspec
 import pytest
 
 from db import GranuleRecord
-from link_fetcher.fetching.fetch import SOURCE as POLL_SOURCE
-from link_fetcher.fetching.fetch import select_records
-from link_fetcher.mission import MISSION, OTHER_MISSION
-from link_fetcher.products import (
-    MALFORMED,
+from link_fetcher.cdse.notifications import parse_notifications
+from link_fetcher.cdse.products import (
     Criteria,
     ListedProduct,
     decode_listed_product,
     load_allowed_tiles,
     to_record,
 )
+from link_fetcher.fetching.fetch import SOURCE as POLL_SOURCE
+from link_fetcher.fetching.fetch import select_records
+from link_fetcher.mission import MISSION, OTHER_MISSION
 from link_fetcher.push.decisions import decide
-from link_fetcher.push.notifications import parse_notifications
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.stac import items as stac_items
 from link_fetcher.stac.items import ItemCriteria, item_problem, rejection_reason, sensing_time
 from link_fetcher.stac.timerange import TimeRange
+from link_fetcher.timestamps import MALFORMED
 from tests.factories import FIXTURES
 
 pytestmark = pytest.mark.unit

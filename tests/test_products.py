@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from link_fetcher.products import CdseProduct, Criteria, ListedProduct, Product, rejection_reason, to_record
+from link_fetcher.cdse.products import CdseProduct, Criteria, ListedProduct, Product, rejection_reason, to_record
 from tests.factories import PUSH_FIXTURE, cdse_product
 
 pytestmark = pytest.mark.unit

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from link_fetcher.cli import main
-from link_fetcher.lifecycle.pull import FOLLOW_PAUSES_S, PullSession
 from link_fetcher.settings import Settings
+from link_fetcher.subscriptions.pull import FOLLOW_PAUSES_S, PullSession
 from tests.fakes.cdse_catalogue import FakeCatalogue
 from tests.fakes.cdse_identity import FakeIdentity
 from tests.fakes.cdse_subscriptions import FakeSubscriptions
@@ -140,7 +140,7 @@ def test_notifications_that_lost_their_value_are_completed(engine, cdse, subscri
 def test_a_session_dying_between_commit_and_ack_records_and_delivers_nothing_twice(
     engine, cdse, subscription, fault, capsys, monkeypatch
 ) -> None:
-    from link_fetcher.subscriptions.api import SubscriptionsApi
+    from link_fetcher.cdse.subscriptions import SubscriptionsApi
 
     created = [notification() for _ in range(25)]
     cdse.enqueue(subscription, *created, deleted_notification(created[0]["value"]))
@@ -183,9 +183,9 @@ def test_no_pull_subscription_is_one_line_exit_1(cdse, capsys) -> None:
 
 
 def test_follow_keeps_reading_and_backs_off_while_empty(engine, cdse, subscription, make_settings) -> None:
-    from link_fetcher.cdse_identity import token_provider
+    from link_fetcher.cdse.identity import token_provider
+    from link_fetcher.cdse.subscriptions import SubscriptionsApi
     from link_fetcher.http import make_session
-    from link_fetcher.subscriptions.api import SubscriptionsApi
 
     settings: Settings = make_settings(
         cdse_catalogue_url=cdse.url,

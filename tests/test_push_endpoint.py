@@ -13,7 +13,7 @@ from moto import mock_aws
 from sqlalchemy import Engine
 
 from db import get_engine, record_granules
-from link_fetcher.products import CdseProduct
+from link_fetcher.cdse.products import CdseProduct
 from link_fetcher.push import PushEndpoint
 from link_fetcher.secrets import clear_cache
 from link_fetcher.settings import Settings

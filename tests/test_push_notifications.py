@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from link_fetcher.products import Criteria
+from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
+from link_fetcher.cdse.products import Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import decide
-from link_fetcher.push.notifications import InvalidNotification, parse_notifications
 from link_fetcher.settings import Settings
 from tests.factories import PUSH_FIXTURE, cdse_product
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from link_fetcher.cdse.products import CdseProduct
 from link_fetcher.cli import main
-from link_fetcher.products import CdseProduct
 from tests.factories import PUSH_FIXTURE
 from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import (

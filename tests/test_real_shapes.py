@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from db import UNASSIGNED_SINK
+from link_fetcher.cdse.products import load_allowed_tiles
+from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.cli import main
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
-from link_fetcher.products import load_allowed_tiles
 from link_fetcher.push import PushEndpoint
 from link_fetcher.settings import PACKAGED_TILES_FILE, Settings
 from tests.factories import FIXTURES

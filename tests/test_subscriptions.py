@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from link_fetcher.cdse.subscriptions import filter_param
 from link_fetcher.cli import main
-from link_fetcher.subscriptions.api import filter_param
 from tests.fakes.cdse_identity import FakeIdentity
 from tests.fakes.cdse_subscriptions import FakeSubscriptions
 

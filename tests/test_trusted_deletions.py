@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from db import DeletionRecord, record_deletions, record_granules
+from link_fetcher.cdse.deleted_products import parse_items
 from link_fetcher.cli import main
-from link_fetcher.lifecycle.deleted_products import parse_items
 from link_fetcher.push import PushEndpoint
 from tests.factories import granule_record
 from tests.fakes.cdse_catalogue import FakeCatalogue

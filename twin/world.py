@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from link_fetcher.products import load_allowed_tiles
+from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.settings import KNOWN_PLATFORMS, PACKAGED_TILES_FILE
 from tests.fakes.cdse_catalogue import Entity, FakeCatalogue, SearchHint
 from tests.fakes.cdse_download import digests, synthetic_bytes

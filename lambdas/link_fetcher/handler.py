@@ -19,10 +19,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.database import engine_for
-from link_fetcher.fetching import CdseCatalogue, DayFetcher
+from link_fetcher.fetching import DayFetcher
+from link_fetcher.fetching.deletions import DeletionFetcher
 from link_fetcher.freshness import publish_freshness
-from link_fetcher.lifecycle.polling import DeletionFetcher
 from link_fetcher.observability import Service
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings

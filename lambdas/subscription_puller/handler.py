@@ -16,16 +16,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from link_fetcher.cdse_identity import token_provider
+from link_fetcher.cdse.identity import token_provider
+from link_fetcher.cdse.subscriptions import SubscriptionsApi
 from link_fetcher.database import engine_for
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.http import make_session
-from link_fetcher.lifecycle.pull import PullSession
 from link_fetcher.observability import Service
 from link_fetcher.relay import relay_with_settings, sink_names_for_recording
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
-from link_fetcher.subscriptions.api import SubscriptionsApi
+from link_fetcher.subscriptions.pull import PullSession
 
 STOP_MARGIN_MS = 30_000
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from link_fetcher.products import load_allowed_tiles
+from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from tests.factories import cdse_product
 from tests.fakes.http_server import DropMidBody, FakeHttpServer, Reply, json_reply

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = (10, 60)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "link-fetcher/0.1"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class HttpError(RuntimeError):
@@ -120,3 +122,11 @@ def raise_for_status(response: requests.Response, what: str) -> None:
     raise HttpError(
         f"{what}: HTTP {response.status_code} {response.reason or ''} {detail}".rstrip(), response.status_code
     )
+
+
+def check_url(url: str, what: str) -> str:
+    """HTTPS only, except plain http to this machine (test fakes, local mirrors)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return url
+    raise ValueError(f"{what}: refusing {parts.scheme or 'relative'} URL {url!r} (https only)")

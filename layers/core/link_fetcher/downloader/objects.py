@@ -1,4 +1,4 @@
-"""What a granule becomes in storage: object keys, expected objects, STAC item rewriting, allowed URLs. Pure."""
+"""What a granule becomes in storage: object keys, expected objects, STAC item rewriting. Pure."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from db import GranuleRow, Source
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,11 +89,3 @@ def rewrite_item(item: Mapping[str, Any], stored: Mapping[str, str]) -> dict[str
     for band, uri in stored.items():
         assets.setdefault(band, {})["href"] = uri
     return rewritten
-
-
-def check_url(url: str, what: str) -> str:
-    """HTTPS only, except plain http to this machine (test fakes, local mirrors)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-        return url
-    raise ValueError(f"{what}: refusing {parts.scheme or 'relative'} URL {url!r} (https only)")

@@ -15,10 +15,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
 from db import GranuleRow
-from link_fetcher.cdse_identity import token_provider
+from link_fetcher.cdse.downloads import CdseProducts
+from link_fetcher.cdse.identity import token_provider
 from link_fetcher.downloader import objects, state
 from link_fetcher.downloader.storage import Storage, build_storage
-from link_fetcher.downloader.transfer import ZIP_TYPE, CdseProducts, public_opener, stream_verified
+from link_fetcher.downloader.transfer import ZIP_TYPE, public_opener, stream_verified
 from link_fetcher.downloader.verify import ChecksumMismatch, Expected
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.settings import Settings

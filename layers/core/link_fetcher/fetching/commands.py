@@ -9,6 +9,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.cli_support import (
     DAY,
     CliContext,
@@ -20,14 +21,13 @@ from link_fetcher.cli_support import (
     stderr,
     stdout,
 )
-from link_fetcher.fetching.catalogue import CdseCatalogue
 from link_fetcher.fetching.fetch import DayFetcher, DayReport, PageOutcome
 from link_fetcher.fetching.query import PagingError, days_between
 from link_fetcher.http import HttpError
-from link_fetcher.products import MALFORMED
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS
 from link_fetcher.sinks import build_sinks
+from link_fetcher.timestamps import MALFORMED
 
 
 def _print_summary(reports: list[DayReport]) -> None:

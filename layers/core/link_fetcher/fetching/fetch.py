@@ -18,11 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from db import GranuleRecord, Source, record_granules
-from link_fetcher.fetching.catalogue import CdseCatalogue, SearchPage
-from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
-from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, after_page
-from link_fetcher.products import (
-    MALFORMED,
+from link_fetcher.cdse.products import (
     Criteria,
     ListedProduct,
     MalformedProduct,
@@ -30,7 +26,11 @@ from link_fetcher.products import (
     product_rejection_reason,
     to_record,
 )
+from link_fetcher.cdse.search import CdseCatalogue, SearchPage
+from link_fetcher.fetching.progress import DayProgress, load_progress, save_progress
+from link_fetcher.fetching.query import Cursor, DayQuery, PagingError, after_page
 from link_fetcher.settings import Settings
+from link_fetcher.timestamps import MALFORMED
 
 log = logging.getLogger(__name__)
 

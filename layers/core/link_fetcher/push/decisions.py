@@ -6,8 +6,8 @@ import dataclasses
 import datetime as dt
 
 from db import GranuleRecord, Source
-from link_fetcher.products import Criteria, load_allowed_tiles, product_rejection_reason, to_record
-from link_fetcher.push.notifications import Notification
+from link_fetcher.cdse.notifications import Notification
+from link_fetcher.cdse.products import Criteria, load_allowed_tiles, product_rejection_reason, to_record
 from link_fetcher.settings import Settings
 
 SOURCE = Source.SUBSCRIPTION

@@ -19,17 +19,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from db import DatabaseUnavailable, DeletionOutcome
 from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.database import database_failure, engine_description
+from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
+from link_fetcher.cdse.products import Criteria
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Service
-from link_fetcher.products import MALFORMED, Criteria
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, push_criteria
-from link_fetcher.push.notifications import InvalidNotification, parse_notifications
 from link_fetcher.push.recorder import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
 from link_fetcher.relay import deliver_recorded, sink_names_for_recording
 from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import Sink, build_sinks
+from link_fetcher.timestamps import MALFORMED
 
 MAX_BODY_BYTES = 1024 * 1024
 # Errors meaning "the database cannot be reached right now": 503, so CDSE retries the notification.

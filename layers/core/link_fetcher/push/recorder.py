@@ -11,10 +11,10 @@ from sqlalchemy import Connection
 
 from db import DeletionOutcome, DeletionRecord, record_deletions, record_granules
 from db.deletions import DEFAULT_MEMORY_DAYS
-from link_fetcher.lifecycle.deleted_products import to_deletion
-from link_fetcher.products import Criteria
+from link_fetcher.cdse.deleted_products import to_deletion
+from link_fetcher.cdse.notifications import Notification
+from link_fetcher.cdse.products import Criteria
 from link_fetcher.push.decisions import Decision, decide
-from link_fetcher.push.notifications import Notification
 
 # The skip reason of a notification of a subscription not in SUBSCRIPTION_IDS (logs, metrics).
 OTHER_SUBSCRIPTION = "other_subscription"

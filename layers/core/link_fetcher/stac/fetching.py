@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from db import record_granules
-from link_fetcher.products import MALFORMED
 from link_fetcher.stac.area import Area
 from link_fetcher.stac.client import SearchRequest, StacApi
 from link_fetcher.stac.items import (
@@ -25,6 +24,7 @@ from link_fetcher.stac.items import (
     to_record,
 )
 from link_fetcher.stac.timerange import TimeRange, windows
+from link_fetcher.timestamps import MALFORMED
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from db import GranuleRecord, Source
 from link_fetcher.mission import MISSION, OTHER_MISSION
-from link_fetcher.products import MALFORMED, timestamp_problem
 from link_fetcher.stac.timerange import TimeRange
 from link_fetcher.text import utc_iso
+from link_fetcher.timestamps import MALFORMED, timestamp_problem
 
 SOURCE = Source.STAC
 

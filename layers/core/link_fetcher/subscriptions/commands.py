@@ -11,18 +11,18 @@ from typing import TypeVar
 
 import click
 
-from link_fetcher.cdse_identity import token_provider
-from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
-from link_fetcher.http import HttpError, make_session
-from link_fetcher.push.auth import credentials_source
-from link_fetcher.secrets import SecretUnavailable
-from link_fetcher.subscriptions.api import (
+from link_fetcher.cdse.identity import token_provider
+from link_fetcher.cdse.subscriptions import (
     SHOWN_FIELDS,
     SubscriptionError,
     SubscriptionsApi,
     pull_subscription,
     push_subscription,
 )
+from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
+from link_fetcher.http import HttpError, make_session
+from link_fetcher.push.auth import credentials_source
+from link_fetcher.secrets import SecretUnavailable
 
 T = TypeVar("T")
 
@@ -112,9 +112,9 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
 
     Safe to stop at any moment: what was recorded but not acknowledged is read again and changes nothing."""
     from link_fetcher.cli_support import report_delivery, run_relay
-    from link_fetcher.lifecycle.pull import PullReport, PullSession
     from link_fetcher.relay import sink_names_for_recording
     from link_fetcher.sinks import build_sinks
+    from link_fetcher.subscriptions.pull import PullReport, PullSession
 
     sinks = build_sinks(obj.settings)
     api = _api(obj)

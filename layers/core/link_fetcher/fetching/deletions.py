@@ -11,43 +11,18 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import requests
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from db import deletion_count_table, record_deletions
 from db.deletions import DEFAULT_MEMORY_DAYS
+from link_fetcher.cdse.deleted_products import DeletedProductsCatalogue, parse_items, remember_criteria, to_deletion
+from link_fetcher.cdse.products import Criteria, load_allowed_tiles
 from link_fetcher.fetching.query import Cursor, PagingError, after_page, day_window, odata_time
-from link_fetcher.http import HttpError, get_json, make_session
-from link_fetcher.lifecycle.deleted_products import parse_items, remember_criteria, to_deletion
-from link_fetcher.products import Criteria, load_allowed_tiles
 from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DELETED_PRODUCTS_PATH = "/odata/v1/DeletedProducts"
-
-
-@dataclasses.dataclass(frozen=True)
-class DeletionPage:
-    count: int
-    items: list[Any]
-
-
-class DeletedProductsCatalogue:
-    """`GET /odata/v1/DeletedProducts` (anonymous); keep one per process (its session keeps connections open)."""
-
-    def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
-        self.url = base_url.rstrip("/") + DELETED_PRODUCTS_PATH
-        self.session = session or make_session()
-
-    def search(self, params: dict[str, str]) -> DeletionPage:
-        answer = get_json(self.session, self.url, params=params, what="CDSE DeletedProducts")
-        if not isinstance(answer, dict) or not isinstance(answer.get("value"), list):
-            raise HttpError("CDSE DeletedProducts: unexpected answer (no `value` list)")
-        return DeletionPage(int(answer.get("@odata.count", 0)), answer["value"])
 
 
 def day_filter(day: dt.date, deleted_from: dt.datetime | None = None) -> str:

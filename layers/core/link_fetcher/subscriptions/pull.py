@@ -16,48 +16,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import requests
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
 from db.deletions import DEFAULT_MEMORY_DAYS
-from link_fetcher.http import HttpError, get_json, make_session
-from link_fetcher.lifecycle.deleted_products import DeletedProduct
-from link_fetcher.products import Criteria
+from link_fetcher.cdse.deleted_products import DeletedProduct
+from link_fetcher.cdse.notifications import Notification
+from link_fetcher.cdse.products import Criteria
+from link_fetcher.cdse.search import ProductLookup
+from link_fetcher.cdse.subscriptions import MAX_READ, SubscriptionError, SubscriptionsApi
+from link_fetcher.http import HttpError
 from link_fetcher.push.decisions import push_criteria
-from link_fetcher.push.notifications import Notification, NotifiedProduct
 from link_fetcher.push.recorder import plan, record
 from link_fetcher.settings import Settings
-from link_fetcher.subscriptions.api import MAX_READ, SubscriptionError, SubscriptionsApi
 
 log = logging.getLogger(__name__)
 
 _NOTIFICATION = TypeAdapter(Notification)
 # --follow: pauses while the queue stays empty, doubling up to the last.
 FOLLOW_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0)
-
-
-class ProductLookup:
-    """`GET {catalogue}/odata/v1/Products({Id})` (anonymous): a product whose notification lost its value."""
-
-    def __init__(self, catalogue_url: str, session: requests.Session | None = None) -> None:
-        self._url = catalogue_url.rstrip("/") + "/odata/v1/Products"
-        self._session = session or make_session()
-
-    def product(self, product_id: str) -> NotifiedProduct | None:
-        """The product, or None when CDSE no longer has it (404)."""
-        try:
-            answer = get_json(
-                self._session,
-                f"{self._url}({product_id})",
-                params={"$expand": "Attributes"},
-                what=f"CDSE product {product_id}",
-            )
-        except HttpError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return NotifiedProduct.model_validate(answer)
 
 
 @dataclasses.dataclass

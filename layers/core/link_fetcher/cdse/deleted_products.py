@@ -1,19 +1,22 @@
-"""CDSE DeletedProducts entities (SPEC §9): the `value` of a `deleted` notification and the items of
-`GET /odata/v1/DeletedProducts`, and their translation to deletion records. Pure: no I/O."""
+"""CDSE DeletedProducts (SPEC §9): the entity (the `value` of a `deleted` notification and the items of
+`GET /odata/v1/DeletedProducts`), its translation to a deletion record, and the collection's search."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, TypeAdapter, ValidationError
+import requests
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from db import DeletionRecord, GranuleRecord, Source
 from link_fetcher.mission import MISSION
-from link_fetcher.products import (
+from link_fetcher.cdse.products import (
     Criteria,
+    StoredText,
     Timestamp,
     download_url,
     platform_of,
@@ -21,9 +24,7 @@ from link_fetcher.products import (
     rejection_reason,
     tile_of,
 )
-
-# Text stored in the database: no NUL (PostgreSQL refuses it), bounded.
-_Text = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
+from link_fetcher.http import HttpError, get_json, make_session
 
 
 class DeletedProduct(BaseModel):
@@ -33,10 +34,10 @@ class DeletedProduct(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: uuid.UUID = Field(alias="Id")
-    name: _Text = Field(alias="Name")
+    name: StoredText = Field(alias="Name")
     # Within years 1900..2200 and ±14:00 like every timestamp we keep (SPEC §9): else malformed, never stored.
     deletion_date: Timestamp = Field(alias="DeletionDate")
-    deletion_cause: _Text | None = Field(None, alias="DeletionCause")
+    deletion_cause: StoredText | None = Field(None, alias="DeletionCause")
     # False when the source gave no name (a PULL notification that lost it): `name` then holds the Id, and the
     # deletion is not checked against the recorded name. Never read from input.
     _name_known: bool = PrivateAttr(True)
@@ -105,3 +106,26 @@ def to_deletion(product: DeletedProduct, *, download_base_url: str, criteria: Cr
         product_type=granule.product_type,
         product_name=MISSION.product_name_of(product.name) if product.name_known else None,
     )
+
+
+DELETED_PRODUCTS_PATH = "/odata/v1/DeletedProducts"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeletionPage:
+    count: int
+    items: list[Any]
+
+
+class DeletedProductsCatalogue:
+    """`GET /odata/v1/DeletedProducts` (anonymous); keep one per process (its session keeps connections open)."""
+
+    def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
+        self.url = base_url.rstrip("/") + DELETED_PRODUCTS_PATH
+        self.session = session or make_session()
+
+    def search(self, params: dict[str, str]) -> DeletionPage:
+        answer = get_json(self.session, self.url, params=params, what="CDSE DeletedProducts")
+        if not isinstance(answer, dict) or not isinstance(answer.get("value"), list):
+            raise HttpError("CDSE DeletedProducts: unexpected answer (no `value` list)")
+        return DeletionPage(int(answer.get("@odata.count", 0)), answer["value"])

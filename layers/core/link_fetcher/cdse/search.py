@@ -1,4 +1,5 @@
-"""CDSE OData catalogue search (SPEC §2): a small adapter over the retrying session of `link_fetcher.http`."""
+"""CDSE OData catalogue (SPEC §2): search pages, and one product by Id; small adapters over the retrying session
+of `link_fetcher.http`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Mapping
 import msgspec
 import requests
 
-from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
-from link_fetcher.products import ListedProduct, MalformedProduct, decode_listed_product
+from link_fetcher.cdse.products import CdseProduct, ListedProduct, MalformedProduct, decode_listed_product
+from link_fetcher.http import HttpError, get_json, make_session, raise_for_status, with_retries
 
 PRODUCTS_PATH = "/odata/v1/Products"
 
@@ -69,3 +70,26 @@ class CdseCatalogue:
                 raise HttpError(f"CDSE search: unexpected answer: {exc}") from exc
 
         return with_retries(call, what="CDSE search")
+
+
+class ProductLookup:
+    """`GET {catalogue}/odata/v1/Products({Id})` (anonymous): a product whose notification lost its value."""
+
+    def __init__(self, catalogue_url: str, session: requests.Session | None = None) -> None:
+        self._url = catalogue_url.rstrip("/") + PRODUCTS_PATH
+        self._session = session or make_session()
+
+    def product(self, product_id: str) -> CdseProduct | None:
+        """The product, or None when CDSE no longer has it (404)."""
+        try:
+            answer = get_json(
+                self._session,
+                f"{self._url}({product_id})",
+                params={"$expand": "Attributes"},
+                what=f"CDSE product {product_id}",
+            )
+        except HttpError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return CdseProduct.model_validate(answer)

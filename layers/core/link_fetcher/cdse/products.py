@@ -1,10 +1,13 @@
-"""CDSE products (SPEC §2): models of one OData product and its translation to a granule record.
+"""CDSE products (SPEC §2): the models of one OData product and its translation to a granule record.
 
-Pure: no I/O. Used by the polling source (search pages) and the push source (notification `value`).
+Pure: no I/O. One product shape, read by two decoders: pydantic for notifications and product lookups (its
+errors name the field, for the push endpoint's 400), msgspec for search pages (a page of 1,000 products decodes
+an order of magnitude faster). Their constraints are written once, below, so a product is malformed the same
+way whichever source reads it.
 
 Real shapes tolerated (SPEC §2, §3): `Checksum` empty or holding partial entries (`[{}]`), `ContentLength` 0 or
 absent (size unknown), Ids in any case (stored lower-case). Malformed: a timestamp without offset, with an
-offset beyond ±14:00 or a year outside 1900..2200.
+offset beyond ±14:00 or a year outside 1900..2200 (`link_fetcher.timestamps`).
 """
 
 from __future__ import annotations
@@ -15,47 +18,40 @@ import functools
 import re
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypedDict
 
 import msgspec
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from db import GranuleRecord, Source
+from link_fetcher.cdse.downloads import download_url
 from link_fetcher.mission import MISSION, OTHER_MISSION
+from link_fetcher.timestamps import sensing_order_problem, timestamp_problem
 
 # Ids go into URLs and object keys: CDSE's are UUIDs (its subscription test notification prefixes one with
 # `test-notification-`), so letters, digits, `-`, `_` and `.` are all an Id may hold.
 PRODUCT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,254}$"
 NO_NUL_PATTERN = r"^[^\x00]+$"
 
+
+class Constraints(TypedDict, total=False):
+    """Keywords both `pydantic.Field` and `msgspec.Meta` take."""
+
+    pattern: str
+    min_length: int
+    max_length: int
+    ge: int
+    le: int
+
+
+# The constraints of a product's fields, for both models.
+ID: Constraints = {"pattern": PRODUCT_ID_PATTERN}
+# Text stored in the database: no NUL (PostgreSQL refuses it), bounded.
+STORED_TEXT: Constraints = {"min_length": 1, "max_length": 1024, "pattern": NO_NUL_PATTERN}
+SIZE: Constraints = {"ge": 0, "le": 2**63 - 1}  # a bigint
+DIGEST: Constraints = {"max_length": 128, "pattern": r"^[0-9a-fA-F]*$"}
+
 _DIGEST_PATTERNS = {"MD5": re.compile(r"[0-9a-f]{32}"), "BLAKE3": re.compile(r"[0-9a-f]{64}")}
-
-EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
-MAX_UTC_OFFSET = dt.timedelta(hours=14)
-MALFORMED = "malformed"  # the skip reason of a product that cannot be read (logs, metrics, reports)
-
-
-def timestamp_problem(value: dt.datetime) -> str | None:
-    """Why a timestamp from outside cannot be kept (None: it can). Checked on the value as given, so that no
-    conversion can overflow: every accepted value is also within the `granule` CHECK constraints."""
-    offset = value.utcoffset()
-    if offset is None:
-        return "has no UTC offset"
-    if abs(offset) > MAX_UTC_OFFSET:
-        minutes = abs(int(offset.total_seconds())) // 60
-        sign = "-" if offset < dt.timedelta(0) else "+"
-        return f"UTC offset {sign}{minutes // 60:02d}:{minutes % 60:02d} is beyond ±14:00"
-    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
-        return f"year {value.year} is outside {EARLIEST_YEAR}..{LATEST_YEAR}"
-    return None
-
-
-def sensing_order_problem(start: dt.datetime | None, end: dt.datetime | None) -> str | None:
-    """Why a sensing interval cannot be kept (None: it can): a start after its end is malformed (SPEC §11), and
-    the `granule` CHECK refuses it."""
-    if start is not None and end is not None and start > end:
-        return f"sensing end {end.isoformat()} is before its start {start.isoformat()}"
-    return None
 
 
 def _in_range(value: dt.datetime) -> dt.datetime:
@@ -104,11 +100,15 @@ class ProductLookups:
         return None
 
 
+# The pydantic models (notifications, product lookups, DeletedProducts entities).
+StoredText = Annotated[str, Field(**STORED_TEXT)]
+
+
 class Checksum(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     algorithm: str | None = Field(None, alias="Algorithm")
-    value: str | None = Field(None, alias="Value")
+    value: Annotated[str, Field(**DIGEST)] | None = Field(None, alias="Value")
 
 
 class ContentDate(BaseModel):
@@ -133,13 +133,13 @@ class Attribute(BaseModel):
 
 class CdseProduct(ProductLookups, BaseModel):
     """One product as CDSE describes it (fields we use; others ignored), validated with pydantic: the model
-    for untrusted input (push notifications), whose errors name the field."""
+    for untrusted input (push and PULL notifications, product lookups), whose errors name the field."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    id: str = Field(alias="Id", min_length=1)
-    name: str = Field(alias="Name", min_length=1)
-    content_length: int | None = Field(None, alias="ContentLength", ge=0, le=2**63 - 1)
+    id: Annotated[str, Field(**ID)] = Field(alias="Id")
+    name: StoredText = Field(alias="Name")
+    content_length: Annotated[int, Field(**SIZE)] | None = Field(None, alias="ContentLength")
     publication_date: Timestamp = Field(alias="PublicationDate")
     content_date: ContentDate = Field(alias="ContentDate")
     checksums: list[Checksum] = Field(default_factory=list, alias="Checksum")
@@ -147,11 +147,10 @@ class CdseProduct(ProductLookups, BaseModel):
     online: bool | None = Field(None, alias="Online")
 
 
-# The same product decoded with msgspec, for search pages: a page holds a thousand products of a score of attributes
-# each, and msgspec decodes it an order of magnitude faster than the pydantic model (docs/benchmarks.md).
+# The same product decoded with msgspec, for search pages.
 class ListedChecksum(msgspec.Struct, rename="pascal"):
     algorithm: str | None = None
-    value: str | None = None
+    value: Annotated[str, msgspec.Meta(**DIGEST)] | None = None
 
 
 def _check_timestamp(field: str, value: dt.datetime | None) -> None:
@@ -178,11 +177,11 @@ class ListedAttribute(msgspec.Struct, rename="pascal"):
 class ListedProduct(msgspec.Struct, ProductLookups, rename="pascal"):
     """One product of a search page (SPEC §2)."""
 
-    id: Annotated[str, msgspec.Meta(pattern=PRODUCT_ID_PATTERN)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL_PATTERN)]
+    id: Annotated[str, msgspec.Meta(**ID)]
+    name: Annotated[str, msgspec.Meta(**STORED_TEXT)]
     content_date: ListedContentDate
     publication_date: dt.datetime  # a page is paged by it
-    content_length: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    content_length: Annotated[int, msgspec.Meta(**SIZE)] | None = None
     checksums: list[ListedChecksum] = msgspec.field(default_factory=list, name="Checksum")
     attributes: list[ListedAttribute] = msgspec.field(default_factory=list)
     online: bool | None = None
@@ -293,10 +292,6 @@ def product_type_of(product: Product) -> str | None:
         return match[0]
     name = MISSION.parse(product.name)
     return MISSION.product_type_of_level(name.level) if name else None
-
-
-def download_url(download_base_url: str, product_id: str) -> str:
-    return f"{download_base_url.rstrip('/')}/odata/v1/Products({product_id})/$value"
 
 
 def to_record(product: Product, *, source: Source, download_base_url: str) -> GranuleRecord:

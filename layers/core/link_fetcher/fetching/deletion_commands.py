@@ -18,9 +18,9 @@ from link_fetcher.cli_support import (
     run_relay,
     stdout,
 )
+from link_fetcher.fetching.deletions import DeletionDayReport, DeletionFetcher
 from link_fetcher.fetching.query import PagingError, days_between
 from link_fetcher.http import HttpError
-from link_fetcher.lifecycle.polling import DeletionDayReport, DeletionFetcher
 from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.sinks import build_sinks
 

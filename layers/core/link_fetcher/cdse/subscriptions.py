@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import requests
 
-from link_fetcher.cdse_identity import TokenProvider
+from link_fetcher.cdse.identity import TokenProvider
 from link_fetcher.http import HttpError, raise_for_status, with_retries
 from link_fetcher.mission import MISSION
 

@@ -1,10 +1,11 @@
-"""CDSE push notifications (SPEC §3): pydantic models and parsing of a request body. Pure: no I/O."""
+"""CDSE subscription notifications (SPEC §3, §9), pushed or read from a PULL queue: the model and the parsing of a
+request body. Pure: no I/O."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
 import pydantic_core
 from pydantic import (
@@ -12,34 +13,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 
-from link_fetcher.lifecycle.deleted_products import DeletedProduct
-from link_fetcher.products import PRODUCT_ID_PATTERN, CdseProduct, Checksum
-
-# Stored text must not hold NUL (PostgreSQL refuses it), so such input is a 400, never a database error.
-StoredText = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
-ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
-HexDigest = Annotated[str, StringConstraints(max_length=128, pattern=r"^[0-9a-fA-F]*$")]
-
-
-class NotifiedChecksum(Checksum):
-    value: HexDigest | None = Field(None, alias="Value")
-
-
-class NotifiedProduct(CdseProduct):
-    """The notification's `value`: a CDSE product whose stored fields are checked before they reach the database."""
-
-    id: ProductId = Field(alias="Id")
-    name: StoredText = Field(alias="Name")
-    content_length: int | None = Field(None, alias="ContentLength", ge=0, le=2**63 - 1)
-    # A stricter item model than the base's Checksum (untrusted input), read the same way.
-    checksums: list[NotifiedChecksum] = Field(default_factory=list, alias="Checksum")  # type: ignore[assignment]
-
+from link_fetcher.cdse.deleted_products import DeletedProduct
+from link_fetcher.cdse.products import CdseProduct
 
 DELETED_EVENT = "deleted"
 
@@ -52,7 +32,7 @@ class Notification(BaseModel):
 
     event: str = Field(alias="SubscriptionEvent")
     # `Value` in CDSE's subscription test notification.
-    product: NotifiedProduct | None = Field(None, alias="value", validation_alias=AliasChoices("value", "Value"))
+    product: CdseProduct | None = Field(None, alias="value", validation_alias=AliasChoices("value", "Value"))
     deletion: DeletedProduct | None = None
     product_id: str | None = Field(None, alias="ProductId")
     subscription_id: str | None = Field(None, alias="SubscriptionId")
