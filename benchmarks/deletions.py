@@ -15,9 +15,10 @@ import time
 
 from benchmarks.common import StatementCounter, scratch_database
 from db import GranuleRecord, Source, record_granules
-from link_fetcher.cdse.deleted_products import remember_criteria
+from link_fetcher.cdse.deleted_products import DeletedProductsCatalogue, remember_criteria
 from link_fetcher.cdse.products import load_allowed_tiles
-from link_fetcher.fetching.deletions import DeletedProductsCatalogue, DeletionFetcher
+from link_fetcher.fetching.deletions import DeletionFetcher
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products, deleted_entity
 
@@ -43,11 +44,10 @@ def main() -> None:
                 record_granules(conn, records, ["sqs", "redis"])
         catalogue.add_deleted([deleted_entity(p, start + i * step) for i, p in enumerate(products)])
         fetcher = DeletionFetcher(
-            engine,
+            Recorder(engine, sink_names=["sqs", "redis"]),
             DeletedProductsCatalogue(catalogue.url),
             criteria=remember_criteria(load_allowed_tiles(PACKAGED_TILES_FILE), ["S2A"], "S2MSI1C"),
             download_url="https://download.example",
-            sink_names=["sqs", "redis"],
         )
         counter = StatementCounter(engine)
         began = time.perf_counter()

@@ -23,6 +23,7 @@ from benchmarks.common import StatementCounter, scratch_database, sqs_client, sq
 from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.fetching import DayFetcher
+from link_fetcher.recording import Recorder
 from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.sinks.sqs import SqsSink
@@ -75,13 +76,12 @@ def main() -> None:
         # The fetcher gets an engine of its own, so its statements are counted apart from the relay's.
         fetch_engine = create_engine(engine.url)
         fetcher = DayFetcher(
-            fetch_engine,
+            Recorder(fetch_engine, sink_names=[sink.name]),
             CdseCatalogue(catalogue_url),
             allowed_tiles=load_allowed_tiles(PACKAGED_TILES_FILE),
             product_type="S2MSI1C",
             max_acquisition_age_days=30,
             download_url="https://download.dataspace.copernicus.eu",
-            sink_names=[sink.name],
             page_size=args.page,
         )
         counter = StatementCounter(fetch_engine)

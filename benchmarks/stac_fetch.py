@@ -12,7 +12,7 @@ import datetime as dt
 import time
 
 from benchmarks.common import StatementCounter, scratch_database
-from db import UNASSIGNED_SINK
+from link_fetcher.recording import Recorder
 from link_fetcher.stac.area import parse_bbox
 from link_fetcher.stac.fetching import StacQuery, fetch_items, open_and_check
 from link_fetcher.stac.timerange import TimeRange, parse_duration
@@ -50,7 +50,7 @@ def main() -> None:
             searches_before = len(fake.searches)
             started = time.perf_counter()
             (checked,) = open_and_check([("bench", query)], attempts=3)
-            (summary,) = fetch_items(engine, checked.api, query, [UNASSIGNED_SINK], page_size=args.page_size)
+            (summary,) = fetch_items(Recorder(engine), checked.api, query, page_size=args.page_size)
             seconds = time.perf_counter() - started
             searches = len(fake.searches) - searches_before
             print(

@@ -20,6 +20,7 @@ from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
 from link_fetcher.mission import MISSION
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import PACKAGED_TILES_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -125,12 +126,11 @@ def day_fetcher(
 ) -> DayFetcher:
     """A poller of the fake catalogue at `catalogue_url`, retrying fast (tests wait for no backoff)."""
     return DayFetcher(
-        engine,
+        Recorder(engine, sink_names=sink_names),
         CdseCatalogue(catalogue_url, session=make_session(backoff=0.01, attempts=5)),
         allowed_tiles=allowed_tiles,
         product_type="S2MSI1C",
         max_acquisition_age_days=max_acquisition_age_days,
         download_url="https://download.example",
-        sink_names=sink_names,
         page_size=page_size,
     )

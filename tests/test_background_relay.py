@@ -9,11 +9,16 @@ import boto3
 from sqlalchemy import Engine
 
 from db import record_granules
-from link_fetcher.relay import BackgroundRelay
+from link_fetcher.background_relay import BackgroundRelay
+from link_fetcher.recording import Recorder
 from link_fetcher.sinks import BeforeSend, Message
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import SqsEndpoint
+
+
+def _recorder(engine: Engine, settings, sinks) -> Recorder:
+    return Recorder.from_settings(settings, engine, sinks, publish=False)
 
 
 def _wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -32,7 +37,7 @@ def test_wakes_on_record_delivers_once_and_drains_on_stop(engine: Engine, make_s
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
         sink = SqsSink(endpoint.queue_url("q"), client=client)
-        background = BackgroundRelay(engine, make_settings(), [sink], interval=60)
+        background = BackgroundRelay(_recorder(engine, make_settings(), [sink]), interval=60)
         background.start()
         sent = lambda: [json.loads(m["Body"])["id"] for m in endpoint.fake.messages("q")]  # noqa: E731
         try:
@@ -67,7 +72,7 @@ def test_a_stop_asked_during_a_pass_still_drains_what_was_recorded_meanwhile(
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
         held = _HeldSink(SqsSink(endpoint.queue_url("q"), client=client))
-        background = BackgroundRelay(engine, make_settings(), [held], interval=60, linger=0)
+        background = BackgroundRelay(_recorder(engine, make_settings(), [held]), interval=60, linger=0)
         background.start()
         first = _record(engine, range(5))  # a short batch: the pass ends after it, caught up
         background.wake(first)
@@ -89,7 +94,9 @@ def test_survives_a_database_outage(engine: Engine, make_settings, aws_env, capl
 
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
-        background = BackgroundRelay(engine_for(broken), broken, [SqsSink(endpoint.queue_url("q"), client=client)])
+        background = BackgroundRelay(
+            _recorder(engine_for(broken), broken, [SqsSink(endpoint.queue_url("q"), client=client)])
+        )
         background.start()
         background.wake()
         assert _wait_for(lambda: "background relay failed" in caplog.text, timeout=15)
@@ -103,9 +110,8 @@ def test_a_burst_of_single_recordings_is_sent_in_full_batches(engine: Engine, ma
     the burst goes out ten to a sink call instead of one."""
     with SqsEndpoint() as endpoint:
         client = boto3.client("sqs", endpoint_url=endpoint.url, region_name="us-east-1")
-        background = BackgroundRelay(
-            engine, make_settings(), [SqsSink(endpoint.queue_url("q"), client=client)], interval=60, linger=0.5
-        )
+        sinks = [SqsSink(endpoint.queue_url("q"), client=client)]
+        background = BackgroundRelay(_recorder(engine, make_settings(), sinks), interval=60, linger=0.5)
         background.start()
         try:
             recorded = []

@@ -15,12 +15,14 @@ from moto import mock_aws
 from sqlalchemy import Engine, text
 
 from db import DeletionRecord, GranuleRecord, record_deletions, record_granules
+from link_fetcher.cdse.deleted_products import DeletedProductsCatalogue
 from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.cli import main
 from link_fetcher.fetching import DayFetcher
-from link_fetcher.fetching.deletions import DeletedProductsCatalogue, DeletionFetcher
+from link_fetcher.fetching.deletions import DeletionFetcher
 from link_fetcher.http import make_session
 from link_fetcher.push import PushEndpoint
+from link_fetcher.recording import Recorder
 from link_fetcher.relay import relay
 from link_fetcher.settings import PACKAGED_TILES_FILE
 from link_fetcher.sinks.redis_stream import RedisStreamSink, event_from_fields
@@ -262,11 +264,10 @@ def _deletion_fetcher(engine: Engine, catalogue: FakeCatalogue, page_size: int =
     from link_fetcher.cdse.deleted_products import remember_criteria
 
     return DeletionFetcher(
-        engine,
+        Recorder(engine, sink_names=["sqs"]),
         DeletedProductsCatalogue(catalogue.url, session=make_session(backoff=0.01, attempts=5)),
         criteria=remember_criteria(ALLOWED, ["S2A", "S2B", "S2C"], "S2MSI1C"),
         download_url="https://download.example",
-        sink_names=["sqs"],
         page_size=page_size,
     )
 

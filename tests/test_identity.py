@@ -30,6 +30,7 @@ from link_fetcher.fetching.fetch import select_records
 from link_fetcher.mission import MISSION, OTHER_MISSION
 from link_fetcher.push import PushEndpoint
 from link_fetcher.push.decisions import decide
+from link_fetcher.recording import Recorder
 from link_fetcher.stac.area import parse_bbox
 from link_fetcher.stac.fetching import StacQuery, fetch_items, open_and_check
 from link_fetcher.stac.items import to_record as stac_to_record
@@ -240,7 +241,8 @@ def record_stac(engine: Engine, item: dict[str, Any], policy: str, *, own_delive
             fake.url, ("sentinel-2-l2a",), parse_bbox("10,45,11,46"), WINDOW, own_deliveries=own_deliveries
         )
         (checked,) = open_and_check([("", query)], attempts=1)
-        (summary,) = fetch_items(engine, checked.api, query, SINKS, page_size=10, reprocessed_policy=policy)
+        recorder = Recorder(engine, sink_names=SINKS, reprocessed_policy=policy)
+        (summary,) = fetch_items(recorder, checked.api, query, page_size=10)
     return summary.recorded
 
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from link_fetcher.cli import main
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import Settings
 from link_fetcher.subscriptions.pull import FOLLOW_PAUSES_S, PullSession
 from tests.fakes.cdse_catalogue import FakeCatalogue
@@ -194,7 +195,7 @@ def test_follow_keeps_reading_and_backs_off_while_empty(engine, cdse, subscripti
         cdse_password="alice-pw",
     )
     api = SubscriptionsApi(settings.cdse_catalogue_url, token_provider(settings), make_session())
-    session = PullSession.from_settings(settings, engine, api, ["unassigned"])
+    session = PullSession.from_settings(settings, Recorder(engine), api)
     later = notification()
     pauses: list[float] = []
 

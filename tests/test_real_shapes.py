@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from db import UNASSIGNED_SINK
 from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.cli import main
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.http import make_session
 from link_fetcher.push import PushEndpoint
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import PACKAGED_TILES_FILE, Settings
 from tests.factories import FIXTURES
 from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
@@ -94,13 +94,12 @@ def test_search_page_with_every_variant_records_the_rest_and_completes_the_day(e
     with FakeCatalogue() as catalogue:
         catalogue.add(products)
         fetcher = DayFetcher(
-            engine,
+            Recorder(engine),
             CdseCatalogue(catalogue.url, session=make_session(backoff=0.01, attempts=2)),
             allowed_tiles=load_allowed_tiles(PACKAGED_TILES_FILE),
             product_type="S2MSI1C",
             max_acquisition_age_days=30,
             download_url="https://download.example",
-            sink_names=[UNASSIGNED_SINK],
             page_size=7,  # several pages, the malformed ones among them
         )
         report = fetcher.fetch(DAY, "S2A")

@@ -23,9 +23,8 @@ from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.fetching.deletions import DeletionFetcher
-from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import Service
-from link_fetcher.relay import relay_with_settings, sink_names_for_recording
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
 from link_fetcher.sinks import configured_sinks
 
@@ -42,14 +41,15 @@ class FetchRequest(BaseModel):
 
 
 @functools.cache
+def recorder() -> Recorder:
+    settings = get_settings()
+    return Recorder.from_settings(settings, engine_for(settings), configured_sinks())
+
+
+@functools.cache
 def fetcher() -> DayFetcher:
     settings = get_settings()
-    return DayFetcher.from_settings(
-        settings,
-        engine_for(settings),
-        CdseCatalogue(settings.cdse_catalogue_url),
-        sink_names_for_recording(configured_sinks()),
-    )
+    return DayFetcher.from_settings(settings, recorder(), CdseCatalogue(settings.cdse_catalogue_url))
 
 
 class DeletionRequest(BaseModel):
@@ -60,8 +60,7 @@ class DeletionRequest(BaseModel):
 
 @functools.cache
 def deletion_fetcher() -> DeletionFetcher:
-    settings = get_settings()
-    return DeletionFetcher.from_settings(settings, engine_for(settings), sink_names_for_recording(configured_sinks()))
+    return DeletionFetcher.from_settings(get_settings(), recorder())
 
 
 def fetch_deletions(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -69,7 +68,7 @@ def fetch_deletions(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     report = deletion_fetcher().fetch(
         request.deletion_date, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
     )
-    delivery = relay_with_settings(deletion_fetcher().engine, get_settings(), configured_sinks())
+    delivery = recorder().deliver()
     logger.info(
         "deletion day fetched",
         extra={
@@ -100,8 +99,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = fetcher().fetch(
         request.query_date, platform, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
     )
-    delivery = relay_with_settings(fetcher().engine, get_settings(), configured_sinks())
-    publish_freshness(delivery.freshness)
+    delivery = recorder().deliver()
     logger.info(
         "day fetched",
         extra={

@@ -15,7 +15,7 @@ from link_fetcher.database import engine_for
 from link_fetcher.downloader.reconcile import day_start, reconcile
 from link_fetcher.downloader.storage import build_storage
 from link_fetcher.observability import Service
-from link_fetcher.relay import sink_names_for_recording
+from link_fetcher.recording import sink_names_for_recording
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import build_sinks
 

@@ -14,9 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import oldest_pending_age
 from link_fetcher.database import database_failure, engine_description, engine_for
-from link_fetcher.freshness import publish_freshness
 from link_fetcher.observability import NAMESPACE, Metric, Service
-from link_fetcher.relay import relay_with_settings
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 
@@ -30,19 +29,19 @@ metrics = Metrics(namespace=NAMESPACE, service=Service.RELAY)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    engine = engine_for(settings)  # the process-wide engine: one pool per container
+    # The process-wide engine (one pool per container) and sinks; the recorder publishes the freshness.
+    recorder = Recorder.from_settings(settings, engine_for(settings), configured_sinks())
     try:
-        report = relay_with_settings(engine, settings, configured_sinks(), retry_failed=bool(event.get("retry_failed")))
+        report = recorder.deliver(retry_failed=bool(event.get("retry_failed")))
     except Exception as exc:
         # Said in one line (cannot connect, or lost the connection mid-relay); the invocation still fails.
-        if failure := database_failure(exc, engine_description(engine)):
+        if failure := database_failure(exc, engine_description(recorder.engine)):
             logger.error("relay failed; deliveries stay pending", extra={"error": failure})
         raise
-    with engine.connect() as conn:
+    with recorder.engine.connect() as conn:
         oldest = oldest_pending_age(conn)
     metrics.add_metric(name=Metric.OLDEST_PENDING_DELIVERY, unit=MetricUnit.Seconds, value=oldest)
     metrics.add_metric(name=Metric.FAILED_DELIVERIES, unit=MetricUnit.Count, value=report.failed)
-    publish_freshness(report.freshness)
     result = {**report.summary(), "oldest_pending_seconds": round(oldest)}
     if report.unavailable or report.failed:
         logger.warning("deliveries left behind", extra=result)

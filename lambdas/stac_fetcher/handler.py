@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from link_fetcher.database import engine_for
 from link_fetcher.observability import Service
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 from link_fetcher.stac.watch_run import run_watch
@@ -25,8 +26,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     name = event.get("watch")
     if not isinstance(name, str) or not name:
         raise ValueError('the event needs {"watch": NAME} (and optionally "datetime": "START/END")')
-    result = run_watch(
-        engine_for(get_settings()), get_settings(), configured_sinks(), name, datetime_text=event.get("datetime")
-    )
+    settings = get_settings()
+    recorder = Recorder.from_settings(settings, engine_for(settings), configured_sinks())
+    result = run_watch(recorder, settings, name, datetime_text=event.get("datetime"))
     logger.info("watch done", extra=result)
     return result

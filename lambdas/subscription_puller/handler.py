@@ -19,10 +19,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from link_fetcher.cdse.identity import token_provider
 from link_fetcher.cdse.subscriptions import SubscriptionsApi
 from link_fetcher.database import engine_for
-from link_fetcher.freshness import publish_freshness
 from link_fetcher.http import make_session
 from link_fetcher.observability import Service
-from link_fetcher.relay import relay_with_settings, sink_names_for_recording
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 from link_fetcher.subscriptions.pull import PullSession
@@ -40,7 +39,8 @@ def session() -> PullSession:
         raise ValueError("no CDSE account: set CDSE_SECRET_ARN (or CDSE_USERNAME / CDSE_PASSWORD)")
     # POST (the Ack) is not retried by the session: a failed Ack only makes the next run read those again.
     api = SubscriptionsApi(settings.cdse_catalogue_url, tokens, make_session(methods=("GET", "DELETE")))
-    return PullSession.from_settings(settings, engine_for(settings), api, sink_names_for_recording(configured_sinks()))
+    recorder = Recorder.from_settings(settings, engine_for(settings), configured_sinks())
+    return PullSession.from_settings(settings, recorder, api)
 
 
 @logger.inject_lambda_context
@@ -49,8 +49,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         max_notifications=(event or {}).get("max"),
         should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS,
     )
-    delivery = relay_with_settings(session().engine, get_settings(), configured_sinks())
-    publish_freshness(delivery.freshness)
+    delivery = session().recorder.deliver()
     result = dataclasses.asdict(report)
     logger.info("pulled", extra={**result, "delivered": delivery.sent, "pending": delivery.pending})
     return result

@@ -14,6 +14,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from link_fetcher.recording import Recorder
     from link_fetcher.relay import RelayReport
     from link_fetcher.settings import Settings
 
@@ -65,11 +66,17 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 
-def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
-    from link_fetcher.relay import relay_with_settings
+def cli_recorder(obj: CliContext) -> Recorder:
+    """The shared recorder for a command: the configured sinks; its deliveries are reported on stderr
+    (`report_delivery`), not published as metrics."""
+    from link_fetcher.recording import Recorder
     from link_fetcher.sinks import build_sinks
 
-    return relay_with_settings(obj.engine(), obj.settings, build_sinks(obj.settings), retry_failed=retry_failed)
+    return Recorder.from_settings(obj.settings, obj.engine(), build_sinks(obj.settings), publish=False)
+
+
+def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
+    return cli_recorder(obj).deliver(retry_failed=retry_failed)
 
 
 def report_delivery(report: RelayReport, *, sinks_configured: bool = True) -> int:

@@ -148,15 +148,6 @@ class Settings(BaseSettings):
             raise ValueError("at least one platform is needed")
         return platforms
 
-    def sink_names(self) -> list[str]:
-        """The configured delivery sinks, in delivery order."""
-        names = []
-        if self.to_download_queue_url:
-            names.append("sqs")
-        if self.redis_url:
-            names.append("redis")
-        return names
-
 
 @functools.cache
 def get_settings() -> Settings:

@@ -13,18 +13,18 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from db import DeletionRecord, GranuleRecord, Source
-from link_fetcher.mission import MISSION
+from link_fetcher.cdse.downloads import download_url
 from link_fetcher.cdse.products import (
     Criteria,
     StoredText,
     Timestamp,
-    download_url,
     platform_of,
     product_type_of,
     rejection_reason,
     tile_of,
 )
 from link_fetcher.http import HttpError, get_json, make_session
+from link_fetcher.mission import MISSION
 
 
 class DeletedProduct(BaseModel):

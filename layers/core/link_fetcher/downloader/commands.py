@@ -24,7 +24,7 @@ from link_fetcher.downloader.reconcile import day_start
 from link_fetcher.downloader.reconcile import reconcile as run_reconcile
 from link_fetcher.downloader.service import Outcome, Result, build_downloader
 from link_fetcher.downloader.storage import build_storage
-from link_fetcher.relay import sink_names_for_recording
+from link_fetcher.recording import sink_names_for_recording
 from link_fetcher.sinks import build_sinks
 
 

@@ -15,18 +15,16 @@ from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,
+    cli_recorder,
     pass_context,
     report_delivery,
-    run_relay,
     stderr,
     stdout,
 )
 from link_fetcher.fetching.fetch import DayFetcher, DayReport, PageOutcome
 from link_fetcher.fetching.query import PagingError, days_between
 from link_fetcher.http import HttpError
-from link_fetcher.relay import sink_names_for_recording
 from link_fetcher.settings import KNOWN_PLATFORMS
-from link_fetcher.sinks import build_sinks
 from link_fetcher.timestamps import MALFORMED
 
 
@@ -101,13 +99,11 @@ def fetch(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | None,
         raise ConfigurationError("--to is before --day")
     settings = obj.settings
     chosen = [platform.upper() for platform in platforms] or settings.platforms
-    sinks = build_sinks(settings)
-    fetcher = DayFetcher.from_settings(
-        settings, obj.engine(), CdseCatalogue(settings.cdse_catalogue_url), sink_names_for_recording(sinks)
-    )
+    recorder = cli_recorder(obj)
+    fetcher = DayFetcher.from_settings(settings, recorder, CdseCatalogue(settings.cdse_catalogue_url))
     try:
         reports = _fetch_all(fetcher, [(day, platform) for day in days for platform in chosen])
     except (HttpError, PagingError) as exc:
         raise CliFailure(f"{exc} (pages recorded so far are kept; run the same command again to finish)") from None
     _print_summary(reports)
-    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
+    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))

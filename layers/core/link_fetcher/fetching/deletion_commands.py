@@ -13,16 +13,14 @@ from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,
+    cli_recorder,
     pass_context,
     report_delivery,
-    run_relay,
     stdout,
 )
 from link_fetcher.fetching.deletions import DeletionDayReport, DeletionFetcher
 from link_fetcher.fetching.query import PagingError, days_between
 from link_fetcher.http import HttpError
-from link_fetcher.relay import sink_names_for_recording
-from link_fetcher.sinks import build_sinks
 
 
 def _print_summary(reports: list[DeletionDayReport]) -> None:
@@ -59,8 +57,8 @@ def deletions(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | N
     days = days_between(first_day.date(), (last_day or first_day).date())
     if not days:
         raise ConfigurationError("--to is before --day")
-    sinks = build_sinks(obj.settings)
-    fetcher = DeletionFetcher.from_settings(obj.settings, obj.engine(), sink_names_for_recording(sinks))
+    recorder = cli_recorder(obj)
+    fetcher = DeletionFetcher.from_settings(obj.settings, recorder)
     reports = []
     try:
         for day in days:
@@ -68,4 +66,4 @@ def deletions(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | N
     except (HttpError, PagingError) as exc:
         raise CliFailure(f"{exc} (pages recorded so far are kept; run the same command again to finish)") from None
     _print_summary(reports)
-    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
+    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))

@@ -1,54 +1,65 @@
-"""A day-and-platform's fetch progress in `granule_count`: the server's count, products read, the cursor."""
+"""A day's read progress, kept in a table of its own per collection: `granule_count` per publication day and
+platform for products, `deletion_count` per deletion day for deletions. The server's count, items read, the
+cursor."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from db import granule_count_table
+from db import deletion_count_table, granule_count_table
 from link_fetcher.fetching.query import Cursor
 
 
 @dataclasses.dataclass(frozen=True)
 class DayProgress:
     day: dt.date
-    platform: str
+    platform: str | None = None  # products: the platform read; deletions: None
     available: int = 0  # the server's count for the day when the current pass (or re-check) began
-    fetched: int = 0  # distinct products read by the current pass
+    fetched: int = 0  # distinct items read by the current pass
     completed: bool = False
     cursor: Cursor = dataclasses.field(default_factory=Cursor)
 
 
-def load_progress(conn: Connection, day: dt.date, platform: str) -> DayProgress:
-    """The stored progress, creating the row of a day never fetched."""
-    conn.execute(insert(granule_count_table).values(date=day, platform=platform).on_conflict_do_nothing())
-    row = conn.execute(
-        select(granule_count_table).where(granule_count_table.c.date == day, granule_count_table.c.platform == platform)
-    ).one()
-    return DayProgress(
-        day=day,
-        platform=platform,
-        available=row.available_links,
-        fetched=row.fetched_links,
-        completed=row.completed,
-        cursor=Cursor(row.cursor_published, row.cursor_offset),
-    )
+@dataclasses.dataclass(frozen=True)
+class ProgressTable:
+    """Where a collection's progress is kept: the table (keyed by `date`, and `platform` when the collection is
+    read per platform) and the names of its count and cursor columns."""
+
+    table: Table
+    available: str
+    fetched: str
+    cursor: str
+
+    def _key(self, day: dt.date, platform: str | None) -> dict[str, Any]:
+        return {"date": day} if platform is None else {"date": day, "platform": platform}
+
+    def load(self, conn: Connection, day: dt.date, platform: str | None = None) -> DayProgress:
+        """The stored progress, creating the row of a day never read."""
+        key = self._key(day, platform)
+        conn.execute(insert(self.table).values(**key).on_conflict_do_nothing())
+        where = [self.table.c[name] == value for name, value in key.items()]
+        row = conn.execute(select(self.table).where(*where)).one()._mapping
+        cursor = Cursor(row[self.cursor], row["cursor_offset"])
+        return DayProgress(day, platform, row[self.available], row[self.fetched], row["completed"], cursor)
+
+    def save(self, conn: Connection, progress: DayProgress) -> None:
+        """Store progress (in the caller's transaction, with the page it follows) and stamp last_fetched_time."""
+        where = [self.table.c[name] == value for name, value in self._key(progress.day, progress.platform).items()]
+        values = {
+            self.available: progress.available,
+            self.fetched: progress.fetched,
+            "completed": progress.completed,
+            self.cursor: progress.cursor.published,
+            "cursor_offset": progress.cursor.ties,
+            "last_fetched_time": func.now(),
+        }
+        conn.execute(update(self.table).where(*where).values(values))
 
 
-def save_progress(conn: Connection, progress: DayProgress) -> None:
-    """Store progress (in the caller's transaction, with the page it follows) and stamp last_fetched_time."""
-    conn.execute(
-        update(granule_count_table)
-        .where(granule_count_table.c.date == progress.day, granule_count_table.c.platform == progress.platform)
-        .values(
-            available_links=progress.available,
-            fetched_links=progress.fetched,
-            completed=progress.completed,
-            cursor_published=progress.cursor.published,
-            cursor_offset=progress.cursor.ties,
-            last_fetched_time=func.now(),
-        )
-    )
+PRODUCTS = ProgressTable(granule_count_table, "available_links", "fetched_links", "cursor_published")
+DELETIONS = ProgressTable(deletion_count_table, "available_deletions", "fetched_deletions", "cursor_deleted")

@@ -128,7 +128,7 @@ def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 class PassProgress(Protocol):
-    """A day's pass over a paged collection (DayProgress for products, DeletionProgress for deletions)."""
+    """A day's pass over a paged collection (`progress.DayProgress`, for products and deletions alike)."""
 
     @property
     def cursor(self) -> Cursor: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -17,19 +18,17 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, DeletionOutcome
-from db.deletions import DEFAULT_MEMORY_DAYS
-from link_fetcher.database import database_failure, engine_description
 from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
 from link_fetcher.cdse.products import Criteria
-from link_fetcher.freshness import publish_freshness
+from link_fetcher.database import database_failure, engine_description
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, push_criteria
 from link_fetcher.push.recorder import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
-from link_fetcher.relay import deliver_recorded, sink_names_for_recording
+from link_fetcher.recording import Recorder
 from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
-from link_fetcher.sinks import Sink, build_sinks
+from link_fetcher.sinks import build_sinks
 from link_fetcher.timestamps import MALFORMED
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -66,34 +65,24 @@ class PushEndpoint:
     def __init__(
         self,
         *,
-        engine: Callable[[], Engine],
+        recorder: Callable[[], Recorder],
         credentials: Callable[[], Credentials],
         criteria: Criteria,
-        sinks: Sequence[Sink],
         download_base_url: str,
-        relay_batch_size: int = 10,
-        relay_max_attempts: int = 10,
-        reprocessed_policy: str = "deliver",
         subscription_ids: Collection[str] = (),
-        deletion_memory_days: int = DEFAULT_MEMORY_DAYS,
         logger: Logger | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         after_record: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
-        """`after_record`: called with the ids a request inserted instead of delivering them in the request
+        """`recorder`: asked for on each request (the database may be unreachable when the endpoint starts).
+        `after_record`: called with the ids a request inserted instead of delivering them in the request
         (`serve` hands them to its background relay); None delivers in the request (the Lambda)."""
-        self._engine = engine
+        self._recorder = recorder
         self._credentials = credentials
         self._criteria = criteria
-        self._sinks = list(sinks)
-        self._sink_names = sink_names_for_recording(self._sinks)
         self._download_base_url = download_base_url
-        self._relay_batch_size = relay_batch_size
-        self._relay_max_attempts = relay_max_attempts
-        self._reprocessed_policy = reprocessed_policy
         self._subscription_ids = frozenset(subscription_id.lower() for subscription_id in subscription_ids)
-        self._deletion_memory_days = deletion_memory_days
         self.logger = logger or Logger(service=Service.PUSH)
         self.metrics = metrics or Metrics(namespace=NAMESPACE, service=Service.PUSH)
         self._metrics_lock = threading.Lock()  # powertools' metric set is a plain dict shared by instances
@@ -105,17 +94,18 @@ class PushEndpoint:
         cls, settings: Settings, engine: Callable[[], Engine], *, logger: Logger | None = None, **kwargs: Any
     ) -> PushEndpoint:
         """ValueError when the endpoint's credentials are not configured."""
+        sinks = build_sinks(settings)
+
+        @functools.cache  # a failure (database unreachable) is not cached: the next request tries again
+        def recorder() -> Recorder:
+            return Recorder.from_settings(settings, engine(), sinks)
+
         return cls(
-            engine=engine,
+            recorder=recorder,
             credentials=credentials_source(settings),
             criteria=push_criteria(settings),
-            sinks=build_sinks(settings),
             download_base_url=settings.cdse_download_url,
-            relay_batch_size=settings.relay_batch_size,
-            relay_max_attempts=settings.relay_max_attempts,
-            reprocessed_policy=settings.reprocessed_policy,
             subscription_ids=settings.subscription_ids,
-            deletion_memory_days=settings.deletion_memory_days,
             logger=logger,
             **kwargs,
         )
@@ -187,18 +177,13 @@ class PushEndpoint:
         kept = any(decision.kept for decision in planned.decisions)
         if not (kept or planned.deletions):
             return Recorded([], DeletionOutcome([], []))
+        recorder = self._recorder()
         if not planned.deletions:
             # One statement, atomic on its own: autocommit spares the BEGIN and COMMIT round trips.
-            with self._engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                return record(conn, planned, self._sink_names, self._reprocessed_policy)
-        with self._engine().begin() as conn:
-            return record(
-                conn,
-                planned,
-                self._sink_names,
-                self._reprocessed_policy,
-                deletion_memory_days=self._deletion_memory_days,
-            )
+            with recorder.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return record(conn, recorder, planned)
+        with recorder.engine.begin() as conn:
+            return record(conn, recorder, planned)
 
     def _log_other_subscriptions(self, planned: Plan) -> None:
         for notification in planned.other_subscription:
@@ -216,7 +201,7 @@ class PushEndpoint:
     def _database_failure(self, exc: Exception) -> str | None:
         """What happened to the database (link_fetcher.database.database_failure), naming it when it can."""
         try:
-            where = engine_description(self._engine())
+            where = engine_description(self._recorder().engine)
         except DATABASE_DOWN:  # the engine itself could not be made (its secret, say)
             where = "the database"
         return database_failure(exc, where)
@@ -266,16 +251,11 @@ class PushEndpoint:
     def _deliver(self, inserted: Sequence[str]) -> None:
         """Deliver now; the granule is recorded whatever happens here, and what is not delivered stays pending
         for the scheduled relay, so failures are logged, not answered."""
-        if not self._sinks:
+        recorder = self._recorder()
+        if not recorder.sinks:
             return
         try:
-            report = deliver_recorded(
-                self._engine(),
-                self._sinks,
-                inserted,
-                batch_size=self._relay_batch_size,
-                max_attempts=self._relay_max_attempts,
-            )
+            report = recorder.deliver_now(inserted)
         except Exception as exc:  # see the docstring: the 204 stands, the delivery stays pending
             if failure := self._database_failure(exc):
                 self.logger.error(
@@ -288,4 +268,3 @@ class PushEndpoint:
             self.logger.warning("sink unavailable; delivery stays pending", extra={"sink": sink, "error": error})
         if report.total_sent:
             self.count("delivered", report.total_sent)
-        publish_freshness(report.freshness)

@@ -1,5 +1,5 @@
-"""Recording what notifications say (push and pull alike): the kept `created` products and the deletions, in
-one transaction."""
+"""What notifications ask to record (push and PULL alike): the kept `created` products and the deletions,
+recorded through the shared Recorder in one transaction."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection
 
-from db import DeletionOutcome, DeletionRecord, record_deletions, record_granules
-from db.deletions import DEFAULT_MEMORY_DAYS
+from db import DeletionOutcome, DeletionRecord
 from link_fetcher.cdse.deleted_products import to_deletion
 from link_fetcher.cdse.notifications import Notification
 from link_fetcher.cdse.products import Criteria
 from link_fetcher.push.decisions import Decision, decide
+from link_fetcher.recording import Recorder
 
 # The skip reason of a notification of a subscription not in SUBSCRIPTION_IDS (logs, metrics).
 OTHER_SUBSCRIPTION = "other_subscription"
@@ -69,16 +69,7 @@ def plan(
     return Plan(decisions, deletions, others)
 
 
-def record(
-    conn: Connection,
-    planned: Plan,
-    sink_names: Sequence[str],
-    reprocessed_policy: str,
-    *,
-    deletion_memory_days: int = DEFAULT_MEMORY_DAYS,
-) -> Recorded:
+def record(conn: Connection, recorder: Recorder, planned: Plan) -> Recorded:
     """In the caller's transaction; each part is one statement (recording deletions also prunes old ones)."""
-    records = [decision.record for decision in planned.decisions if decision.kept]
-    inserted = record_granules(conn, records, sink_names, reprocessed_policy=reprocessed_policy) if records else []
-    deletions = record_deletions(conn, planned.deletions, sink_names, memory_days=deletion_memory_days)
-    return Recorded(inserted, deletions)
+    inserted = recorder.granules(conn, [decision.record for decision in planned.decisions if decision.kept])
+    return Recorded(inserted, recorder.deletions(conn, planned.deletions))

@@ -12,10 +12,11 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from link_fetcher.background_relay import BackgroundRelay
 from link_fetcher.database import engine_for
 from link_fetcher.push.endpoint import MAX_BODY_BYTES, PushEndpoint, Reply
 from link_fetcher.push.timeouts import TIMED_OUT
-from link_fetcher.relay import BackgroundRelay
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import Settings, get_settings
 from link_fetcher.sinks import build_sinks
 
@@ -24,7 +25,7 @@ def serving_app(settings: Settings, engine: Engine) -> FastAPI:
     """The endpoint with a background relay for the configured sinks: requests only record, the relay
     delivers (batching busy periods). ValueError when the endpoint's credentials are not configured."""
     sinks = build_sinks(settings)
-    background = BackgroundRelay(engine, settings, sinks) if sinks else None
+    background = BackgroundRelay(Recorder.from_settings(settings, engine, sinks, publish=False)) if sinks else None
     endpoint = PushEndpoint.from_settings(
         settings, lambda: engine, after_record=background.wake if background else None
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -60,20 +61,36 @@ class ReceiptSink(Sink, Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SinkKind:
+    """A kind of sink: the class that builds it (`module:Class`, with `from_settings(settings)`) and the setting
+    that turns it on (a sink is configured when that setting is set)."""
+
+    builder: str
+    setting: str
+
+    def build(self, settings: Settings) -> Sink:
+        module, _, name = self.builder.partition(":")
+        # Imported only when configured: a function loads only the clients of its own sinks.
+        factory: Callable[[Settings], Sink] = getattr(importlib.import_module(module), name).from_settings
+        return factory(settings)
+
+
+# Every sink, in delivery order. Adding one: a module with its Sink class, and a line here.
+SINKS: dict[str, SinkKind] = {
+    "sqs": SinkKind("link_fetcher.sinks.sqs:SqsSink", "to_download_queue_url"),
+    "redis": SinkKind("link_fetcher.sinks.redis_stream:RedisStreamSink", "redis_url"),
+}
+
+
+def configured_sink_names(settings: Settings) -> list[str]:
+    """The sinks the settings turn on, in delivery order."""
+    return [name for name, kind in SINKS.items() if getattr(settings, kind.setting)]
+
+
 def build_sinks(settings: Settings) -> list[Sink]:
-    """The sinks the settings configure, in the order of Settings.sink_names()."""
-    sinks: list[Sink] = []
-    for name in settings.sink_names():
-        if name == "sqs":
-            from link_fetcher.sinks.sqs import SqsSink
-
-            assert settings.to_download_queue_url  # sink_names() lists "sqs" only when it is set
-            sinks.append(SqsSink(settings.to_download_queue_url))
-        elif name == "redis":
-            from link_fetcher.sinks.redis_stream import RedisStreamSink
-
-            sinks.append(RedisStreamSink.from_settings(settings))
-    return sinks
+    """The sinks the settings configure, in delivery order."""
+    return [SINKS[name].build(settings) for name in configured_sink_names(settings)]
 
 
 @functools.cache

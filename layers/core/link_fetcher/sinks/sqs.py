@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
+    from link_fetcher.settings import Settings
+
 # Fail fast when the queue is unreachable: the delivery stays pending and a later relay retries it. No
 # client-side parameter validation: the entries are built here, SQS checks them anyway, and it is a large share
 # of a call's CPU.
@@ -41,6 +43,12 @@ class SqsSink:
         # thread's callback is its own.
         self._before_send = threading.local()
         self._client.meta.events.register("before-send.sqs.SendMessageBatch", self._run_before_send)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SqsSink:
+        if not settings.to_download_queue_url:
+            raise ValueError("TO_DOWNLOAD_QUEUE_URL is not set")
+        return cls(settings.to_download_queue_url)
 
     def _run_before_send(self, **_: object) -> None:
         callback = getattr(self._before_send, "callback", None)

@@ -15,14 +15,13 @@ from link_fetcher.cli_support import (
     CliContext,
     CliFailure,
     ConfigurationError,
+    cli_recorder,
     pass_context,
     report_delivery,
-    run_relay,
     stderr,
 )
 from link_fetcher.cli_support import stdout as console
-from link_fetcher.relay import sink_names_for_recording
-from link_fetcher.sinks import build_sinks
+from link_fetcher.recording import Recorder
 from link_fetcher.stac.area import Area, AreaError, load_geojson, parse_bbox
 from link_fetcher.stac.client import StacApiError, StacUnreachable, UnknownCollection
 from link_fetcher.stac.fetching import (
@@ -101,9 +100,7 @@ def _print_summary(results: list[tuple[str, CollectionSummary]]) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _fetch_all(
-    obj: CliContext, checked: list[CheckedQuery], sink_names: list[str]
-) -> list[tuple[str, CollectionSummary]]:
+def _fetch_all(obj: CliContext, checked: list[CheckedQuery], recorder: Recorder) -> list[tuple[str, CollectionSummary]]:
     settings = obj.settings
     total = sum(window_count(c.query.time_range, c.query.window) * len(c.query.collections) for c in checked)
     results: list[tuple[str, CollectionSummary]] = []
@@ -118,13 +115,11 @@ def _fetch_all(
 
         for query in checked:
             summaries = fetch_items(
-                obj.engine(),
+                recorder,
                 query.api,
                 query.query,
-                sink_names,
                 page_size=settings.stac_page_size,
                 keep_unknown_cloud=settings.stac_keep_unknown_cloud,
-                reprocessed_policy=settings.reprocessed_policy,
                 on_window=on_window,
             )
             results.extend((query.label, summary) for summary in summaries)
@@ -175,12 +170,12 @@ def stac_fetch(
     except StacApiError as exc:
         raise CliFailure(str(exc)) from None
 
-    sinks = build_sinks(obj.settings)
+    recorder = cli_recorder(obj)
     try:
-        results = _fetch_all(obj, checked, sink_names_for_recording(sinks))
+        results = _fetch_all(obj, checked, recorder)
     except StacApiError as exc:
         # What was recorded before the failure is delivered now rather than at the next run.
-        report_delivery(run_relay(obj), sinks_configured=bool(sinks))
+        report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))
         raise CliFailure(f"{exc} (items recorded so far are kept; run the same range again to finish)") from None
     _print_summary(results)
-    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
+    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))

@@ -1,5 +1,5 @@
 """Fetch a STAC area: check everything first (collections, bands), then walk the windows, recording each page
-with its deliveries in one transaction. Delivery itself is the relay's job."""
+with its deliveries in one transaction through the shared recorder. Delivery itself is the relay's job."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
-
-from db import record_granules
+from link_fetcher.recording import Recorder
 from link_fetcher.stac.area import Area
 from link_fetcher.stac.client import SearchRequest, StacApi
 from link_fetcher.stac.items import (
@@ -99,18 +97,16 @@ def open_and_check(queries: Sequence[tuple[str, StacQuery]], *, attempts: int) -
 
 
 def fetch_items(
-    engine: Engine,
+    recorder: Recorder,
     api: StacApi,
     query: StacQuery,
-    sink_names: Sequence[str],
     *,
     page_size: int,
     keep_unknown_cloud: bool = True,
-    reprocessed_policy: str = "deliver",
     on_window: ProgressCallback | None = None,
 ) -> list[CollectionSummary]:
-    """Record every item of a checked query not recorded before (by any source: SPEC §11); one summary per
-    collection. `reprocessed_policy`: REPROCESSED_POLICY, as every source honours it.
+    """Record every item of a checked query not recorded before (by any source: SPEC §11) through the shared
+    recorder (REPROCESSED_POLICY honoured as by every source); one summary per collection.
 
     `keep_unknown_cloud`: an item without eo:cloud_cover is kept under a cloud limit; the limit is then checked
     here only, since the API's own filter would drop such items unseen."""
@@ -124,7 +120,7 @@ def fetch_items(
             )
             server_cloud_limit = None if keep_unknown_cloud else query.max_cloud
             request = SearchRequest(collection, query.area, window, server_cloud_limit, page_size)
-            recording = _Recording(engine, sink_names, reprocessed_policy, query.own_deliveries)
+            recording = _Recording(recorder, query.own_deliveries)
             for page in api.pages(request):
                 _record_page(recording, api, collection, page, criteria, summary)
             summary.windows += 1
@@ -137,9 +133,7 @@ def fetch_items(
 class _Recording:
     """Where and how a query's pages are recorded."""
 
-    engine: Engine
-    sink_names: Sequence[str]
-    reprocessed_policy: str
+    recorder: Recorder
     own_deliveries: bool
 
 
@@ -161,8 +155,8 @@ def _record_page(
         else:
             record = to_record(item, collection=collection, bands=criteria.bands, api_url=api.url)
             records.append(dataclasses.replace(record, own_deliveries=recording.own_deliveries))
-    with recording.engine.begin() as conn:
-        new_ids = record_granules(conn, records, recording.sink_names, reprocessed_policy=recording.reprocessed_policy)
+    with recording.recorder.engine.begin() as conn:
+        new_ids = recording.recorder.granules(conn, records)
     summary.pages += 1
     summary.returned += len(page)
     summary.recorded += len(new_ids)

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
-from link_fetcher.freshness import publish_freshness
-from link_fetcher.relay import relay_with_settings, sink_names_for_recording
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import Settings
-from link_fetcher.sinks import Sink
 from link_fetcher.stac.fetching import CollectionSummary, fetch_items, open_and_check
 from link_fetcher.stac.timerange import parse_range
 from link_fetcher.stac.watches import load_watches, select_watches
@@ -26,9 +21,8 @@ def summary_dict(summary: CollectionSummary) -> dict[str, Any]:
 
 
 def run_watch(
-    engine: Engine,
+    recorder: Recorder,
     settings: Settings,
-    sinks: Sequence[Sink],
     name: str,
     *,
     datetime_text: str | None = None,
@@ -42,16 +36,13 @@ def run_watch(
     query = watch.query(path.parent, now=now, time_range=time_range)
     (checked,) = open_and_check([(watch.name, query)], attempts=settings.stac_http_attempts)
     summaries = fetch_items(
-        engine,
+        recorder,
         checked.api,
         query,
-        sink_names_for_recording(sinks),
         page_size=settings.stac_page_size,
         keep_unknown_cloud=settings.stac_keep_unknown_cloud,
-        reprocessed_policy=settings.reprocessed_policy,
     )
-    report = relay_with_settings(engine, settings, sinks)
-    publish_freshness(report.freshness)
+    report = recorder.deliver()
     return {
         "watch": watch.name,
         "datetime": str(query.time_range),

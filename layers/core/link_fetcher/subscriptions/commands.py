@@ -111,19 +111,17 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
     subscription), record them as the push endpoint does, acknowledge them, and deliver.
 
     Safe to stop at any moment: what was recorded but not acknowledged is read again and changes nothing."""
-    from link_fetcher.cli_support import report_delivery, run_relay
-    from link_fetcher.relay import sink_names_for_recording
-    from link_fetcher.sinks import build_sinks
+    from link_fetcher.cli_support import cli_recorder, report_delivery
     from link_fetcher.subscriptions.pull import PullReport, PullSession
 
-    sinks = build_sinks(obj.settings)
+    recorder = cli_recorder(obj)
     api = _api(obj)
-    session = _run(lambda: PullSession.from_settings(obj.settings, obj.engine(), api, sink_names_for_recording(sinks)))
+    session = _run(lambda: PullSession.from_settings(obj.settings, recorder, api))
     report = PullReport()
 
     def deliver(granule_ids: list[str]) -> None:
-        if follow and sinks:  # following: deliver each batch as it comes (otherwise once at the end)
-            run_relay(obj)
+        if follow and recorder.sinks:  # following: deliver each batch as it comes (otherwise once at the end)
+            recorder.deliver()
 
     # Ctrl-C ends --follow; every batch read so far is recorded and acknowledged.
     with contextlib.suppress(KeyboardInterrupt):
@@ -142,4 +140,4 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
         f"{report.gone} gone, {report.malformed} unreadable",
         file=sys.stderr,
     )
-    return report_delivery(run_relay(obj), sinks_configured=bool(sinks))
+    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))

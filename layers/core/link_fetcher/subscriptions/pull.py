@@ -13,13 +13,11 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine
 
-from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.cdse.deleted_products import DeletedProduct
 from link_fetcher.cdse.notifications import Notification
 from link_fetcher.cdse.products import Criteria
@@ -28,6 +26,7 @@ from link_fetcher.cdse.subscriptions import MAX_READ, SubscriptionError, Subscri
 from link_fetcher.http import HttpError
 from link_fetcher.push.decisions import push_criteria
 from link_fetcher.push.recorder import plan, record
+from link_fetcher.recording import Recorder
 from link_fetcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,39 +57,31 @@ def _utc_now() -> dt.datetime:
 
 @dataclasses.dataclass
 class PullSession:
-    engine: Engine
+    recorder: Recorder
     api: SubscriptionsApi
     subscription_id: str
     products: ProductLookup
     _: dataclasses.KW_ONLY
     criteria: Criteria
     download_url: str
-    sink_names: Sequence[str]
-    reprocessed_policy: str = "deliver"
     subscription_ids: frozenset[str] = frozenset()  # empty: every subscription's notifications
-    deletion_memory_days: int = DEFAULT_MEMORY_DAYS
     clock: Callable[[], dt.datetime] = _utc_now
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, engine: Engine, api: SubscriptionsApi, sink_names: Sequence[str]
-    ) -> PullSession:
+    def from_settings(cls, settings: Settings, recorder: Recorder, api: SubscriptionsApi) -> PullSession:
         """SubscriptionError when no subscription is configured and the account has no running pull one."""
         subscription_id = settings.pull_subscription_id or api.running_pull()
         return cls(
-            engine,
+            recorder,
             api,
             subscription_id,
             ProductLookup(settings.cdse_catalogue_url),
             criteria=push_criteria(settings),
             download_url=settings.cdse_download_url,
-            sink_names=sink_names,
-            reprocessed_policy=settings.reprocessed_policy,
             # The queue read is ours whatever SUBSCRIPTION_IDS lists; other ids in it are not.
             subscription_ids=frozenset([*settings.subscription_ids, subscription_id.lower()])
             if settings.subscription_ids
             else frozenset(),
-            deletion_memory_days=settings.deletion_memory_days,
         )
 
     def pull_once(self, report: PullReport, limit: int = MAX_READ) -> list[str]:
@@ -104,14 +95,8 @@ class PullSession:
         planned = plan(notifications, self.criteria, self.clock(), self.download_url, self.subscription_ids)
         for other in planned.other_subscription:
             log.info("notification of %s ignored: subscription %s is not ours", other.product_id, other.subscription_id)
-        with self.engine.begin() as conn:
-            recorded = record(
-                conn,
-                planned,
-                self.sink_names,
-                self.reprocessed_policy,
-                deletion_memory_days=self.deletion_memory_days,
-            )
+        with self.recorder.engine.begin() as conn:
+            recorded = record(conn, self.recorder, planned)
         for granule_id, reason in recorded.deletions.refused.items():
             log.warning("deletion of %s not believed: %s", granule_id, reason)
         # Committed: now the queue may forget them. A failure from here on only makes them read again.
