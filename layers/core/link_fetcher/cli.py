@@ -61,7 +61,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": (
         "link_fetcher.core_commands:status",
-        "Granules found per publication day and platform, the delivery backlog, and freshness per source.",
+        "Granules found per publication day and platform, the delivery backlog, freshness per source, and the "
+        "granules per source (a product brought by several sources is one granule).",
     ),
     "subscriptions": (
         "link_fetcher.subscriptions.commands:subscriptions",
