@@ -379,6 +379,7 @@ def test_stac_items(path: str, collection: str, name: str | None, seen: Seen) ->
 def test_cdse_stac_search_page(index: int, name: str, seen: Seen) -> None:
     item = load("cdse/stac-sentinel-2-l2a-items.json")["features"][index]
     assert stac_seen(item, "sentinel-2-l2a") == seen
+    assert stac_items.product_name_of(item) == name
 
 
 def test_cdse_stac_sentinel_1_item_is_another_missions() -> None:
