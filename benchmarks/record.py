@@ -1,4 +1,5 @@
-"""Recording and relay throughput: 10,000 granules recorded in batches of 1,000, then relayed to SQS.
+"""Recording and relay throughput: 10,000 granules recorded in batches of 1,000 (through the shared recorder),
+then relayed to SQS.
 
 Prints granules/s recorded, database round trips and INSERT statements per batch, the rate at which the same
 products coming again from a second source (a STAC watch: other ids, the same product names) are found recorded
@@ -14,7 +15,8 @@ import time
 
 from benchmarks.common import StatementCounter, scratch_database, sqs_client, sqs_endpoint_process
 from benchmarks.relay import relay_rate
-from db import Source, record_granules
+from db import Source
+from link_fetcher.recording import Recorder
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import ACCOUNT
@@ -30,11 +32,13 @@ def main() -> None:
     records = [granule_record(i, tile=f"{i % 60 + 1:02d}ABC") for i in range(args.granules)]
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     with scratch_database() as engine, sqs_endpoint_process() as sqs_url:
+        # Through the recorder every source uses (recording.Recorder), deliveries scheduled for the SQS sink.
+        recorder = Recorder(engine, sink_names=["sqs"])
         counter = StatementCounter(engine)
         started = time.perf_counter()
         for batch in batches:
             with engine.begin() as conn:
-                record_granules(conn, batch, ["sqs"])
+                recorder.granules(conn, batch)
         recorded_seconds = time.perf_counter() - started
         round_trips = counter.count() / len(batches)
         inserts = counter.count("WITH") / len(batches)  # the recording statement is one WITH … INSERT
@@ -46,7 +50,7 @@ def main() -> None:
         started = time.perf_counter()
         for batch in again:
             with engine.begin() as conn:
-                assert record_granules(conn, batch, ["sqs"]) == []
+                assert recorder.granules(conn, batch) == []
         again_seconds = time.perf_counter() - started
 
         sink = SqsSink(f"{sqs_url}/{ACCOUNT}/to-download", client=sqs_client(sqs_url))

@@ -24,7 +24,7 @@ from link_fetcher.database import database_failure, engine_description
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, push_criteria
-from link_fetcher.push.recorder import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
+from link_fetcher.push.planning import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
 from link_fetcher.recording import Recorder
 from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings

@@ -25,7 +25,7 @@ from link_fetcher.cdse.search import ProductLookup
 from link_fetcher.cdse.subscriptions import MAX_READ, SubscriptionError, SubscriptionsApi
 from link_fetcher.http import HttpError
 from link_fetcher.push.decisions import push_criteria
-from link_fetcher.push.recorder import plan, record
+from link_fetcher.push.planning import plan, record
 from link_fetcher.recording import Recorder
 from link_fetcher.settings import Settings
 
