@@ -261,9 +261,11 @@ def test_products_sharing_a_name_keep_their_own_objects_and_reconcile_reads_both
     engine, cdse, cli_env, capsys
 ) -> None:
     first, second, legacy = (cdse.add_product(5_000 + i) for i in range(3))
-    name = "S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE"  # push allows any Name
+    # Push allows any Name; the same product name is one granule (SPEC §11), so these two are names the mission
+    # does not read as product names (no product_name): two granules, one filename.
+    name = "S2A_MSIL1C_20240912T112541_N0511_R137_T28PHQ_20240912T133420.SAFE"
     records = [
-        granule_record(i, id=p.id, size=p.size, checksum=p.md5, blake3=p.blake3, filename=name)
+        granule_record(i, id=p.id, size=p.size, checksum=p.md5, blake3=p.blake3, filename=name, product_name=None)
         for i, p in enumerate((first, second))
     ] + [granule_record(2, id=legacy.id, size=legacy.size, checksum=legacy.md5, blake3=legacy.blake3)]
     with engine.begin() as conn:
