@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # name → (module:attribute, the summary `--help` lists)
 COMMANDS: dict[str, tuple[str, str]] = {
     "deletions": (
-        "link_fetcher.fetching.deletion_commands:deletions",
+        "link_fetcher.fetching.commands:deletions",
         "Read the products CDSE deleted on the days; each granule recorded earlier is marked deleted and announced.",
     ),
     "download": (

@@ -79,6 +79,11 @@ def run_relay(obj: CliContext, *, retry_failed: bool = False) -> RelayReport:
     return cli_recorder(obj).deliver(retry_failed=retry_failed)
 
 
+def deliver_and_report(recorder: Recorder) -> int:
+    """A source command's end: deliver what is pending, say so on stderr, and the exit status."""
+    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))
+
+
 def report_delivery(report: RelayReport, *, sinks_configured: bool = True) -> int:
     """Print what the relay did as one line on stderr; exit 1 while configured sinks leave deliveries pending or
     failed. Plain print: rich would wrap a long line at the console width."""

@@ -16,8 +16,8 @@ from link_fetcher.cli_support import (
     CliFailure,
     ConfigurationError,
     cli_recorder,
+    deliver_and_report,
     pass_context,
-    report_delivery,
     stderr,
 )
 from link_fetcher.cli_support import stdout as console
@@ -175,7 +175,7 @@ def stac_fetch(
         results = _fetch_all(obj, checked, recorder)
     except StacApiError as exc:
         # What was recorded before the failure is delivered now rather than at the next run.
-        report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))
+        deliver_and_report(recorder)
         raise CliFailure(f"{exc} (items recorded so far are kept; run the same range again to finish)") from None
     _print_summary(results)
-    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))
+    return deliver_and_report(recorder)

@@ -111,7 +111,7 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
     subscription), record them as the push endpoint does, acknowledge them, and deliver.
 
     Safe to stop at any moment: what was recorded but not acknowledged is read again and changes nothing."""
-    from link_fetcher.cli_support import cli_recorder, report_delivery
+    from link_fetcher.cli_support import cli_recorder, deliver_and_report
     from link_fetcher.subscriptions.pull import PullReport, PullSession
 
     recorder = cli_recorder(obj)
@@ -140,4 +140,4 @@ def pull_command(obj: CliContext, max_notifications: int | None, follow: bool) -
         f"{report.gone} gone, {report.malformed} unreadable",
         file=sys.stderr,
     )
-    return report_delivery(recorder.deliver(), sinks_configured=bool(recorder.sinks))
+    return deliver_and_report(recorder)
