@@ -9,7 +9,6 @@ and a layer's hash is the fingerprint of its content, so an unchanged layer is n
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +23,9 @@ def synthesize(
     bundle: bool = True,
 ) -> Path:
     """Synthesize the stack with DEPLOY_SUBSCRIPTION_MODE=`mode` (defaults otherwise, no `.env`) into `outdir`."""
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from cdk.link_fetcher_cdk.node import use_project_node
+
+    use_project_node()  # jsii starts the project's Node (package.json), not the system's
     import aws_cdk as cdk  # the CDK (and its Node.js process) only when synthesizing
 
     from cdk.link_fetcher_cdk.config import DeployConfig
