@@ -205,6 +205,7 @@ def test_graphql_cost_and_depth_read_aliases_fragments_and_variables() -> None:
     assert graphql_cost.cost(document, {"n": 5}, "Q", 10) == 3 + 5 + 10 + 7
     assert graphql_cost.cost(document, {}, "Q", 10) == 3 + 10 + 10 + 7  # unset: the field's default
     assert graphql_cost.depth(document, "Q") == 2
+    assert graphql_cost.aliases(document) == 4  # those of the fragment too
     looping = parse("{ ...F } fragment F on Query { streams { name } ...F }")
     assert graphql_cost.depth(looping) == 2
 

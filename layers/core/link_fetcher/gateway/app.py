@@ -53,7 +53,10 @@ def build_gateway(settings: Settings) -> Gateway:
             max(limits.max_count, int(limits.entries_per_second), budget_units(limits.graphql_max_cost)),
         ),
         graphql_slots=ConnectionLimiter(
-            limits.graphql_concurrency_per_key, "GraphQL queries running", "GATEWAY_GRAPHQL_CONCURRENCY_PER_KEY"
+            limits.graphql_concurrency_per_key,
+            "GraphQL queries running",
+            "GATEWAY_GRAPHQL_CONCURRENCY_PER_KEY",
+            retry_after_s=1,
         ),
     )
 

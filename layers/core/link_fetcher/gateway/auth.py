@@ -87,9 +87,14 @@ class ConnectionLimiter:
     (one event loop: no lock needed)."""
 
     def __init__(
-        self, per_key: int, what: str = "connections", setting: str = "GATEWAY_MAX_CONNECTIONS_PER_KEY"
+        self,
+        per_key: int,
+        what: str = "connections",
+        setting: str = "GATEWAY_MAX_CONNECTIONS_PER_KEY",
+        retry_after_s: int = 5,
     ) -> None:
         self.per_key = per_key
+        self.retry_after = str(retry_after_s)  # long polls and sockets last: a free slot is not a second away
         self.what = what
         self.setting = setting
         self._open: Counter[str] = Counter()
@@ -100,7 +105,7 @@ class ConnectionLimiter:
             raise GatewayError(
                 429,
                 f"{principal.name} already holds {self.per_key} {self.what} ({self.setting})",
-                {"Retry-After": "1"},
+                {"Retry-After": self.retry_after},
             )
         self._open[principal.name] += 1
         try:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension, ValidationCache
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionResult, Info
@@ -155,7 +155,7 @@ def redis_masked() -> Iterator[None]:
 
 
 class Admission(SchemaExtension):
-    """Before a query or mutation is validated (the costly part of a small query) or run: its depth
+    """Before a query or mutation is validated (the costly part of a small query) or run: its aliases, its depth
     (introspection included), its cost (aliases x count) against GATEWAY_GRAPHQL_MAX_COST, then the key's GraphQL
     concurrency and entries budget (`budget_units`; 429 past them). A refused query costs a parse."""
 
@@ -168,6 +168,8 @@ class Admission(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.operation_type != StrawberryOperationType.SUBSCRIPTION:
+            if (found := graphql_cost.aliases(document)) > MAX_ALIASES:
+                raise GatewayError(400, f"{found} aliases found, above the limit of {MAX_ALIASES}")
             found = graphql_cost.depth(document, context.operation_name)
             if found > MAX_DEPTH:
                 raise GatewayError(400, f"query depth {found} is above the limit of {MAX_DEPTH}")
@@ -204,11 +206,10 @@ schema = GatewaySchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
-        functools.partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         Admission,
         # Validating a query costs more of the event loop than running a small one: a query seen before is not
-        # validated again.
+        # validated again (its validation rules are the standard ones, so the cache can tell it is the same).
         functools.partial(ParserCache, maxsize=256),
         functools.partial(ValidationCache, maxsize=256),
     ],

@@ -54,6 +54,24 @@ def _fields(
     return found
 
 
+def aliases(document: DocumentNode) -> int:
+    """Every aliased field of the document, in every operation and fragment."""
+    found = 0
+
+    def count(selection_set: SelectionSetNode | None) -> None:
+        nonlocal found
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode) and selection.alias is not None:
+                found += 1
+            if isinstance(selection, FieldNode | InlineFragmentNode):
+                count(selection.selection_set)
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            count(definition.selection_set)
+    return found
+
+
 def depth(document: DocumentNode, name: str | None = None) -> int:
     """The deepest field nesting of the operation (`{ a { b } }` is 2), introspection included."""
     chosen = operation(document, name)
