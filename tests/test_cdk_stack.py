@@ -90,7 +90,7 @@ def test_the_python_functions_share_two_layers(template: Template) -> None:
 def test_the_state_machine_maps_over_days_and_loops_until_completed(template: Template) -> None:
     (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    definition = json.loads("".join(part if isinstance(part, str) else "REF" for part in parts))
+    definition = json.loads("".join(part if isinstance(part, str) else "arn" for part in parts))
     assert definition["StartAt"] == "GenerateDates"
     generate = definition["States"]["GenerateDates"]
     assert generate["Next"] == "FetchEachDayAndPlatform"
@@ -121,13 +121,47 @@ def test_the_state_machine_maps_over_days_and_loops_until_completed(template: Te
         assert retry["JitterStrategy"] == "FULL"
 
 
-def test_the_daily_schedule_starts_the_state_machine_with_the_lookback(stack, template: Template) -> None:
+def test_the_daily_schedule_starts_the_state_machine_with_the_lookback_and_its_time(stack, template: Template) -> None:
     template.has_resource_properties(
         "AWS::Events::Rule",
         {
             "ScheduleExpression": "cron(0 3 * * ? *)",
-            "Targets": [Match.object_like({"Input": json.dumps({"lookback_days": 5}, separators=(",", ":"))})],
+            "Targets": [
+                Match.object_like(
+                    {
+                        "InputTransformer": {
+                            "InputPathsMap": {"time": "$.time"},
+                            "InputTemplate": '{"lookback_days":5,"now":<time>}',
+                        }
+                    }
+                )
+            ],
         },
+    )
+
+
+def test_a_day_failing_after_its_retries_is_counted_and_ends_only_its_iteration(template: Template) -> None:
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    definition = json.loads("".join(part if isinstance(part, str) else "arn" for part in parts))
+    for map_state, task, counter in (
+        ("FetchEachDayAndPlatform", "FetchLinks", "DayUnfinished"),
+        ("FetchEachDeletionDay", "FetchDeletions", "DeletionDayUnfinished"),
+    ):
+        states = definition["States"][map_state]["ItemProcessor"]["States"]
+        (catch,) = states[task]["Catch"]
+        assert (catch["ErrorEquals"], catch["Next"], catch["ResultPath"]) == (["States.ALL"], counter, "$.error")
+        count = states[counter]
+        assert count["Resource"].endswith(":states:::aws-sdk:cloudwatch:putMetricData")
+        assert count["Parameters"]["Namespace"] == NAMESPACE
+        (datum,) = count["Parameters"]["MetricData"]
+        assert (datum["MetricName"], datum["Value"]) == (Metric.UNFINISHED_DAYS, 1)
+        assert datum["Dimensions"] == [{"Name": "service", "Value": Service.FETCH}]
+        assert states[count["Next"]]["Type"] == "Succeed"
+        assert count["Catch"][0]["Next"] == count["Next"]  # counting never fails the Map
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": Metric.UNFINISHED_DAYS, "Namespace": NAMESPACE, "Threshold": 1, "Statistic": "Sum"},
     )
 
 
@@ -218,8 +252,12 @@ def test_secrets_and_iam_are_scoped_to_each_function(stack, template: Template) 
     s3_actions = actions_of([s for s in downloader if any(a.startswith("s3:") for a in actions_of([s]))])
     assert s3_actions == {"s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"}
     assert "sqs:SendMessage" not in actions_of(downloader)
+    # The date generator reads the database (the days left unfinished), nothing else.
     date_generator = policy_statements(template, role["date_generator"])
-    assert not any(action.startswith(("secretsmanager:", "sqs:", "s3:")) for action in actions_of(date_generator))
+    assert not any(action.startswith(("sqs:", "s3:")) for action in actions_of(date_generator))
+    generator = resources(template, "AWS::Lambda::Function")[logical_id(stack, functions["date_generator"])]
+    assert "DATABASE_SECRET_ARN" in generator["Properties"]["Environment"]["Variables"]
+    assert "secretsmanager:GetSecretValue" in actions_of(date_generator)
     link_fetcher = policy_statements(template, role["link_fetcher"])
     assert "sqs:SendMessage" in actions_of(link_fetcher)
     assert not any(action.startswith("s3:") for action in actions_of(link_fetcher))
@@ -236,7 +274,7 @@ def test_alarms_notify_the_encrypted_topic(template: Template) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     # One Errors alarm per function, polling failures, push 5xx, dead letters, the backlog, failed deliveries and
     # freshness per source.
-    assert len(alarms) == 8 + 5 + 3
+    assert len(alarms) == 8 + 5 + 3 + 1  # and unfinished days
     (topic_id, topic) = next(iter(resources(template, "AWS::SNS::Topic").items()))
     assert "KmsMasterKeyId" in topic["Properties"]
     for alarm in alarms.values():

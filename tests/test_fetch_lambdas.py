@@ -39,7 +39,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path) -> 
 
 
 @pytest.fixture
-def date_generator(lambda_env):
+def date_generator(lambda_env, engine: Engine):
     from lambdas.date_generator import handler
 
     return handler
@@ -66,6 +66,40 @@ def test_date_generator_takes_now_lookback_and_platforms(date_generator) -> None
         "query_dates_platforms": [["2024-02-29", "S2B"], ["2024-02-28", "S2B"]],
         "deletion_dates": ["2024-02-29", "2024-02-28"],
     }
+
+
+def test_date_generator_offers_again_the_days_left_unfinished_in_its_window(date_generator, engine: Engine) -> None:
+    """A (day, platform) or deletion day whose fetch failed after its retries (its progress row not completed) is
+    offered by the next schedules while it is within UNFINISHED_DAYS_WINDOW days before the lookback."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO granule_count (date, platform, completed) VALUES "
+                "('2024-02-20', 'S2B', false), ('2024-02-20', 'S2A', true), ('2024-02-19', 'S2C', false), "
+                "('2024-02-28', 'S2B', false), ('2024-01-01', 'S2B', false)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO deletion_count (date, completed) VALUES ('2024-02-21', false), ('2024-02-22', true)")
+        )
+    event = {"now": "2024-03-01T03:00:00Z", "lookback_days": 2, "platforms": ["S2B", "S2C"]}
+    assert date_generator.handler(event, Context(900_000)) == {
+        # The lookback days, then the unfinished ones before them (2024-02-28 is a lookback day already; S2A is not
+        # asked for; 2024-01-01 is out of the 30-day window), newest first.
+        "query_dates_platforms": [
+            ["2024-02-29", "S2B"], ["2024-02-29", "S2C"], ["2024-02-28", "S2B"], ["2024-02-28", "S2C"],
+            ["2024-02-20", "S2B"], ["2024-02-19", "S2C"],
+        ],
+        "deletion_dates": ["2024-02-29", "2024-02-28", "2024-02-21"],
+    }  # fmt: skip
+    date_generator.get_settings.cache_clear()
+    lambda_env = pytest.MonkeyPatch()
+    lambda_env.setenv("UNFINISHED_DAYS_WINDOW", "0")
+    try:
+        assert len(date_generator.handler(event, Context(900_000))["query_dates_platforms"]) == 4
+    finally:
+        lambda_env.undo()
+        date_generator.get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,13 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.fakes.cdse_catalogue import FakeCatalogue, day_products
+from tests.fakes.cdse_catalogue import PRODUCTS_PATH, FakeCatalogue, day_products
 from tests.fakes.cdse_download import FakeCdseDownload
 from tests.fakes.cdse_identity import FakeIdentity
 from tests.push_support import basic, encode, notification
@@ -180,3 +181,55 @@ def test_a_lambda_timeout_in_the_middle_of_a_day_resumes_from_its_cursor(
         assert count(twin_database, "SELECT count(*) FROM granule") == 1500
         assert count(twin_database, "SELECT fetched_links FROM granule_count") == 2500
         assert twin.usage().functions["link_fetcher"].cold_starts >= 2  # the kill cost a container
+
+
+def test_a_poisoned_day_leaves_the_other_days_and_the_deletions_done_and_is_retried_next_schedule(
+    cdk_out: Path, twin_database: str
+) -> None:
+    """CDSE answers 500 for one publication day whatever is asked: the execution records every other day, runs the
+    deletions step, counts the day in UnfinishedDays; the next schedule, days later, offers it again."""
+    poisoned = days_back(3)
+    broken = {"on": True}
+
+    def poison(path: str, query: str) -> str | None:
+        on_the_day = f"PublicationDate ge {poisoned.isoformat()}T" in unquote_plus(query)
+        return "500" if broken["on"] and path == PRODUCTS_PATH and on_the_day else None
+
+    with FakeCatalogue(fault_policy=poison) as catalogue:
+        for day in range(1, 6):
+            catalogue.add(day_products(days_back(day), "S2A", 20))
+        with Twin(
+            cdk_out, database_url=twin_database, cdse_base_url=catalogue.url, time_scale=SCALE,
+            min_timeout_seconds=3, function_env={"date_generator": {"PLATFORMS": "S2A"}},
+        ) as twin:  # fmt: skip
+            twin.clock.set(NOW)
+            run = twin.run_rule("PollingSchedule")
+            assert run.succeeded, run.cause
+            assert count(twin_database, "SELECT count(*) FROM granule") == 4 * 12  # every other day, whole
+            assert count(twin_database, "SELECT count(*) FROM granule_count WHERE NOT completed") == 1
+            # The deletions step ran, for every day.
+            assert run.entered("FetchEachDeletionDay") == 1
+            assert count(twin_database, "SELECT count(*) FROM deletion_count WHERE completed") == 5
+            assert run.entered("DayUnfinished") == 1
+            assert unfinished_days_metric(twin) == 1
+            # Days later, CDSE serves the day again: the next schedule offers it among its own days.
+            broken["on"] = False
+            twin.clock.advance(dt.timedelta(days=6))
+            again = twin.run_rule("PollingSchedule")
+            assert again.succeeded, again.cause
+            assert [poisoned.isoformat(), "S2A"] in again.output["query_dates_platforms"]
+            assert count(twin_database, "SELECT count(*) FROM granule") == 5 * 12
+            assert count(twin_database, "SELECT count(*) FROM granule_count WHERE NOT completed") == 0
+            assert unfinished_days_metric(twin) == 1  # nothing new left unfinished
+
+
+def unfinished_days_metric(twin: Twin) -> float:
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=twin.endpoint,
+                              aws_access_key_id="twin-internal", aws_secret_access_key="x")  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    statistics = cloudwatch.get_metric_statistics(
+        Namespace="LinkFetcher", MetricName="UnfinishedDays",
+        Dimensions=[{"Name": "service", "Value": "link-fetcher-fetch"}],
+        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1), Period=7200, Statistics=["Sum"],
+    )  # fmt: skip
+    return sum(point["Sum"] for point in statistics["Datapoints"])

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -273,7 +274,9 @@ class Twin:
         """Start an execution (a backfill, as docs/deploy.md starts one); its ARN."""
         sfn = client("stepfunctions", self.endpoint)
         arn = self.resources.refs[state_machine]
-        return str(sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"])
+        # EventBridge names each execution it starts uniquely.
+        name = str(uuid.uuid4())
+        return str(sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"])
 
     def wait_execution(self, execution_arn: str) -> dict[str, Any]:
         sfn = client("stepfunctions", self.endpoint)

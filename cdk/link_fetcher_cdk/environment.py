@@ -29,7 +29,7 @@ _NOTIFICATIONS = ("subscription_ids", "deletion_memory_days")
 # Settings fields each function reads, by its folder under lambdas/.
 FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
     "migrate": (),
-    "date_generator": ("platforms",),
+    "date_generator": ("platforms", "unfinished_days_window"),
     "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY, "reprocessed_policy", "deletion_memory_days"),
     "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY, "reprocessed_policy", *_NOTIFICATIONS),
     "relay": _RELAY,

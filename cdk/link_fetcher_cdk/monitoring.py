@@ -96,6 +96,23 @@ class Monitoring(Construct):
         )
         self._alarm("FetcherFailures", failures, 1, "A polling execution failed or timed out")
 
+    def watch_unfinished_days(self) -> None:
+        """An alarm when a (day, platform) or deletion day failed after its retries: the state machine counts it in
+        UnfinishedDays, finishes the other days and the deletions, and the next schedule offers it again."""
+        unfinished = cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=Metric.UNFINISHED_DAYS,
+            dimensions_map={"service": Service.FETCH},
+            period=PERIOD,
+            statistic="Sum",
+        )
+        self._alarm(
+            "UnfinishedDays",
+            unfinished,
+            1,
+            "A day of polling failed after its retries (CDSE kept failing on it): the next schedule retries it",
+        )
+
     def watch_push(self, api: apigw.RestApi) -> None:
         server_errors = api.metric_server_error(period=PERIOD, statistic="Sum")
         self._alarm("PushServerErrors", server_errors, 1, "The push endpoint answered 5xx")

@@ -1,6 +1,10 @@
 """Polling: date generator → Map over (day, platform) → fetch loop until `completed`, then Map over the same days'
 deletions (the fetcher with {"deletion_date"}) → loop until `completed`; a daily schedule; backfills by starting an
-execution with {"now", "lookback_days"}."""
+execution with {"now", "lookback_days"}.
+
+A day that still fails after its retries ends its own iteration only: it is counted (LinkFetcher/UnfinishedDays,
+alarmed), the other days and the deletions go on, and the next schedule offers it again (the date generator reads
+the progress tables)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+
+from link_fetcher.observability import NAMESPACE, Metric, Service
 
 from .config import DeployConfig
 from .nag import acknowledge, arn_of
@@ -55,7 +61,7 @@ class Polling(Construct):
             "FetchEachDayAndPlatform",
             items_path="$.query_dates_platforms",
             item_selector={"query_date.$": "$$.Map.Item.Value[0]", "platform.$": "$$.Map.Item.Value[1]"},
-            step_ids=("FetchLinks", "Completed?", "DayFetched"),
+            step_ids=("FetchLinks", "Completed?", "DayFetched", "DayUnfinished"),
             function=link_fetcher,
             max_concurrency=config.map_concurrency,
         )
@@ -64,7 +70,7 @@ class Polling(Construct):
             "FetchEachDeletionDay",
             items_path="$.deletion_dates",
             item_selector={"deletion_date.$": "$$.Map.Item.Value"},
-            step_ids=("FetchDeletions", "DeletionsCompleted?", "DeletionDayFetched"),
+            step_ids=("FetchDeletions", "DeletionsCompleted?", "DeletionDayFetched", "DeletionDayUnfinished"),
             function=link_fetcher,
             max_concurrency=config.map_concurrency,
         )
@@ -84,7 +90,7 @@ class Polling(Construct):
         acknowledge(
             self.state_machine,
             "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing and CloudWatch Logs delivery actions take no resource ARN",
+            "X-Ray tracing, CloudWatch Logs delivery and PutMetricData (UnfinishedDays) take no resource ARN",
         )
         for function in (date_generator, link_fetcher):
             acknowledge(
@@ -102,7 +108,11 @@ class Polling(Construct):
                 targets=[
                     targets.SfnStateMachine(
                         self.state_machine,
-                        input=events.RuleTargetInput.from_object({"lookback_days": config.lookback_days}),
+                        # The schedule's own time as `now`: the days polled are those of the scheduled run,
+                        # however late the execution starts.
+                        input=events.RuleTargetInput.from_object(
+                            {"lookback_days": config.lookback_days, "now": events.EventField.time}
+                        ),
                     )
                 ],
             )
@@ -113,19 +123,22 @@ class Polling(Construct):
         *,
         items_path: str,
         item_selector: dict[str, str],
-        step_ids: tuple[str, str, str],
+        step_ids: tuple[str, str, str, str],
         function: lambda_.IFunction,
         max_concurrency: int,
     ) -> sfn.Map:
         """A Map over `items_path` invoking `function` for each item until it answers completed=true: it answers
         false when it stopped early to beat its timeout, and resumes from its saved cursor when called again.
-        `step_ids`: the ids of the invocation, the choice and the success state."""
-        invoke_id, choice_id, done_id = step_ids
+        An item that still fails after the retries is counted in UnfinishedDays and ends its iteration, so the
+        Map (and the execution) goes on. `step_ids`: the ids of the invocation, the choice, the success state and
+        the count of an unfinished item."""
+        invoke_id, choice_id, done_id, unfinished_id = step_ids
         invoke = retry_with_backoff(
             tasks.LambdaInvoke(
                 self, invoke_id, lambda_function=function, payload_response_only=True, retry_on_service_exceptions=False
             )
         )
+        invoke.add_catch(self.count_unfinished(unfinished_id), errors=[sfn.Errors.ALL], result_path="$.error")
         invoke.next(
             sfn.Choice(self, choice_id)
             .when(sfn.Condition.boolean_equals("$.completed", True), sfn.Succeed(self, done_id))
@@ -141,3 +154,31 @@ class Polling(Construct):
         )
         each.item_processor(invoke)
         return each
+
+    def count_unfinished(self, construct_id: str) -> tasks.CallAwsService:
+        """PutMetricData UnfinishedDays = 1, then the iteration ends (the next schedule retries the day)."""
+        left_unfinished = sfn.Succeed(self, f"{construct_id}Left", comment="retried by the next schedule")
+        count = tasks.CallAwsService(
+            self,
+            construct_id,
+            service="cloudwatch",
+            action="putMetricData",
+            parameters={
+                "Namespace": NAMESPACE,
+                "MetricData": [
+                    {
+                        "MetricName": Metric.UNFINISHED_DAYS.value,
+                        "Dimensions": [{"Name": "service", "Value": Service.FETCH.value}],
+                        "Unit": "Count",
+                        "Value": 1,
+                    }
+                ],
+            },
+            iam_resources=["*"],
+            iam_action="cloudwatch:PutMetricData",
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # Counting is best effort: a CloudWatch error must not fail the Map it protects.
+        count.add_catch(left_unfinished, errors=[sfn.Errors.ALL], result_path=sfn.JsonPath.DISCARD)
+        count.next(left_unfinished)
+        return count

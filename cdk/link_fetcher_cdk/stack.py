@@ -76,6 +76,7 @@ class LinkFetcherStack(Stack):
         monitoring = Monitoring(self, "Monitoring", config=config)
         monitoring.watch_functions({function.node.id: function for function in self.functions.values()})
         monitoring.watch_polling(polling.state_machine)
+        monitoring.watch_unfinished_days()
         if push is not None:
             monitoring.watch_push(push.api)
         monitoring.watch_dead_letters(delivery.dead_letter_queue)
@@ -179,7 +180,9 @@ class LinkFetcherStack(Stack):
         f = self.functions
         pullers = (f["subscription_puller"],) if "subscription_puller" in f else ()
         recorders = (f["link_fetcher"], f["link_subscription"], f["relay"], f["reconcile"], f["stac_fetcher"], *pullers)
-        for function in (f["migrate"], *recorders[:3], f["downloader"], *recorders[3:]):  # the order of the policies
+        # The date generator reads the progress tables for the days left unfinished.
+        readers = (f["migrate"], *recorders[:3], f["downloader"], *recorders[3:], f["date_generator"])
+        for function in readers:  # the order of the policies
             function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
             database.secret.grant_read(function)
         for function in recorders:

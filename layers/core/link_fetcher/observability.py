@@ -55,3 +55,6 @@ class Metric(StrEnum):
     # the first time: seconds from its publication to that delivery. Dimension `source` only (search,
     # subscription, stac), so the stack alarms on a source's p95 whichever function delivered it.
     FRESHNESS = "FreshnessSeconds"
+    # Published by the polling state machine (dimension service=link-fetcher-fetch), 1 for each (day, platform) or
+    # deletion day whose fetch still failed after its retries: left unfinished, offered again by the next schedule.
+    UNFINISHED_DAYS = "UnfinishedDays"

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Lifecycle (SPEC §9): what a reprocessing of an earlier granule gets: deliver (its message carries
     # `supersedes`), skip (recorded, not delivered) or replace (delivered; the earlier one deleted and announced).
     reprocessed_policy: Literal["deliver", "skip", "replace"] = "deliver"
+    # Scheduled polls offer again, besides their lookback days, the (day, platform)s and deletion days of this many
+    # days back whose fetch failed after its retries (left unfinished); 0 offers only the lookback days.
+    unfinished_days_window: int = Field(30, ge=0, le=366)
     # PULL subscription to read (`subscriptions pull`, lambdas/subscription_puller); unset: the account's running one.
     pull_subscription_id: str | None = None
     # Deletions of products never recorded are remembered this many days (a later `created` is then not delivered).

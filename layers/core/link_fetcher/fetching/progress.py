@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, select, update
@@ -59,6 +60,24 @@ class ProgressTable:
             "last_fetched_time": func.now(),
         }
         conn.execute(update(self.table).where(*where).values(values))
+
+    def unfinished(
+        self, conn: Connection, first: dt.date, before: dt.date, platforms: Sequence[str] | None = None
+    ) -> list[tuple[dt.date, str | None]]:
+        """The (day, platform)s in [first, before) — of `platforms`, for a table kept per platform — whose read
+        began and never completed (a poll that failed after its retries), newest first."""
+        table = self.table
+        where = [~table.c.completed, table.c.date >= first, table.c.date < before]
+        per_platform = "platform" in table.c
+        if per_platform and platforms is not None:
+            where.append(table.c.platform.in_(platforms))
+        columns = [table.c.date, table.c.platform] if per_platform else [table.c.date]
+        rows = conn.execute(
+            select(*columns)
+            .where(*where)
+            .order_by(*(column.asc() if column.name == "platform" else column.desc() for column in columns))
+        )
+        return [(row.date, row.platform if per_platform else None) for row in rows]
 
 
 PRODUCTS = ProgressTable(granule_count_table, "available_links", "fetched_links", "cursor_published")
