@@ -72,11 +72,7 @@ class ProgressTable:
         if per_platform and platforms is not None:
             where.append(table.c.platform.in_(platforms))
         columns = [table.c.date, table.c.platform] if per_platform else [table.c.date]
-        rows = conn.execute(
-            select(*columns)
-            .where(*where)
-            .order_by(*(column.asc() if column.name == "platform" else column.desc() for column in columns))
-        )
+        rows = conn.execute(select(*columns).where(*where).order_by(table.c.date.desc(), *columns[1:]))
         return [(row.date, row.platform if per_platform else None) for row in rows]
 
 
