@@ -17,7 +17,8 @@ Create Date: 2026-12-05
 
 Existing rows. Product names are filled in as the recorder would (the grammar below is link_fetcher.mission's,
 and a test holds the two together). Granules that share a name (recorded twice before this revision, e.g. from
-a CDSE STAC watch and the OData poll) are merged into the one recorded first: the others' sources go into its
+a CDSE STAC watch and the OData poll) are merged into the one recorded first (a remembered deletion only when no
+granule of the product was recorded): the others' sources go into its
 `other_sources`, what it lacks (checksums, size, STAC item and assets, download state) is taken from them, a
 false "superseded by" between copies is undone (its pending `deleted` deliveries are dropped), references to
 the copies point to the kept granule, and the copies are deleted with their pending deliveries (what was already
@@ -49,13 +50,14 @@ CREATE OR REPLACE FUNCTION pg_temp.timestamp_of(value text) RETURNS timestamptz 
 RETURN CASE WHEN value ~ '{_RFC3339}' THEN CAST(value AS timestamptz) END
 """
 
-# Every copy of a name but the first recorded, and the granule it folds into.
+# Every copy of a name but the first recorded, and the granule it folds into (a recorded product before a
+# remembered deletion of it: the granule consumers were told of stays).
 _COPIES = """
 CREATE TEMPORARY TABLE copies AS
 SELECT id, kept FROM (
     SELECT id, first_value(id) OVER named AS kept, row_number() OVER named AS position
     FROM granule WHERE product_name IS NOT NULL
-    WINDOW named AS (PARTITION BY product_name ORDER BY first_seen, id)
+    WINDOW named AS (PARTITION BY product_name ORDER BY source = 'deletion', first_seen, id)
 ) AS named WHERE position > 1
 """
 _UNDO_FALSE_SUPERSESSIONS = [
