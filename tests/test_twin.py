@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote_plus
@@ -16,8 +17,9 @@ from sqlalchemy import create_engine, make_url, text
 from tests.fakes.cdse_catalogue import PRODUCTS_PATH, FakeCatalogue, day_products
 from tests.fakes.cdse_download import FakeCdseDownload
 from tests.fakes.cdse_identity import FakeIdentity
+from tests.fakes.cdse_subscriptions import FakeSubscriptions
 from tests.push_support import basic, encode, notification
-from twin import FunctionError, Twin
+from twin import FunctionError, TemplateError, Twin
 from twin.synth import synthesize
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -233,3 +235,35 @@ def unfinished_days_metric(twin: Twin) -> float:
         StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(hours=1), Period=7200, Statistics=["Sum"],
     )  # fmt: skip
     return sum(point["Sum"] for point in statistics["Datapoints"])
+
+
+def test_pull_mode_reads_the_subscription_on_its_schedule(
+    cdk_out: Path, twin_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The second run: the stack synthesized with DEPLOY_SUBSCRIPTION_MODE=pull has no push route; its schedule
+    reads the PULL subscription with the CDSE account from its secret, records and acknowledges."""
+    pulled_out = synthesize(tmp_path_factory.mktemp("cdk.out.pull"), mode="pull", seed=cdk_out)
+    with (
+        FakeIdentity() as identity,
+        FakeCatalogue() as catalogue,
+        FakeSubscriptions(identity, catalogue) as subscriptions,
+    ):
+        subscription = str(uuid.uuid4())
+        subscriptions.subscriptions[subscription] = {"Id": subscription, "SubscriptionType": "pull",
+                                                     "Status": "running"}  # fmt: skip
+        subscriptions.enqueue(subscription, *[notification() for _ in range(25)])
+        with Twin(
+            pulled_out, database_url=twin_database, cdse_base_url=subscriptions.url, mode="pull", time_scale=SCALE,
+            cdse_account={"username": identity.username, "password": identity.password},
+            function_env={"subscription_puller": {"CDSE_IDENTITY_URL": identity.url,
+                                                  "PULL_SUBSCRIPTION_ID": subscription}},
+        ) as twin:  # fmt: skip
+            with pytest.raises(TemplateError, match="POST routes"):
+                twin.push(b"{}", {})
+            run = twin.run_rule("PullSchedule")
+            assert run.succeeded, run.cause
+            assert count(twin_database, "SELECT count(*) FROM granule") == 25
+            assert subscriptions.queues[subscription] == [] and len(subscriptions.acked) == 2  # reads of 20, 5
+            assert queued(twin) == 25
+    with pytest.raises(TemplateError, match="pull mode"):
+        Twin(cdk_out, database_url=twin_database, cdse_base_url="http://x", mode="pull")
