@@ -12,7 +12,7 @@ PIPENV := python3 -m pipenv
 RUN := $(PIPENV) run
 YESTERDAY := $(shell date -u -d yesterday +%F 2>/dev/null || python3 -c 'import datetime as d; print(d.date.today()-d.timedelta(1))')
 
-.PHONY: install run test test-unit browser lint format bench clean-db message-schema
+.PHONY: install run test test-unit browser lint format bench clean-db twin message-schema
 
 install: .venv/.installed
 
@@ -57,6 +57,12 @@ message-schema: install
 
 clean-db:
 	rm -rf .pgdata
+
+## A month of CDSE through the twin of the stack (twin/month.py, docs/operations.md): synthesizes cdk.out/ first when
+## it is missing, prints the audit and the cost, writes twin-month.json. DATABASE_URL names the PostgreSQL server.
+twin: install
+	@ls cdk.out/*.template.json >/dev/null 2>&1 || $(MAKE) --no-print-directory synth
+	$(RUN) python -m twin.month --days 30
 
 ## AWS (cdk/, docs/deploy.md): `make synth` writes the CloudFormation template to cdk.out/ offline, no AWS
 ## credentials needed; diff, deploy and destroy use your AWS credentials. Settings come from .env (DEPLOY_*, ...).

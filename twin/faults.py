@@ -15,6 +15,7 @@ from tests.fakes.cdse_catalogue import DELETED_PATH, PRODUCTS_PATH, search_hint
 from twin.world import _Draws
 
 CATALOGUE_FAULT = 9  # the draws' purpose (twin.world numbers its own from 1)
+MONTH_DAYS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,20 +97,43 @@ def hash_text(text: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FaultPlan:
-    """When, in days from the month's start, the driver plays each fault through the twin."""
+    """When, in days from the month's start, the driver plays each fault through the twin (for a 30-day month;
+    `scaled` moves them into a shorter one)."""
 
-    # The polling run on these days meets a link_fetcher whose Lambda time runs out mid-day.
+    # The polling run of these days meets a link_fetcher whose Lambda time runs out in the middle of a page.
     fetcher_timeouts: tuple[float, ...] = (2.0, 9.0, 17.0, 24.0)
-    # The twin database's connections terminated (pg_terminate_backend), as a failover or restart would.
-    database_restarts: tuple[float, ...] = (3.3, 11.6, 20.1, 27.8)
-    # A relay container killed while it sends a batch.
+    # The twin database's connections terminated (pg_terminate_backend), as a failover or restart would: during
+    # the polling run of these days, and at these moments between the schedules' runs.
+    database_restarts: tuple[float, ...] = (3.0, 11.0, 20.0, 27.0)
+    database_restarts_between: tuple[float, ...] = (6.6, 16.4, 25.55)
+    # A relay container killed while it sends: at these moments, and at the end of each SQS throttling.
     relay_kills: tuple[float, ...] = (5.4, 14.2, 22.9)
-    # SQS answers SendMessageBatch with throttling for this long (hours) from these days.
-    sqs_throttles: tuple[float, ...] = (7.5, 19.25)
+    # SQS answers SendMessageBatch with throttling for `sqs_throttle_hours` from these moments (over a polling run).
+    sqs_throttles: tuple[float, ...] = (7.1, 19.1)
     sqs_throttle_hours: float = 2.0
     # The publication day CDSE cannot serve, and from when (days) for two days.
     outage_day: int = 12
     outage_from: float = 13.0
+
+    def scaled(self, days: int) -> FaultPlan:
+        """The same faults in a month of `days` publication days, at the same share of it (times of day kept)."""
+        if days == MONTH_DAYS:
+            return self
+
+        def move(moments: tuple[float, ...]) -> tuple[float, ...]:
+            return tuple(int(m * days / MONTH_DAYS) + m % 1 for m in moments)
+
+        outage_day = int(self.outage_day * days / MONTH_DAYS)
+        return dataclasses.replace(
+            self,
+            fetcher_timeouts=move(self.fetcher_timeouts),
+            database_restarts=move(self.database_restarts),
+            database_restarts_between=move(self.database_restarts_between),
+            relay_kills=move(self.relay_kills),
+            sqs_throttles=move(self.sqs_throttles),
+            outage_day=outage_day,
+            outage_from=outage_day + 1.0,
+        )
 
     def catalogue(self, seed: int, start: dt.date) -> CatalogueFaults:
         return CatalogueFaults(
@@ -120,3 +144,11 @@ class FaultPlan:
 
     def throttled(self, day: float) -> bool:
         return any(start <= day < start + self.sqs_throttle_hours / 24 for start in self.sqs_throttles)
+
+    def relay_killed(self, day: float, step_days: float) -> bool:
+        """Whether the relay run at `day` (within a step of `step_days`) is the one to kill."""
+        ends = (start + self.sqs_throttle_hours / 24 for start in self.sqs_throttles)
+        return any(kill <= day < kill + step_days for kill in (*self.relay_kills, *ends))
+
+    def restart_between(self, day: float, step_days: float) -> bool:
+        return any(moment <= day < moment + step_days for moment in self.database_restarts_between)

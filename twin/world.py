@@ -30,7 +30,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from link_fetcher.cdse.products import load_allowed_tiles
 from link_fetcher.settings import KNOWN_PLATFORMS, PACKAGED_TILES_FILE
@@ -134,8 +134,7 @@ class WorldConfig:
         return self.start_time + dt.timedelta(days=self.days)
 
 
-@dataclasses.dataclass(frozen=True)
-class ProductKey:
+class ProductKey(NamedTuple):
     day: int  # acquisition day, from config.start
     platform: int
     level: int  # 0 L1C, 1 L2A
@@ -435,7 +434,7 @@ class World:
             visible_at,
             deleted_at,
             cause,
-            self._encode(dataclasses.replace(key, generation=0)) if key.generation else None,
+            self._encode(key._replace(generation=0)) if key.generation else None,
             _hash64(config.seed, BYTES, packed) & 0x7FFFFFFF,
             config.product_bytes + draws.below(64),
         )
@@ -642,8 +641,9 @@ class WorldCdse(FakeSubscriptions):  # type: ignore[misc]  # the fakes (tests/) 
     def _download(self, product_id: str, headers: dict[str, str]) -> Reply:
         if not self.identity.is_valid(headers.get("authorization")):
             return json_reply(401, {"detail": "Expired signature!"})
-        product = self.world.product(product_id)
-        if product is None or not product.visible(self.now()):
+        # Stored from its publication (a late product is late in the search index only) until its deletion.
+        product, now = self.world.product(product_id), self.now()
+        if product is None or now < product.published or (product.deleted_at and product.deleted_at <= now):
             return json_reply(404, {"detail": f"Product {product_id} not found"})
         with self.lock:
             self.downloads[product.id] += 1

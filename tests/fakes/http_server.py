@@ -63,12 +63,17 @@ class FakeHttpServer:
                     self.close_connection = True
                 self.send_response(status)
                 for key, value in reply_headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                    if key.lower() != "content-length":
+                        self.send_header(key, value)
+                length = str(len(payload))
+                if self.command == "HEAD":  # the length of what a GET would give
+                    length = next((v for k, v in reply_headers.items() if k.lower() == "content-length"), length)
+                self.send_header("Content-Length", length)
                 self.end_headers()
-                self.wfile.write(payload[:sent])
+                if self.command != "HEAD":  # a HEAD answer has the headers of the GET and no body
+                    self.wfile.write(payload[:sent])
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet test output
                 pass
