@@ -22,7 +22,7 @@ THROTTLED = {"__type": "com.amazonaws.sqs#RequestThrottled", "message": "Request
 _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive", "host"}
 
 
-class SqsProxy(FakeHttpServer):
+class SqsProxy(FakeHttpServer):  # type: ignore[misc]  # the fakes are not type-checked (pyproject)
     def __init__(self) -> None:
         super().__init__()
         self.upstream: str | None = None  # the moto server, set once the twin runs
