@@ -53,6 +53,23 @@ def granule_record(index: int = 0, *, source: str = "search", tile: str = "28PHQ
     return GranuleRecord(**values)
 
 
+# Generation seconds given out, per name prefix and publication day: {key: {product Id: second}}.
+_GENERATION_SECONDS: dict[str, dict[str, int]] = {}
+
+
+def _generation_second(key: str, product_id: str) -> int:
+    """The same second for the same Id; products sensed in the same second (many made in one test) never share a
+    name, which a hash alone would give them now and then."""
+    given = _GENERATION_SECONDS.setdefault(key, {})
+    if product_id not in given:
+        taken = set(given.values())
+        second = zlib.crc32(product_id.encode()) % 86400
+        while second in taken:
+            second = (second + 1) % 86400
+        given[product_id] = second
+    return given[product_id]
+
+
 def cdse_product(
     *,
     product_id: str | None = None,
@@ -69,11 +86,11 @@ def cdse_product(
     published = published or sensing + dt.timedelta(hours=3)
     level = "L2A" if product_type == "S2MSI2A" else "L1C"
     # Each product its own name (the same name is the same product, SPEC §11): the discriminator, a generation
-    # time, falls on the publication day at a second the Id picks.
-    generated = published.replace(hour=0, minute=0, second=0) + dt.timedelta(
-        seconds=zlib.crc32(product_id.encode()) % 86400
-    )
-    name = f"{platform}_MSI{level}_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}_{generated:%Y%m%dT%H%M%S}.SAFE"
+    # time, falls on the publication day at a second the Id picks, the next free one if another Id took it.
+    prefix = f"{platform}_MSI{level}_{sensing:%Y%m%dT%H%M%S}_N0511_R137_T{tile}"
+    day = published.replace(hour=0, minute=0, second=0, microsecond=0)
+    generated = day + dt.timedelta(seconds=_generation_second(f"{prefix}_{day:%Y%m%d}", product_id))
+    name = f"{prefix}_{generated:%Y%m%dT%H%M%S}.SAFE"
     iso = lambda value: value.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
     product.update(
         Id=product_id,

@@ -155,16 +155,16 @@ def test_the_migration_custom_resource_creates_updates_and_deletes(
         assert count(twin_database, "SELECT count(*) FROM alembic_version") == 1  # Delete leaves the schema
 
 
-def test_a_lambda_timeout_in_the_middle_of_a_day_resumes_from_its_cursor(
-    cdk_out: Path, twin_database: str, catalogue: FakeCatalogue
-) -> None:
-    catalogue.add(day_products(days_back(1), "S2B", 2500))
+def test_a_lambda_timeout_in_the_middle_of_a_day_resumes_from_its_cursor(cdk_out: Path, twin_database: str) -> None:
     day = {"query_date": days_back(1).isoformat(), "platform": "S2B"}
     # At a twentieth: the fetcher's 60 s margin is 3 s here, time for it to deliver what it read before it stops.
-    with Twin(
+    # Each page takes a quarter of a second (five simulated), so the day's 25 pages outlast the timeout below on
+    # any machine.
+    with FakeCatalogue(answer_seconds=0.25) as catalogue, Twin(
         cdk_out, database_url=twin_database, cdse_base_url=catalogue.url, time_scale=0.05,
         function_env={"link_fetcher": {"PLATFORMS": "S2B", "CDSE_PAGE_SIZE": "100"}},
     ) as twin:  # fmt: skip
+        catalogue.add(day_products(days_back(1), "S2B", 2500))
         twin.invoke("date_generator", {})  # warm: the timeout below is the fetch's, not a cold start's
         # A timeout 70 s in: the fetcher stops at its 60 s margin, or Lambda stops it mid-page.
         twin.timeout_next("link_fetcher", 70)

@@ -235,6 +235,7 @@ class FakeCatalogue(FakeHttpServer):
         *,
         fault_policy: Callable[[str, str], str | None] | None = None,
         timeout_seconds: float = 61.0,
+        answer_seconds: float = 0.0,
     ) -> None:
         super().__init__()
         self._products: dict[str, _Product] = {}
@@ -245,6 +246,9 @@ class FakeCatalogue(FakeHttpServer):
         self.fault_policy = fault_policy
         # How long a `timeout` fault holds the reply: past the client's read timeout (link_fetcher.http).
         self.timeout_seconds = timeout_seconds
+        # How long every answer takes, as the real catalogue's do: work timed against a deadline meets it whatever
+        # the machine's speed.
+        self.answer_seconds = answer_seconds
 
     def add(self, products: Iterable[dict[str, Any]]) -> None:
         """Make products visible (a product added after a fetch plays one that became visible late)."""
@@ -277,6 +281,7 @@ class FakeCatalogue(FakeHttpServer):
         return sum(marker in query for query in queries)
 
     def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
+        time.sleep(self.answer_seconds)
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
         if fault is None and self.fault_policy is not None:
