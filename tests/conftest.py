@@ -132,8 +132,8 @@ def _forget_process_caches() -> None:
             for value in list(vars(module).values()):
                 if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
                     value.cache_clear()
-    if "link_fetcher.secrets" in sys.modules:  # loaded only by tests that reach the database or read secrets
-        from link_fetcher.secrets import clear_cache
+    if "link_fetcher.credentials" in sys.modules:  # loaded only by tests that reach the database or read secrets
+        from link_fetcher.credentials import clear_cache
 
         clear_cache()
 

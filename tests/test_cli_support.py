@@ -9,8 +9,8 @@ import pytest
 from moto import mock_aws
 
 from link_fetcher.cli_support import report_delivery
+from link_fetcher.credentials import CredentialsUnavailable, clear_cache, read_secret
 from link_fetcher.relay import RelayReport
-from link_fetcher.secrets import SecretUnavailable, clear_cache, read_secret
 
 pytestmark = pytest.mark.unit
 
@@ -70,11 +70,11 @@ def test_a_secret_is_read_once_per_max_age(secretsmanager) -> None:
 )
 def test_an_unusable_secret_names_the_secret_and_never_its_content(secretsmanager, secret_string, error) -> None:
     arn = secretsmanager.create_secret(Name="bad", SecretString=secret_string)["ARN"]
-    with pytest.raises(SecretUnavailable) as raised:
+    with pytest.raises(CredentialsUnavailable) as raised:
         read_secret(arn, what="test account", fields=("username", "password"))
     assert str(raised.value) == f"cannot read the test account secret {arn}: {error}"
 
 
 def test_a_missing_secret_is_unavailable(secretsmanager) -> None:
-    with pytest.raises(SecretUnavailable, match="cannot read the database secret arn:missing"):
+    with pytest.raises(CredentialsUnavailable, match="cannot read the database secret arn:missing"):
         read_secret("arn:missing", what="database", fields=())

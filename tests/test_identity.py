@@ -109,6 +109,15 @@ def test_a_stac_items_product_name() -> None:
 
 
 @pytest.mark.unit
+def test_platforms_are_checked_in_one_place() -> None:
+    assert MISSION.known_platforms([" s2b", "S2A", "s2b"]) == ["S2B", "S2A"]
+    with pytest.raises(ValueError, match=r"^unknown platform\(s\) S2Z, S3A; expected some of S2A, S2B, S2C$"):
+        MISSION.known_platforms(["S3A", "S2A", "s2z"])
+    with pytest.raises(ValueError, match="at least one platform"):
+        MISSION.known_platforms([])
+
+
+@pytest.mark.unit
 def test_platforms_serials_and_stac_forms() -> None:
     assert MISSION.platforms == ("S2A", "S2B", "S2C")
     assert MISSION.serial("S2C") == "C" and MISSION.platform("B") == "S2B"

@@ -14,10 +14,10 @@ from moto import mock_aws
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from db import engine as db_engine
 from db import reset_engines
 from db.migrate import current_revision
 from lambdas.migrate import handler as migrate
+from link_fetcher.credentials import CredentialsUnavailable
 
 CONTEXT = SimpleNamespace(
     function_name="migrate", memory_limit_in_mb=512, invoked_function_arn="arn:aws:lambda:us-east-1:0:function:m",
@@ -106,7 +106,7 @@ def test_an_unreadable_secret_fails_the_deployment(aws_env: None, monkeypatch: p
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with mock_aws():
         monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing")
-        with pytest.raises(db_engine.DatabaseUnavailable, match="cannot read the database secret"):
+        with pytest.raises(CredentialsUnavailable, match="cannot read the database secret"):
             migrate.handler(event("Create"), CONTEXT)
 
 

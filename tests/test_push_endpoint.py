@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 
 from db import get_engine, record_granules
 from link_fetcher.cdse.products import CdseProduct
+from link_fetcher.credentials import clear_cache
 from link_fetcher.push import PushEndpoint
-from link_fetcher.secrets import clear_cache
 from link_fetcher.settings import Settings
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import SqsEndpoint

@@ -10,7 +10,8 @@ import pytest
 
 from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
 from link_fetcher.cdse.products import Criteria
-from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
+from link_fetcher.credentials import Credentials, CredentialsUnavailable
+from link_fetcher.push.auth import credentials_source, is_authorized
 from link_fetcher.push.decisions import decide
 from link_fetcher.settings import Settings
 from tests.factories import PUSH_FIXTURE, cdse_product
@@ -142,5 +143,5 @@ def test_basic_auth(authorization: str | None, ok: bool) -> None:
 def test_credentials_come_from_settings_or_are_a_configuration_error() -> None:
     settings = Settings(_env_file=None, subscription_username="u", subscription_password="p")
     assert credentials_source(settings)() == Credentials("u", "p")
-    with pytest.raises(ValueError, match="SUBSCRIPTION_USERNAME"):
+    with pytest.raises(CredentialsUnavailable, match="SUBSCRIPTION_USERNAME"):
         credentials_source(Settings(_env_file=None, subscription_username="u"))

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import query_days
 from link_fetcher.fetching.progress import DELETIONS, PRODUCTS
+from link_fetcher.mission import MISSION
 from link_fetcher.observability import Service
-from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
+from link_fetcher.settings import get_settings
 
 DEFAULT_LOOKBACK_DAYS = 5
 
@@ -41,11 +42,7 @@ def request_today(request: DateRequest) -> dt.date:
 
 
 def request_platforms(request: DateRequest, configured_platforms: list[str]) -> list[str]:
-    platforms = [platform.upper() for platform in (request.platforms or configured_platforms)]
-    unknown = sorted(set(platforms) - set(KNOWN_PLATFORMS))
-    if unknown:
-        raise ValueError(f"unknown platform(s): {', '.join(unknown)}")
-    return platforms
+    return MISSION.known_platforms(request.platforms or configured_platforms)
 
 
 def query_dates_platforms(request: DateRequest, configured_platforms: list[str]) -> list[list[str]]:

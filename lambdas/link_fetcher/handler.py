@@ -23,9 +23,10 @@ from link_fetcher.cdse.search import CdseCatalogue
 from link_fetcher.database import engine_for
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.fetching.deletions import DeletionFetcher
+from link_fetcher.mission import MISSION
 from link_fetcher.observability import Service
 from link_fetcher.recording import Recorder
-from link_fetcher.settings import KNOWN_PLATFORMS, get_settings
+from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
 
 STOP_MARGIN_MS = 60_000
@@ -93,9 +94,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "deletion_date" in event:
         return fetch_deletions(event, context)
     request = FetchRequest.model_validate(event)
-    platform = request.platform.upper()
-    if platform not in KNOWN_PLATFORMS:
-        raise ValueError(f"unknown platform {request.platform!r}; expected one of {', '.join(KNOWN_PLATFORMS)}")
+    [platform] = MISSION.known_platforms([request.platform])
     report = fetcher().fetch(
         request.query_date, platform, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS
     )

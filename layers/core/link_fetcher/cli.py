@@ -133,10 +133,14 @@ def _failure(obj: CliContext, exc: Exception) -> tuple[int, str] | None:
     The libraries are imported here, once something failed, so `--help` does not pay for them."""
     from pydantic import ValidationError
 
+    from link_fetcher.credentials import CredentialsUnavailable
+
     if isinstance(exc, ValidationError):
         return 2, _settings_error(exc)
     if isinstance(exc, CliFailure):
         return exc.exit_code, str(exc)
+    if isinstance(exc, CredentialsUnavailable):  # before the database: naming it may need its secret again
+        return 1, str(exc)
     if (database := _database_error(obj, exc)) is not None:
         return 1, database
     return None

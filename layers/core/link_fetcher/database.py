@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import DatabaseUnavailable, describe_url, get_engine
 from db.engine import normalise_url
-from link_fetcher.secrets import SecretUnavailable, read_secret
+from link_fetcher.credentials import CredentialSource, CredentialsUnavailable
 from link_fetcher.settings import Settings
 from link_fetcher.text import one_line
 
@@ -28,18 +28,15 @@ def configured_url(settings: Settings) -> str | None:
     DATABASE_SECRET_ARN, else None (the CLI then starts the embedded database)."""
     if settings.database_url:
         return normalise_url(settings.database_url)
-    if settings.database_secret_arn:
-        return url_from_secret(settings.database_secret_arn)
+    if settings.database_credentials.configured:
+        return url_from_secret(settings.database_credentials)
     return None
 
 
-def url_from_secret(secret_arn: str) -> str:
-    """The URL in an RDS-style secret ({host, port, username, password, dbname}); DatabaseUnavailable when the
+def url_from_secret(source: CredentialSource) -> str:
+    """The URL in an RDS-style secret ({host, port, username, password, dbname}); CredentialsUnavailable when the
     secret cannot be read."""
-    try:
-        secret = read_secret(secret_arn, what="database", fields=("username", "password", "host"))
-    except SecretUnavailable as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+    secret = source.fields("host")
     return (
         f"postgresql+psycopg://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
         f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'postgres')}"
@@ -65,18 +62,21 @@ def embedded_url(data_dir: Path) -> str:
 def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
     """The process's engine. The embedded database is migrated on first use, so it is ready to record."""
     url = configured_url(settings)
-    # Each relay worker holds one connection (its leases live with its session); the rest serve requests,
-    # recording and reports.
-    pool_size = max(5, settings.relay_workers + 3)
     if url is None:
         if not allow_embedded:
             raise RuntimeError("DATABASE_URL (or DATABASE_SECRET_ARN) is not set")
         from db.migrate import upgrade_head  # Alembic: only the CLI's embedded database gets here, not a Lambda
 
-        engine = get_engine(embedded_url(settings.embedded_db_dir), pool_size=pool_size)
+        engine = engine_at(embedded_url(settings.embedded_db_dir), settings)
         upgrade_head(engine)
         return engine
-    return get_engine(url, pool_size=pool_size)
+    return engine_at(url, settings)
+
+
+def engine_at(url: str, settings: Settings) -> Engine:
+    """The engine for `url`, its pool sized for `settings`: each relay worker holds one connection (its leases
+    live with its session); the rest serve requests, recording and reports."""
+    return get_engine(url, pool_size=max(5, settings.relay_workers + 3))
 
 
 # SQLSTATEs of a server ending the session: pg_terminate_backend or a shutdown (57P01), a server crash (57P02), an
@@ -90,7 +90,7 @@ def database_failure(exc: BaseException, where: str) -> str | None:
     the database (`describe_url`), never its password. What is told apart: the server could not be reached
     (`cannot connect`), a session that was working ended under a statement or a commit (`lost the connection`:
     the server ended it, crashed or restarted, or the network dropped it), a schema not migrated, other errors."""
-    if isinstance(exc, DatabaseUnavailable):
+    if isinstance(exc, DatabaseUnavailable | CredentialsUnavailable):
         return str(exc)
     if isinstance(exc, PoolTimeoutError):
         return f"no free connection to {where} in time (all in use): {one_line(exc)}"

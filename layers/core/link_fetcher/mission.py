@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 SAFE_SUFFIX = ".SAFE"
@@ -60,6 +60,17 @@ class Mission:
     def platforms(self) -> tuple[str, ...]:
         """S2A, S2B, S2C: the platforms one can configure (PLATFORMS)."""
         return tuple(self.platform_prefix + serial for serial in self.serials)
+
+    def known_platforms(self, platforms: Iterable[str]) -> list[str]:
+        """`platforms` in upper case, each once; ValueError naming those the mission does not have, or when there
+        are none: the one check of PLATFORMS, a schedule's `platforms` and a fetch's `platform`."""
+        known = list(dict.fromkeys(platform.strip().upper() for platform in platforms))
+        unknown = sorted(set(known) - set(self.platforms))
+        if unknown:
+            raise ValueError(f"unknown platform(s) {', '.join(unknown)}; expected some of {', '.join(self.platforms)}")
+        if not known:
+            raise ValueError("at least one platform is needed")
+        return known
 
     def platform(self, serial: str) -> str:
         """`A` -> `S2A`."""

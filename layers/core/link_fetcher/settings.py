@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from link_fetcher import stream_names
 from link_fetcher.mission import MISSION
+
+if TYPE_CHECKING:
+    from link_fetcher.credentials import CredentialSource
 
 PACKAGED_TILES_FILE = Path(__file__).with_name("hls_allowed_tiles.txt")
 KNOWN_PLATFORMS = MISSION.platforms
@@ -121,6 +124,27 @@ class Settings(BaseSettings):
     # Entries a group consumer may hold unacknowledged: reads hand it no new ones until it acks.
     gateway_max_pending: int = Field(1000, ge=1)
 
+    @property
+    def database_credentials(self) -> CredentialSource:
+        from link_fetcher.credentials import CredentialSource  # Secrets Manager's client: only a process signing in
+
+        return CredentialSource("database", "DATABASE", self.database_secret_arn)
+
+    @property
+    def cdse_credentials(self) -> CredentialSource:
+        from link_fetcher.credentials import CredentialSource  # Secrets Manager's client: only a process signing in
+
+        return CredentialSource("CDSE account", "CDSE", self.cdse_secret_arn, self.cdse_username, self.cdse_password)
+
+    @property
+    def subscription_credentials(self) -> CredentialSource:
+        from link_fetcher.credentials import CredentialSource  # Secrets Manager's client: only a process signing in
+
+        return CredentialSource(
+            "push endpoint", "SUBSCRIPTION", self.subscription_secret_arn, self.subscription_username,
+            self.subscription_password,
+        )  # fmt: skip
+
     @field_validator("platforms", mode="before")
     @classmethod
     def _parse_platforms(cls, value: object) -> object:
@@ -143,13 +167,7 @@ class Settings(BaseSettings):
     @field_validator("platforms")
     @classmethod
     def _known_platforms(cls, value: list[str]) -> list[str]:
-        platforms = [platform.upper() for platform in value]
-        unknown = sorted(set(platforms) - set(KNOWN_PLATFORMS))
-        if unknown:
-            raise ValueError(f"unknown platform(s) {', '.join(unknown)}; expected some of {', '.join(KNOWN_PLATFORMS)}")
-        if not platforms:
-            raise ValueError("at least one platform is needed")
-        return platforms
+        return MISSION.known_platforms(value)
 
 
 @functools.cache

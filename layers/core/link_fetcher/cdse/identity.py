@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from link_fetcher.http import HttpError, make_session, raise_for_status, with_retries
-from link_fetcher.secrets import SecretUnavailable, read_secret
 
 if TYPE_CHECKING:
     from link_fetcher.settings import Settings
@@ -86,24 +85,13 @@ class TokenProvider:
         self._refresh_expires_at = now + max(float(payload.get("refresh_expires_in", 0)) - EXPIRY_MARGIN_SECONDS, 0)
 
 
-def cdse_account(settings: Settings) -> tuple[str, str] | None:
-    """The CDSE account: the Secrets Manager secret named by CDSE_SECRET_ARN ({"username", "password"}), else
-    CDSE_USERNAME / CDSE_PASSWORD; None when neither is configured."""
-    if arn := settings.cdse_secret_arn:
-        try:
-            secret = read_secret(arn, what="CDSE account", fields=("username", "password"))
-        except SecretUnavailable as exc:  # without the account no request can be made: a failed run
-            raise HttpError(str(exc)) from exc
-        return str(secret["username"]), str(secret["password"])
-    if settings.cdse_username and settings.cdse_password:
-        return settings.cdse_username, settings.cdse_password.get_secret_value()
-    return None
-
-
 def token_provider(settings: Settings) -> TokenProvider | None:
     """A token provider for the configured CDSE account, or None when no account is configured."""
-    account = cdse_account(settings)
-    if account is None:
+    source = settings.cdse_credentials
+    if not source.configured:
         return None
+    account = source.resolve()  # CredentialsUnavailable: without the account no request can be made
     # The token request is safe to repeat, so POST is retried here.
-    return TokenProvider(settings.cdse_identity_url, *account, make_session(methods=("POST",)))
+    return TokenProvider(
+        settings.cdse_identity_url, account.username, account.password, make_session(methods=("POST",))
+    )

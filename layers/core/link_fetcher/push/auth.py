@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import hmac
 from base64 import b64decode
 from collections.abc import Callable
 
-from link_fetcher.secrets import read_secret
+from link_fetcher.credentials import Credentials
 from link_fetcher.settings import Settings
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Credentials:
-    username: str
-    password: str
 
 
 def is_authorized(authorization: str | None, expected: Credentials) -> bool:
@@ -35,17 +28,7 @@ def is_authorized(authorization: str | None, expected: Credentials) -> bool:
 
 
 def credentials_source(settings: Settings) -> Callable[[], Credentials]:
-    """Where the expected credentials come from: the secret named by SUBSCRIPTION_SECRET_ARN (cached as
-    link_fetcher.secrets says), else SUBSCRIPTION_USERNAME / SUBSCRIPTION_PASSWORD. ValueError when neither is set."""
-    if arn := settings.subscription_secret_arn:
-        return lambda: _from_secret(arn)
-    if settings.subscription_username and settings.subscription_password:
-        credentials = Credentials(settings.subscription_username, settings.subscription_password.get_secret_value())
-        return lambda: credentials
-    raise ValueError("set SUBSCRIPTION_USERNAME and SUBSCRIPTION_PASSWORD (or SUBSCRIPTION_SECRET_ARN)")
-
-
-def _from_secret(arn: str) -> Credentials:
-    """SecretUnavailable when it cannot be read: the endpoint then answers 503 (cannot authenticate now)."""
-    secret = read_secret(arn, what="subscription", fields=("username", "password"))
-    return Credentials(str(secret["username"]), str(secret["password"]))
+    """Where the expected credentials come from: SUBSCRIPTION_SECRET_ARN's secret (re-read as link_fetcher.credentials
+    caches it; CredentialsUnavailable then means the endpoint cannot authenticate now), else SUBSCRIPTION_USERNAME
+    and SUBSCRIPTION_PASSWORD. CredentialsUnavailable at once when neither is set."""
+    return settings.subscription_credentials.required().resolve

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import functools
 
 import click
 
 from link_fetcher.cli_support import CliContext, ConfigurationError, pass_context, stderr
-from link_fetcher.database import configured_url
+from link_fetcher.credentials import CredentialsUnavailable
 
 
 @click.command()
@@ -24,8 +25,9 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
 
     Requests record; a background relay in each process delivers to the configured sinks."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from link_fetcher.push.server import default_workers, serving_app
+    from link_fetcher.push.server import default_workers, serving_app, worker_app
     from link_fetcher.push.timeouts import HTTP_PROTOCOL
 
     workers = workers or default_workers()
@@ -33,7 +35,7 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     engine = obj.engine()  # start the embedded database (when used) before taking requests
     try:
         app = serving_app(obj.settings, engine)
-    except ValueError as exc:
+    except CredentialsUnavailable as exc:
         raise ConfigurationError(str(exc)) from exc
     stderr.print(
         f"push endpoint on http://{host}:{port}/events ({obj.database_description()}, {workers} worker(s))",
@@ -43,17 +45,13 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=HTTP_PROTOCOL)
         return 0
-    if configured_url(obj.settings) is None:
-        # The workers reach the embedded database this process started.
-        os.environ["DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
-    uvicorn.run(
-        "link_fetcher.push.server:app_from_environment",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
+    # uvicorn.run() takes only an import string for several workers; its supervisor takes any picklable factory,
+    # so each worker gets this process's settings and database (the embedded one it started, say) as arguments.
+    factory = functools.partial(worker_app, obj.settings, engine.url.render_as_string(hide_password=False))
+    config = uvicorn.Config(
+        factory, factory=True, workers=workers, host=host, port=port, log_level="warning", access_log=False,
         http=HTTP_PROTOCOL,
-    )
+    )  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0

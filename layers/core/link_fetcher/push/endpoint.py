@@ -20,20 +20,21 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from db import DatabaseUnavailable, DeletionOutcome
 from link_fetcher.cdse.notifications import InvalidNotification, parse_notifications
 from link_fetcher.cdse.products import Criteria
+from link_fetcher.credentials import Credentials, CredentialsUnavailable
 from link_fetcher.database import database_failure, engine_description
 from link_fetcher.observability import NAMESPACE, Service
-from link_fetcher.push.auth import Credentials, credentials_source, is_authorized
+from link_fetcher.push.auth import credentials_source, is_authorized
 from link_fetcher.push.decisions import Decision, push_criteria
 from link_fetcher.push.planning import OTHER_SUBSCRIPTION, Plan, Recorded, plan, record
 from link_fetcher.recording import Recorder
-from link_fetcher.secrets import SecretUnavailable
 from link_fetcher.settings import Settings
 from link_fetcher.sinks import build_sinks
 from link_fetcher.timestamps import MALFORMED
 
 MAX_BODY_BYTES = 1024 * 1024
 # Errors meaning "the database cannot be reached right now": 503, so CDSE retries the notification.
-DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, DatabaseUnavailable)
+# CredentialsUnavailable: the database's secret could not be read (the endpoint's own is checked before).
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, DatabaseUnavailable, CredentialsUnavailable)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class PushEndpoint:
     def from_settings(
         cls, settings: Settings, engine: Callable[[], Engine], *, logger: Logger | None = None, **kwargs: Any
     ) -> PushEndpoint:
-        """ValueError when the endpoint's credentials are not configured."""
+        """CredentialsUnavailable when the endpoint's credentials are not configured."""
         sinks = build_sinks(settings)
 
         @functools.cache  # a failure (database unreachable) is not cached: the next request tries again
@@ -114,7 +115,7 @@ class PushEndpoint:
         """None when the request carries the right credentials, else the reply to send."""
         try:
             expected = self._credentials()
-        except SecretUnavailable as exc:
+        except CredentialsUnavailable as exc:
             self.logger.error("cannot check credentials", extra={"error": str(exc)})
             self.count("credentials_unavailable")
             return CREDENTIALS_UNAVAILABLE

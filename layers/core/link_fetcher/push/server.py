@@ -13,17 +13,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from link_fetcher.background_relay import BackgroundRelay
-from link_fetcher.database import engine_for
+from link_fetcher.database import engine_at
 from link_fetcher.push.endpoint import MAX_BODY_BYTES, PushEndpoint, Reply
 from link_fetcher.push.timeouts import TIMED_OUT
 from link_fetcher.recording import Recorder
-from link_fetcher.settings import Settings, get_settings
+from link_fetcher.settings import Settings
 from link_fetcher.sinks import build_sinks
 
 
 def serving_app(settings: Settings, engine: Engine) -> FastAPI:
     """The endpoint with a background relay for the configured sinks: requests only record, the relay
-    delivers (batching busy periods). ValueError when the endpoint's credentials are not configured."""
+    delivers (batching busy periods). CredentialsUnavailable when the endpoint's credentials are not configured."""
     sinks = build_sinks(settings)
     background = BackgroundRelay(Recorder.from_settings(settings, engine, sinks, publish=False)) if sinks else None
     endpoint = PushEndpoint.from_settings(
@@ -38,10 +38,10 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def app_from_environment() -> FastAPI:
-    """Factory for uvicorn worker processes (`serve --workers N`): settings and database from the environment."""
-    settings = get_settings()
-    return serving_app(settings, engine_for(settings))
+def worker_app(settings: Settings, database_url: str) -> FastAPI:
+    """Factory for each worker process of `serve --workers N`: the parent's settings and database (the embedded
+    one the parent started, or the one configured), given to it rather than read again."""
+    return serving_app(settings, engine_at(database_url, settings))
 
 
 def create_app(endpoint: PushEndpoint, background: BackgroundRelay | None = None) -> FastAPI:

@@ -20,18 +20,21 @@ from link_fetcher.cdse.subscriptions import (
     push_subscription,
 )
 from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
+from link_fetcher.credentials import CredentialsUnavailable
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.push.auth import credentials_source
-from link_fetcher.secrets import SecretUnavailable
 
 T = TypeVar("T")
 
 
 def _api(obj: CliContext) -> SubscriptionsApi:
     settings = obj.settings
+    try:
+        settings.cdse_credentials.required()  # the account that owns the subscription
+    except CredentialsUnavailable as exc:
+        raise ConfigurationError(str(exc)) from exc
     tokens = token_provider(settings)
-    if tokens is None:
-        raise ConfigurationError("set CDSE_USERNAME and CDSE_PASSWORD (the CDSE account that owns the subscription)")
+    assert tokens is not None  # required() checked that an account is configured
     # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one (and
     # an Ack that failed is simply sent again by the next pull).
     session = make_session(methods=("GET", "DELETE"))
@@ -69,7 +72,7 @@ def create(obj: CliContext, endpoint_url: str | None, pull: bool) -> int:
             raise click.BadParameter("must be an http(s) URL", param_hint="--endpoint")
         try:
             credentials = credentials_source(obj.settings)()
-        except (ValueError, SecretUnavailable) as exc:
+        except CredentialsUnavailable as exc:
             raise ConfigurationError(str(exc)) from exc
         body = push_subscription(endpoint_url, credentials.username, credentials.password, obj.settings.product_type)
         target = endpoint_url
