@@ -24,12 +24,12 @@ from benchmarks.common import scratch_database, sqs_client, sqs_endpoint_process
 from db import GranuleRecord, record_granules
 from link_fetcher.messages import to_download_body
 from link_fetcher.relay import relay
-from link_fetcher.settings import Settings
+from link_fetcher.settings import RelaySettings
 from link_fetcher.sinks.sqs import SqsSink
 from tests.factories import granule_record
 from tests.fakes.sqs_endpoint import ACCOUNT
 
-DEFAULT_WORKERS = Settings.model_fields["relay_workers"].default
+DEFAULT_WORKERS = RelaySettings.model_fields["workers"].default
 _INSERT = text(
     """
     INSERT INTO granule (id, filename, download_url, source, tile_id, platform, product_type, size, checksum,

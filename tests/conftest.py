@@ -21,7 +21,7 @@ from cdk.link_fetcher_cdk.node import use_project_node
 from db import get_engine, reset_engines
 from db.engine import normalise_url
 from db.migrate import upgrade_head
-from link_fetcher.settings import Settings
+from link_fetcher.settings import Settings, read_settings
 
 # Tests that synthesize the stack start jsii, which runs the `node` it finds on PATH: the project's (package.json).
 use_project_node()
@@ -90,7 +90,7 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
             "redis_url": None,
             **overrides,
         }
-        return Settings(_env_file=None, **values)
+        return read_settings(None, **values)
 
     return make
 

@@ -11,7 +11,7 @@ import uvicorn
 
 from link_fetcher.gateway.app import create_app
 from link_fetcher.gateway.server import server_config
-from link_fetcher.settings import Settings
+from link_fetcher.settings import Settings, read_settings
 
 READ_KEY, WRITE_KEY, ADMIN_KEY = "test-read-key", "test-write-key", "test-admin-key"
 API_KEYS = f"{READ_KEY}:read,{WRITE_KEY}:write,{ADMIN_KEY}:admin"
@@ -58,4 +58,4 @@ def gateway_settings(redis_url: str, database_url: str | None, **overrides: obje
         **LIMITS,
         **overrides,
     }
-    return Settings(_env_file=None, **values)
+    return read_settings(None, **values)

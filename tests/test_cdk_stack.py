@@ -17,7 +17,7 @@ from cdk.link_fetcher_cdk.stack import LinkFetcherStack
 from link_fetcher.fetching import fetch
 from link_fetcher.observability import FRESHNESS_SOURCES, FUNCTION_SERVICES, NAMESPACE, Metric, Service
 from link_fetcher.push import decisions
-from link_fetcher.settings import Settings
+from link_fetcher.settings import read_settings
 from link_fetcher.stac import items
 
 LAMBDAS = PROJECT_ROOT / "lambdas"
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(600)
 def synth(config: DeployConfig, project_root: Path = PROJECT_ROOT) -> LinkFetcherStack:
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     return LinkFetcherStack(
-        app, config.identifier, project_root=project_root, config=config, settings=Settings(_env_file=None)
+        app, config.identifier, project_root=project_root, config=config, settings=read_settings(None)
     )
 
 
@@ -325,7 +325,7 @@ def test_a_silent_relay_or_a_failed_delivery_raises_an_alarm(template: Template)
 
 
 def test_freshness_alarms_on_each_source_p95_above_the_objective() -> None:
-    settings = Settings(_env_file=None, freshness_slo_seconds=1800)
+    settings = read_settings(None, freshness_slo_seconds=1800)
     stack = LinkFetcherStack(
         cdk.App(context={"aws:cdk:bundling-stacks": []}),
         "fresh",

@@ -29,6 +29,13 @@ def test_bad_configuration_exits_2(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.setenv("PLATFORMS", "S2A,S9Z")
     assert main(["status"]) == 2
     assert "PLATFORMS" in capsys.readouterr().err
+    # A field of a group with a prefix is named by its variable, as the user set it.
+    monkeypatch.delenv("PLATFORMS")
+    monkeypatch.setenv("CDSE_PAGE_SIZE", "5000")
+    assert main(["status"]) == 2
+    assert "error: configuration error: CDSE_PAGE_SIZE: Input should be less than or equal to 1000" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.unit

@@ -14,18 +14,18 @@ from link_fetcher.cdse.identity import token_provider
 from link_fetcher.credentials import Credentials, CredentialSource, CredentialsUnavailable
 from link_fetcher.database import configured_url
 from link_fetcher.push.auth import credentials_source
-from link_fetcher.settings import Settings
+from link_fetcher.settings import read_settings
 
 pytestmark = pytest.mark.unit
 MISSING_ARN = "arn:aws:secretsmanager:us-east-1:1:secret:missing"
 
 
 def test_a_username_and_password_given_directly() -> None:
-    settings = Settings(_env_file=None, cdse_username="u", cdse_password="p")
-    assert settings.cdse_credentials.resolve() == Credentials("u", "p")
+    settings = read_settings(None, cdse_username="u", cdse_password="p")
+    assert settings.cdse.credentials.resolve() == Credentials("u", "p")
     assert "p" not in repr(Credentials("u", "p"))
-    assert not Settings(_env_file=None, cdse_username="u").cdse_credentials.configured
-    assert token_provider(Settings(_env_file=None)) is None  # no CDSE account: enough for STAC items
+    assert not read_settings(None, cdse_username="u").cdse.credentials.configured
+    assert token_provider(read_settings(None)) is None  # no CDSE account: enough for STAC items
 
 
 def test_a_secret_wins_over_a_username_and_password(aws_env) -> None:
@@ -33,8 +33,8 @@ def test_a_secret_wins_over_a_username_and_password(aws_env) -> None:
         arn = boto3.client("secretsmanager").create_secret(
             Name="cdse-account", SecretString=json.dumps({"username": "alice", "password": "pw"})
         )["ARN"]
-        settings = Settings(_env_file=None, cdse_secret_arn=arn, cdse_username="ignored", cdse_password="x")
-        assert settings.cdse_credentials.resolve() == Credentials("alice", "pw")
+        settings = read_settings(None, cdse_secret_arn=arn, cdse_username="ignored", cdse_password="x")
+        assert settings.cdse.credentials.resolve() == Credentials("alice", "pw")
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_a_secret_wins_over_a_username_and_password(aws_env) -> None:
     ],
 )
 def test_an_unreadable_secret_is_the_same_error_for_every_account(aws_env, settings, what) -> None:
-    configured = Settings(_env_file=None, **settings)
+    configured = read_settings(None, **settings)
     with mock_aws(), pytest.raises(CredentialsUnavailable, match=f"^cannot read the {what} secret {MISSING_ARN}: "):
         if what == "CDSE account":
             token_provider(configured)
@@ -64,7 +64,7 @@ def test_credentials_not_configured_say_what_to_set_and_never_the_password() -> 
         "set SUBSCRIPTION_USERNAME and SUBSCRIPTION_PASSWORD (or SUBSCRIPTION_SECRET_ARN) for the push endpoint"
     )
     with pytest.raises(CredentialsUnavailable, match="SUBSCRIPTION_USERNAME"):
-        credentials_source(Settings(_env_file=None, subscription_username="u"))
+        credentials_source(read_settings(None, subscription_username="u"))
     direct = CredentialSource("database", "DATABASE", username="u", password=SecretStr("hunter2"))
     with pytest.raises(CredentialsUnavailable, match="set DATABASE_SECRET_ARN: the database needs host") as raised:
         direct.fields("host")  # a host only a secret gives

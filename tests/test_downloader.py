@@ -83,7 +83,7 @@ def test_downloads_verify_and_survive_faults_into_a_folder(engine, cdse, setting
         corrupt.id: Result.FAILED,
     }
     assert "MD5" in outcomes[corrupt.id].error
-    root = settings.download_dir
+    root = settings.downloader.download_dir
     state = rows(engine)
     for product in (good, throttled, dropped):
         row = state[product.id]
@@ -112,7 +112,7 @@ def test_a_downloaded_granule_whose_object_vanished_is_downloaded_again(engine, 
     record(engine, [product])
     downloader = build_downloader(settings, engine)
     (first,) = downloader.download([product.id])
-    (settings.download_dir / first.object_key).unlink()
+    (settings.downloader.download_dir / first.object_key).unlink()
     (second,) = downloader.download([product.id])
     assert second.result == Result.DOWNLOADED and product.transfers == 2
 
@@ -122,10 +122,10 @@ def test_unknown_ids_and_missing_credentials(engine, cdse, settings, make_settin
     record(engine, [product])
     (unknown,) = build_downloader(settings, engine).download(["no-such-id"])
     assert unknown.result == Result.UNKNOWN
-    no_account = make_settings(cdse_download_url=cdse.url, download_dir=settings.download_dir)
+    no_account = make_settings(cdse_download_url=cdse.url, download_dir=settings.downloader.download_dir)
     (outcome,) = build_downloader(no_account, engine).download([product.id])
     assert outcome.result == Result.FAILED and "CDSE_USERNAME" in outcome.error
-    wrong = settings.model_copy(update={"cdse_password": SecretStr("wrong")})
+    wrong = settings.model_copy(update={"cdse": settings.cdse.model_copy(update={"password": SecretStr("wrong")})})
     (refused,) = build_downloader(wrong, engine).download([product.id])
     assert refused.result == Result.FAILED and "credentials refused" in refused.error
     assert product.transfers == 0
@@ -170,7 +170,7 @@ def test_a_size_contradicting_the_record_fails_before_any_byte_is_stored(engine,
         record_granules(conn, [granule_record(0, id=product.id, size=10_001, checksum=product.md5)], ["sqs"])
     (outcome,) = build_downloader(settings, engine).download([product.id])
     assert outcome.result == Result.FAILED and "announces 10000 bytes, expected 10001" in outcome.error
-    assert not settings.download_dir.exists() or all_files(settings.download_dir) == []
+    assert not settings.downloader.download_dir.exists() or all_files(settings.downloader.download_dir) == []
 
 
 def test_plain_http_is_refused_for_remote_hosts(engine, make_settings, tmp_path) -> None:
@@ -209,7 +209,7 @@ def test_stac_item_stores_selected_bands_and_rewritten_item(engine, cdse, settin
         record_granules(conn, [granule], ["sqs"])
     (outcome,) = build_downloader(settings, engine).download([granule.id])
     assert outcome.result == Result.DOWNLOADED, outcome.error
-    root = settings.download_dir
+    root = settings.downloader.download_dir
     prefix = "sentinel-2-l2a/S2B_33UUP_20240912_0_L2A"
     assert all_files(root) == [f"{prefix}/S2B_33UUP_20240912_0_L2A.json", f"{prefix}/nir.tif", f"{prefix}/red.tif"]
     assert (root / prefix / "red.tif").read_bytes() == b"".join(synthetic_bytes(4, 70_000))
@@ -235,7 +235,7 @@ def test_stac_asset_that_fails_leaves_no_item(engine, cdse, settings) -> None:
         record_granules(conn, [granule], ["sqs"])
     (outcome,) = build_downloader(settings, engine).download([granule.id])
     assert outcome.result == Result.FAILED and "404" in outcome.error
-    assert not settings.download_dir.exists() or all_files(settings.download_dir) == []
+    assert not settings.downloader.download_dir.exists() or all_files(settings.downloader.download_dir) == []
 
 
 @pytest.fixture
@@ -306,7 +306,12 @@ def test_a_deleted_granule_is_not_downloaded_and_optionally_removed(
 
     stored, never = cdse.add_product(100_000), cdse.add_product(100_000)
     record(engine, [stored, never])
-    downloader = build_downloader(settings.model_copy(update={"delete_downloaded_on_deletion": remove}), engine)
+    downloader = build_downloader(
+        settings.model_copy(
+            update={"downloader": settings.downloader.model_copy(update={"delete_downloaded_on_deletion": remove})}
+        ),
+        engine,
+    )
     assert downloader.download([stored.id])[0].result == Result.DOWNLOADED
     key = rows(engine)[stored.id]["object_key"]
     cdse_requests = len(cdse.requests)
@@ -328,7 +333,7 @@ def test_a_deleted_granule_is_not_downloaded_and_optionally_removed(
 
     assert [o.result for o in outcomes] == [Result.DELETED, Result.DELETED] and all(o.ok for o in outcomes)
     assert len(cdse.requests) == cdse_requests  # nothing fetched from CDSE
-    assert (settings.download_dir / key).exists() is not remove
+    assert (settings.downloader.download_dir / key).exists() is not remove
     assert rows(engine)[stored.id]["downloaded"] is not remove
     assert not rows(engine)[never.id]["downloaded"]
     # Reconcile knows a deleted granule is not missing, whether its object was removed or not.

@@ -194,7 +194,7 @@ def test_follow_keeps_reading_and_backs_off_while_empty(engine, cdse, subscripti
         cdse_username="alice",
         cdse_password="alice-pw",
     )
-    api = SubscriptionsApi(settings.cdse_catalogue_url, token_provider(settings), make_session())
+    api = SubscriptionsApi(settings.cdse.catalogue_url, token_provider(settings), make_session())
     session = PullSession.from_settings(settings, Recorder(engine), api)
     later = notification()
     pauses: list[float] = []

@@ -13,7 +13,7 @@ from link_fetcher.cdse.products import Criteria
 from link_fetcher.credentials import Credentials, CredentialsUnavailable
 from link_fetcher.push.auth import credentials_source, is_authorized
 from link_fetcher.push.decisions import decide
-from link_fetcher.settings import Settings
+from link_fetcher.settings import read_settings
 from tests.factories import PUSH_FIXTURE, cdse_product
 
 pytestmark = pytest.mark.unit
@@ -141,7 +141,7 @@ def test_basic_auth(authorization: str | None, ok: bool) -> None:
 
 
 def test_credentials_come_from_settings_or_are_a_configuration_error() -> None:
-    settings = Settings(_env_file=None, subscription_username="u", subscription_password="p")
+    settings = read_settings(None, subscription_username="u", subscription_password="p")
     assert credentials_source(settings)() == Credentials("u", "p")
     with pytest.raises(CredentialsUnavailable, match="SUBSCRIPTION_USERNAME"):
-        credentials_source(Settings(_env_file=None, subscription_username="u"))
+        credentials_source(read_settings(None, subscription_username="u"))

@@ -258,7 +258,7 @@ def test_lost_database_connection_mid_lease_repeats_nothing(
 def test_the_stream_setting_is_a_valid_name_the_relay_does_not_reserve(name: str) -> None:
     from pydantic import ValidationError
 
-    from link_fetcher.settings import Settings
+    from link_fetcher.settings import read_settings
 
     with pytest.raises(ValidationError, match="redis_stream"):
-        Settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0", redis_stream=name)  # type: ignore[call-arg]
+        read_settings(None, redis_url="redis://127.0.0.1:6379/0", redis_stream=name)

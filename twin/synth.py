@@ -30,7 +30,7 @@ def synthesize(
 
     from cdk.link_fetcher_cdk.config import DeployConfig
     from cdk.link_fetcher_cdk.stack import LinkFetcherStack
-    from link_fetcher.settings import Settings
+    from link_fetcher.settings import read_settings
 
     outdir.mkdir(parents=True, exist_ok=True)
     if seed is not None and seed.is_dir():
@@ -44,8 +44,6 @@ def synthesize(
     if not bundle:
         context["aws:cdk:bundling-stacks"] = []
     app = cdk.App(outdir=str(outdir), context=context)
-    LinkFetcherStack(
-        app, config.identifier, project_root=PROJECT_ROOT, config=config, settings=Settings(_env_file=None)
-    )
+    LinkFetcherStack(app, config.identifier, project_root=PROJECT_ROOT, config=config, settings=read_settings(None))
     app.synth()
     return outdir

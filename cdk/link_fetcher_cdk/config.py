@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from link_fetcher.settings import Settings
+from link_fetcher.settings import Settings, read_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = PROJECT_ROOT / ".env"
@@ -93,4 +93,4 @@ class DeployConfig(BaseSettings):
 
 def load(env_file: Path | None = ENV_FILE) -> tuple[DeployConfig, Settings]:
     """The deploy configuration and the run-time settings handed to the functions, from one `.env`."""
-    return DeployConfig(_env_file=env_file), Settings(_env_file=env_file)
+    return DeployConfig(_env_file=env_file), read_settings(env_file)

@@ -1,101 +1,69 @@
-"""Which run-time `Settings` reach which function: the one place every Settings field is classified.
+"""Which run-time settings reach which function, derived from what each handler declares it reads.
 
-A field is either
-- read by deployed functions: listed under each function that reads it in FUNCTION_SETTINGS, and deployed to it
-  from the `.env` the stack is synthesized with (or the environment), as the variable pydantic-settings reads;
-- set by the stack from a resource it creates (STACK_SETTINGS: the database secret, the queue, the bucket…);
-- or local-only (LOCAL_ONLY, with the reason no function gets it).
+Each handler (lambdas/<name>/handler.py) lists the settings groups it reads in `SETTINGS_READ`. A function gets,
+from the `.env` the stack is synthesized with (or the environment), the variable of every field of those groups,
+except the fields link_fetcher/settings.py marks
+- `SetByStack`: the stack sets them from a resource it creates (the database secret, the queue, the bucket…);
+- `LocalOnly`: read only by the CLI and local servers, with the reason no function gets them.
 
-`tests/test_cdk_environment.py` fails while a Settings field is in none of these (or in two), so a new setting
-is classified here when it is added.
+`tests/test_cdk_environment.py` checks every field is deployed somewhere or marked once, and that the template
+gives each function what its handler declares.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib
 from enum import Enum
 from pathlib import PurePath
 
 from pydantic import SecretStr
 
-from link_fetcher.settings import Settings
+from link_fetcher.settings import Settings, SettingsGroup, groups, not_deployed, variables
 
-# What each part of the code reads, grouped so a function's list says what it does.
-_CRITERIA = ("platforms", "product_type", "max_acquisition_age_days")
-_RELAY = ("relay_batch_size", "relay_max_attempts", "relay_workers")
-_CDSE_SEARCH = ("cdse_catalogue_url", "cdse_download_url", "cdse_page_size")
-# Whose notifications are ours, and how long a deletion of a product never recorded is remembered (SPEC §3, §9).
-_NOTIFICATIONS = ("subscription_ids", "deletion_memory_days")
+from .config import PROJECT_ROOT
 
-# Settings fields each function reads, by its folder under lambdas/.
-FUNCTION_SETTINGS: dict[str, tuple[str, ...]] = {
-    "migrate": (),
-    "date_generator": ("platforms", "unfinished_days_window"),
-    "link_fetcher": (*_CRITERIA, *_CDSE_SEARCH, *_RELAY, "reprocessed_policy", "deletion_memory_days"),
-    "link_subscription": (*_CRITERIA, "cdse_download_url", *_RELAY, "reprocessed_policy", *_NOTIFICATIONS),
-    "relay": _RELAY,
-    "downloader": ("cdse_download_url", "cdse_identity_url", "download_concurrency", "delete_downloaded_on_deletion"),
-    "reconcile": ("reconcile_requeue_after_hours",),
-    "subscription_puller": (
-        *_CRITERIA,
-        "cdse_catalogue_url",
-        "cdse_download_url",
-        "cdse_identity_url",
-        *_RELAY,
-        "reprocessed_policy",
-        "pull_subscription_id",
-        *_NOTIFICATIONS,
-    ),
-    "stac_fetcher": ("stac_page_size", "stac_http_attempts", "stac_keep_unknown_cloud", *_RELAY),
-}
+HANDLERS = PROJECT_ROOT / "lambdas"
 
-# Set by the stack (stack.py) from the resources it creates, never from `.env`.
-STACK_SETTINGS = frozenset(
-    {
-        "database_url",  # DATABASE_SECRET_ARN instead: the generated RDS secret
-        "database_secret_arn",
-        "cdse_username",  # CDSE_SECRET_ARN instead: the CdseAccount secret
-        "cdse_password",
-        "cdse_secret_arn",
-        "subscription_username",  # SUBSCRIPTION_SECRET_ARN instead: the generated push credentials
-        "subscription_password",
-        "subscription_secret_arn",
-        "to_download_queue_url",  # the stack's To Download queue
-        "upload_bucket",  # the stack's products bucket
-        "stac_watches_file",  # the watches file packaged with stac_fetcher when DEPLOY_STAC_WATCHES is set
+
+@functools.cache
+def settings_read(function: str) -> tuple[SettingsGroup, ...]:
+    """The settings groups `function`'s handler declares (`SETTINGS_READ`), each once. The declaration is read
+    from the handler's source and its names taken from the modules it imports them from, without running the
+    handler, whose import starts its logger and metrics (for that process, with that process's stdout)."""
+    path = HANDLERS / function / "handler.py"
+    tree = ast.parse(path.read_text(), str(path))
+    imported_from = {
+        alias.asname or alias.name: node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
     }
-)
-
-# Read only by the CLI and local servers: no deployed function gets them.
-LOCAL_ONLY: dict[str, str] = {
-    "embedded_db_dir": "the CLI's embedded PostgreSQL; the functions use Aurora",
-    "download_dir": "downloads without a bucket; the deployed downloader writes to the stack's bucket",
-    "allowed_tiles_file": "a path on this machine; the functions read the HLS list packaged in the core layer",
-    "redis_url": "the stack delivers to its SQS queue and creates no Redis for a stream sink",
-    "redis_stream": "the Redis sink is not deployed (redis_url)",
-    "redis_stream_maxlen": "the Redis sink is not deployed (redis_url)",
-    "gateway_api_keys": "the stream gateway (`link-fetcher gateway`) is not deployed",
-    "gateway_streams": "the stream gateway is not deployed",
-    "gateway_max_entry_bytes": "the stream gateway is not deployed",
-    "gateway_max_count": "the stream gateway is not deployed",
-    "gateway_max_block_ms": "the stream gateway is not deployed",
-    "gateway_max_connections_per_key": "the stream gateway is not deployed",
-    "gateway_send_queue": "the stream gateway is not deployed",
-    "gateway_key_entries_per_second": "the stream gateway is not deployed",
-    "gateway_graphql_max_cost": "the stream gateway is not deployed",
-    "gateway_graphql_concurrency_per_key": "the stream gateway is not deployed",
-    "gateway_max_pending": "the stream gateway is not deployed",
-    "freshness_slo_seconds": "no function reads it: the stack makes it the freshness alarms' threshold",
-    "push_request_timeout_seconds": "`link-fetcher serve` only; API Gateway bounds the deployed endpoint's requests",
-}
+    [declaration] = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [ast.unparse(target) for target in node.targets] == ["SETTINGS_READ"]
+    ]
+    if not isinstance(declaration, ast.Tuple):
+        raise TypeError(f"{path}: SETTINGS_READ is a tuple of settings groups")
+    declared: list[SettingsGroup] = []
+    for element in declaration.elts:
+        named = element.value if isinstance(element, ast.Starred) else element
+        if not isinstance(named, ast.Name) or named.id not in imported_from:
+            raise TypeError(f"{path}: SETTINGS_READ holds names imported from link_fetcher, not {ast.unparse(element)}")
+        value = getattr(importlib.import_module(imported_from[named.id]), named.id)
+        declared.extend(value if isinstance(element, ast.Starred) else [value])
+    return tuple(dict.fromkeys(declared))
 
 
-def variable_name(field: str) -> str:
-    """The environment variable pydantic-settings reads `field` from (Settings has no prefix or aliases)."""
-    return field.upper()
+def deployed_variables(group: SettingsGroup) -> dict[str, str]:
+    """field -> variable, for the fields of `group` a function that reads it is given."""
+    return {field: variable for field, variable in variables(group) if not not_deployed(group, field)}
 
 
 def variable_value(value: object) -> str:
-    """`value` written the way Settings reads it back from the environment."""
+    """`value` written the way the settings read it back from the environment."""
     if isinstance(value, SecretStr):
         raise TypeError("a secret is never deployed in plain text: give the function a Secrets Manager ARN")
     if isinstance(value, bool):
@@ -110,9 +78,12 @@ def variable_value(value: object) -> str:
 
 
 def function_environment(function: str, settings: Settings) -> dict[str, str]:
-    """The variables `function` gets from `settings`: each field it reads that has a value."""
-    return {
-        variable_name(field): variable_value(value)
-        for field in FUNCTION_SETTINGS[function]
-        if (value := getattr(settings, field)) is not None
-    }
+    """The variables `function` gets from `settings`: each deployed field of the groups it reads that has a value."""
+    name_of = {group: name for name, group in groups().items()}
+    environment = {}
+    for group in settings_read(function):
+        values = getattr(settings, name_of[group])
+        for field, variable in deployed_variables(group).items():
+            if (value := getattr(values, field)) is not None:
+                environment[variable] = variable_value(value)
+    return environment

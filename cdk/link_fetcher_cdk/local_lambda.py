@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from link_fetcher.observability import FUNCTION_SERVICES
-from link_fetcher.settings import Settings
+from link_fetcher.settings import read_settings
 
 from .bundling import (
     PROVIDED,
@@ -69,7 +69,7 @@ class LambdaTree:
             "AWS_LAMBDA_FUNCTION_NAME": function,
             "LAMBDA_TASK_ROOT": str(self.tasks[function]),
             "POWERTOOLS_SERVICE_NAME": FUNCTION_SERVICES[function],
-            **function_environment(function, Settings(_env_file=None)),
+            **function_environment(function, read_settings(None)),
         }
 
     def run_import(self, function: str, module: str = "handler") -> Imported:

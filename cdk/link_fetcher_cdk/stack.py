@@ -81,7 +81,7 @@ class LinkFetcherStack(Stack):
             monitoring.watch_push(push.api)
         monitoring.watch_dead_letters(delivery.dead_letter_queue)
         monitoring.watch_deliveries(config.relay_schedule)
-        monitoring.watch_freshness(settings.freshness_slo_seconds)
+        monitoring.watch_freshness(settings.relay.freshness_slo_seconds)
         outputs = [("PushEndpointUrl", push.url, "NotificationEndpoint of the CDSE subscription")] if push else []
         for name, value, description in (
             *outputs,
@@ -158,7 +158,7 @@ class LinkFetcherStack(Stack):
         functions: Functions, project_root: Path, config: DeployConfig, settings: Settings
     ) -> lambda_.Function:
         # The watches file travels with the function; without watches there is nothing to schedule.
-        watches_file = project_root / settings.stac_watches_file
+        watches_file = project_root / settings.stac.watches_file
         if config.stac_watches and not watches_file.is_file():
             raise ValueError(f"DEPLOY_STAC_WATCHES names watches but {watches_file} (STAC_WATCHES_FILE) is missing")
         return functions.add(

@@ -16,12 +16,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.fetching import query_days
 from link_fetcher.fetching.progress import DELETIONS, PRODUCTS
 from link_fetcher.mission import MISSION
 from link_fetcher.observability import Service
-from link_fetcher.settings import get_settings
+from link_fetcher.settings import CriteriaSettings, LifecycleSettings, get_settings
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, CriteriaSettings, LifecycleSettings)
 
 DEFAULT_LOOKBACK_DAYS = 5
 
@@ -67,11 +70,11 @@ def unfinished(request: DateRequest, platforms: list[str], window: int) -> tuple
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = DateRequest.model_validate(event or {})
     settings = get_settings()
-    pairs = query_dates_platforms(request, settings.platforms)
+    pairs = query_dates_platforms(request, settings.criteria.platforms)
     # The same days' deletions are read after the products (SPEC §9): one entry per day.
     deletion_dates = list(dict.fromkeys(day for day, _ in pairs))
     retried_pairs, retried_deletions = unfinished(
-        request, request_platforms(request, settings.platforms), settings.unfinished_days_window
+        request, request_platforms(request, settings.criteria.platforms), settings.lifecycle.unfinished_days_window
     )
     logger.info(
         "dates generated",

@@ -13,11 +13,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.downloader.queue import download_messages
 from link_fetcher.downloader.service import Downloader, build_downloader
 from link_fetcher.observability import Service
-from link_fetcher.settings import get_settings
+from link_fetcher.settings import CdseSettings, DownloaderSettings, get_settings
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, CdseSettings, DownloaderSettings)
 
 logger = Logger(service=Service.DOWNLOADER)
 processor = BatchProcessor(event_type=EventType.SQS)

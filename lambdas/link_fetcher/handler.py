@@ -20,14 +20,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from link_fetcher.cdse.search import CdseCatalogue
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.fetching import DayFetcher
 from link_fetcher.fetching.deletions import DeletionFetcher
 from link_fetcher.mission import MISSION
 from link_fetcher.observability import Service
-from link_fetcher.recording import Recorder
-from link_fetcher.settings import get_settings
+from link_fetcher.recording import RECORDING_SETTINGS, Recorder
+from link_fetcher.settings import CdseSettings, CriteriaSettings, get_settings
 from link_fetcher.sinks import configured_sinks
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, *RECORDING_SETTINGS, CdseSettings, CriteriaSettings)
 
 STOP_MARGIN_MS = 60_000
 
@@ -50,7 +53,7 @@ def recorder() -> Recorder:
 @functools.cache
 def fetcher() -> DayFetcher:
     settings = get_settings()
-    return DayFetcher.from_settings(settings, recorder(), CdseCatalogue(settings.cdse_catalogue_url))
+    return DayFetcher.from_settings(settings, recorder(), CdseCatalogue(settings.cdse.catalogue_url))
 
 
 class DeletionRequest(BaseModel):

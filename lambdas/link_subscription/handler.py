@@ -17,10 +17,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.observability import NAMESPACE, Service
 from link_fetcher.push import PushEndpoint, Reply
-from link_fetcher.settings import get_settings
+from link_fetcher.recording import RECORDING_SETTINGS
+from link_fetcher.settings import CdseSettings, CriteriaSettings, SubscriptionSettings, get_settings
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, *RECORDING_SETTINGS, CdseSettings, CriteriaSettings, SubscriptionSettings)
 
 logger = Logger(service=Service.PUSH)
 metrics = Metrics(namespace=NAMESPACE, service=Service.PUSH)

@@ -16,7 +16,10 @@ from db import get_engine
 from db.migrate import current_revision, upgrade_head
 from link_fetcher.database import configured_url
 from link_fetcher.observability import Service
-from link_fetcher.settings import Settings
+from link_fetcher.settings import DatabaseSettings, Settings
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (DatabaseSettings,)
 
 logger = Logger(service=Service.MIGRATE)
 PHYSICAL_RESOURCE_ID = "link-fetcher-schema"

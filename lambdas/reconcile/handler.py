@@ -11,13 +11,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.downloader.reconcile import day_start, reconcile
 from link_fetcher.downloader.storage import build_storage
 from link_fetcher.observability import Service
 from link_fetcher.recording import sink_names_for_recording
-from link_fetcher.settings import get_settings
+from link_fetcher.settings import DownloaderSettings, SinkSettings, get_settings
 from link_fetcher.sinks import build_sinks
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, DownloaderSettings, SinkSettings)
 
 logger = Logger(service=Service.RECONCILE)
 
@@ -30,7 +33,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         engine_for(settings),
         build_storage(settings),
         sink_names=sink_names_for_recording(build_sinks(settings)),
-        requeue_after=dt.timedelta(hours=settings.reconcile_requeue_after_hours),
+        requeue_after=dt.timedelta(hours=settings.downloader.reconcile_requeue_after_hours),
         since=day_start(since) if since else None,
     )
     if report.orphans:

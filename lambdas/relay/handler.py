@@ -13,11 +13,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from db import oldest_pending_age
-from link_fetcher.database import database_failure, engine_description, engine_for
+from link_fetcher.database import ENGINE_SETTINGS, database_failure, engine_description, engine_for
 from link_fetcher.observability import NAMESPACE, Metric, Service
-from link_fetcher.recording import Recorder
+from link_fetcher.recording import RECORDING_SETTINGS, Recorder
 from link_fetcher.settings import get_settings
 from link_fetcher.sinks import configured_sinks
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, *RECORDING_SETTINGS)
 
 logger = Logger(service=Service.RELAY)
 # The stack alarms on both metrics (cdk/link_fetcher_cdk/monitoring.py): a delivery pending for long means a sink

@@ -11,12 +11,15 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.observability import Service
-from link_fetcher.recording import Recorder
-from link_fetcher.settings import get_settings
+from link_fetcher.recording import RECORDING_SETTINGS, Recorder
+from link_fetcher.settings import StacSettings, get_settings
 from link_fetcher.sinks import configured_sinks
 from link_fetcher.stac.watch_run import run_watch
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, *RECORDING_SETTINGS, StacSettings)
 
 logger = Logger(service=Service.STAC)
 

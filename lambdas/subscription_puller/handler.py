@@ -18,13 +18,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from link_fetcher.cdse.identity import token_provider
 from link_fetcher.cdse.subscriptions import SubscriptionsApi
-from link_fetcher.database import engine_for
+from link_fetcher.database import ENGINE_SETTINGS, engine_for
 from link_fetcher.http import make_session
 from link_fetcher.observability import Service
-from link_fetcher.recording import Recorder
-from link_fetcher.settings import get_settings
+from link_fetcher.recording import RECORDING_SETTINGS, Recorder
+from link_fetcher.settings import CdseSettings, CriteriaSettings, SubscriptionSettings, get_settings
 from link_fetcher.sinks import configured_sinks
 from link_fetcher.subscriptions.pull import PullSession
+
+# The settings groups read here: the stack gives this function their variables (cdk/link_fetcher_cdk/environment.py).
+SETTINGS_READ = (*ENGINE_SETTINGS, *RECORDING_SETTINGS, CdseSettings, CriteriaSettings, SubscriptionSettings)
 
 STOP_MARGIN_MS = 30_000
 
@@ -38,7 +41,7 @@ def session() -> PullSession:
     if tokens is None:
         raise ValueError("no CDSE account: set CDSE_SECRET_ARN (or CDSE_USERNAME / CDSE_PASSWORD)")
     # POST (the Ack) is not retried by the session: a failed Ack only makes the next run read those again.
-    api = SubscriptionsApi(settings.cdse_catalogue_url, tokens, make_session(methods=("GET", "DELETE")))
+    api = SubscriptionsApi(settings.cdse.catalogue_url, tokens, make_session(methods=("GET", "DELETE")))
     recorder = Recorder.from_settings(settings, engine_for(settings), configured_sinks())
     return PullSession.from_settings(settings, recorder, api)
 

@@ -122,9 +122,17 @@ def _database_error(obj: CliContext, exc: Exception) -> str | None:
 
 
 def _settings_error(exc: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}" for error in exc.errors()
-    ]
+    """Each problem named by its variable: a group's error locates a field (`page_size` of CdseSettings), which
+    the user knows as CDSE_PAGE_SIZE."""
+    from link_fetcher.settings import groups, variable_name
+
+    group = next((group for group in groups().values() if group.__name__ == exc.title), None)
+    problems = []
+    for error in exc.errors():
+        first, *rest = [str(part) for part in error["loc"]] or ["settings"]
+        if group is not None and first in group.model_fields:
+            first = variable_name(group, first)
+        problems.append(f"{'.'.join([first, *rest]).upper()}: {error['msg']}")
     return "configuration error: " + "; ".join(problems)
 
 

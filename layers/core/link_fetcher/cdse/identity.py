@@ -87,11 +87,11 @@ class TokenProvider:
 
 def token_provider(settings: Settings) -> TokenProvider | None:
     """A token provider for the configured CDSE account, or None when no account is configured."""
-    source = settings.cdse_credentials
+    source = settings.cdse.credentials
     if not source.configured:
         return None
     account = source.resolve()  # CredentialsUnavailable: without the account no request can be made
     # The token request is safe to repeat, so POST is retried here.
     return TokenProvider(
-        settings.cdse_identity_url, account.username, account.password, make_session(methods=("POST",))
+        settings.cdse.identity_url, account.username, account.password, make_session(methods=("POST",))
     )

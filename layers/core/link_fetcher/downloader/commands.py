@@ -45,19 +45,19 @@ def download(obj: CliContext, ids: tuple[str, ...], from_queue: bool, max_messag
     if max_messages is not None and not from_queue:
         raise click.UsageError("--max goes with --from-queue")
     settings = obj.settings
-    if from_queue and not settings.to_download_queue_url:
+    if from_queue and not settings.sinks.to_download_queue_url:
         raise ConfigurationError("--from-queue needs TO_DOWNLOAD_QUEUE_URL")
     try:
         downloader = build_downloader(settings, obj.engine())
     except ValueError as exc:  # e.g. a plain-http CDSE_DOWNLOAD_URL
         raise ConfigurationError(str(exc)) from exc
     if from_queue:
-        assert settings.to_download_queue_url  # checked above
-        queue = SqsQueue(settings.to_download_queue_url)
+        assert settings.sinks.to_download_queue_url  # checked above
+        queue = SqsQueue(settings.sinks.to_download_queue_url)
         try:
             outcomes = consume(downloader, queue, limit=max_messages, on_outcome=_print_outcome)
         except (BotoCoreError, ClientError) as exc:
-            raise CliFailure(f"queue {settings.to_download_queue_url}: {exc}") from exc
+            raise CliFailure(f"queue {settings.sinks.to_download_queue_url}: {exc}") from exc
     else:
         outcomes = downloader.download(list(ids), on_outcome=_print_outcome)
     counts = collections.Counter(outcome.result for outcome in outcomes)
@@ -92,7 +92,7 @@ def reconcile(obj: CliContext, since: dt.datetime | None) -> int:
             obj.engine(),
             storage,
             sink_names=sink_names_for_recording(sinks),
-            requeue_after=dt.timedelta(hours=settings.reconcile_requeue_after_hours),
+            requeue_after=dt.timedelta(hours=settings.downloader.reconcile_requeue_after_hours),
             since=since,
         )
     except (BotoCoreError, ClientError) as exc:

@@ -187,14 +187,14 @@ class Downloader:
 
 
 def build_downloader(settings: Settings, engine: Engine, storage: Storage | None = None) -> Downloader:
-    session = make_session(pool_size=settings.download_concurrency)
+    session = make_session(pool_size=settings.downloader.download_concurrency)
     tokens = token_provider(settings)
-    products = CdseProducts(session, tokens, settings.cdse_download_url)
+    products = CdseProducts(session, tokens, settings.cdse.download_url)
     return Downloader(
         engine,
         storage or build_storage(settings),
         session,
         products,
-        settings.download_concurrency,
-        remove_deleted=settings.delete_downloaded_on_deletion,
+        settings.downloader.download_concurrency,
+        remove_deleted=settings.downloader.delete_downloaded_on_deletion,
     )

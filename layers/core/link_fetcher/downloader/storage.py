@@ -274,6 +274,6 @@ def s3_client() -> Any:
 
 def build_storage(settings: Settings) -> Storage:
     """S3 when UPLOAD_BUCKET is set, else the DOWNLOAD_DIR folder."""
-    if settings.upload_bucket:
-        return S3Storage(settings.upload_bucket)
-    return LocalStorage(settings.download_dir)
+    if settings.downloader.upload_bucket:
+        return S3Storage(settings.downloader.upload_bucket)
+    return LocalStorage(settings.downloader.download_dir)

@@ -116,9 +116,9 @@ def fetch(obj: CliContext, first_day: dt.datetime, last_day: dt.datetime | None,
     """
     days = _days(first_day, last_day)
     settings = obj.settings
-    chosen = [platform.upper() for platform in platforms] or settings.platforms
+    chosen = [platform.upper() for platform in platforms] or settings.criteria.platforms
     recorder = cli_recorder(obj)
-    fetcher = DayFetcher.from_settings(settings, recorder, CdseCatalogue(settings.cdse_catalogue_url))
+    fetcher = DayFetcher.from_settings(settings, recorder, CdseCatalogue(settings.cdse.catalogue_url))
     with _resumable():
         reports = _fetch_all(fetcher, [(day, platform) for day in days for platform in chosen])
     _print_summary(reports)

@@ -134,12 +134,14 @@ class DeletionFetcher:
     def from_settings(cls, settings: Settings, recorder: Recorder) -> DeletionFetcher:
         return cls(
             recorder,
-            DeletedProductsCatalogue(settings.cdse_catalogue_url),
+            DeletedProductsCatalogue(settings.cdse.catalogue_url),
             criteria=remember_criteria(
-                load_allowed_tiles(settings.allowed_tiles_file), settings.platforms, settings.product_type
+                load_allowed_tiles(settings.criteria.allowed_tiles_file),
+                settings.criteria.platforms,
+                settings.criteria.product_type,
             ),
-            download_url=settings.cdse_download_url,
-            page_size=settings.cdse_page_size,
+            download_url=settings.cdse.download_url,
+            page_size=settings.cdse.page_size,
         )
 
     @property

@@ -164,11 +164,11 @@ class DayFetcher:
         return cls(
             recorder,
             catalogue,
-            allowed_tiles=load_allowed_tiles(settings.allowed_tiles_file),
-            product_type=settings.product_type,
-            max_acquisition_age_days=settings.max_acquisition_age_days,
-            download_url=settings.cdse_download_url,
-            page_size=settings.cdse_page_size,
+            allowed_tiles=load_allowed_tiles(settings.criteria.allowed_tiles_file),
+            product_type=settings.criteria.product_type,
+            max_acquisition_age_days=settings.criteria.max_acquisition_age_days,
+            download_url=settings.cdse.download_url,
+            page_size=settings.cdse.page_size,
         )
 
     @property

@@ -25,16 +25,16 @@ from link_fetcher.settings import Settings
 
 def build_gateway(settings: Settings) -> Gateway:
     """Check the configuration (ValueError naming what is wrong) and build the clients; nothing connects yet."""
-    if not settings.redis_url:
+    if not settings.sinks.redis_url:
         raise ValueError("REDIS_URL is not set: the gateway serves Redis streams")
-    if settings.gateway_api_keys is None:
+    if settings.gateway.api_keys is None:
         raise ValueError("GATEWAY_API_KEYS is not set: give `key:role` pairs (roles read, write, admin)")
-    keys = parse_api_keys(settings.gateway_api_keys.get_secret_value())
+    keys = parse_api_keys(settings.gateway.api_keys.get_secret_value())
     limits = Limits.from_settings(settings)
     # redis-py's default socket timeout is shorter than a blocked read: the store blocks in slices well within
     # this one.
     redis = Redis.from_url(
-        settings.redis_url,
+        settings.sinks.redis_url,
         decode_responses=True,
         encoding_errors="replace",
         socket_connect_timeout=5,
@@ -44,7 +44,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         keys=keys,
         limits=limits,
-        store=StreamStore(redis, settings.redis_stream_maxlen),
+        store=StreamStore(redis, settings.sinks.redis_stream_maxlen),
         limiter=ConnectionLimiter(limits.max_connections_per_key),
         engine=engine_for(settings) if configured_url(settings) else None,
         # The bucket holds at least what the largest single request may be charged.

@@ -75,14 +75,14 @@ def _gateway(info: Info) -> Gateway:
 
 
 def _visible(info: Info, stream: str) -> str:
-    return check_visible(stream, _gateway(info).settings.gateway_streams)
+    return check_visible(stream, _gateway(info).settings.gateway.streams)
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="Visible streams with their consumer groups.")
     async def streams(self, info: Info) -> list[Stream]:
-        described = await _gateway(info).store.describe(_gateway(info).settings.gateway_streams)
+        described = await _gateway(info).store.describe(_gateway(info).settings.gateway.streams)
         return [Stream(**{**stream, "groups": [Group(**group) for group in stream["groups"]]}) for stream in described]
 
     @strawberry.field(

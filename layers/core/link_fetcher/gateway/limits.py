@@ -30,15 +30,15 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            max_entry_bytes=settings.gateway_max_entry_bytes,
-            max_count=settings.gateway_max_count,
-            max_block_ms=settings.gateway_max_block_ms,
-            max_connections_per_key=settings.gateway_max_connections_per_key,
-            send_queue=settings.gateway_send_queue,
-            max_pending=settings.gateway_max_pending,
-            entries_per_second=settings.gateway_key_entries_per_second,
-            graphql_max_cost=settings.gateway_graphql_max_cost,
-            graphql_concurrency_per_key=settings.gateway_graphql_concurrency_per_key,
+            max_entry_bytes=settings.gateway.max_entry_bytes,
+            max_count=settings.gateway.max_count,
+            max_block_ms=settings.gateway.max_block_ms,
+            max_connections_per_key=settings.gateway.max_connections_per_key,
+            send_queue=settings.gateway.send_queue,
+            max_pending=settings.gateway.max_pending,
+            entries_per_second=settings.gateway.key_entries_per_second,
+            graphql_max_cost=settings.gateway.graphql_max_cost,
+            graphql_concurrency_per_key=settings.gateway.graphql_concurrency_per_key,
         )
 
     def check_count(self, count: int) -> int:

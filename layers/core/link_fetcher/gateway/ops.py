@@ -80,7 +80,7 @@ async def console_page() -> FileResponse:
 @router.get("/console/summary", tags=["ops"], dependencies=[require(Role.READ)])
 async def console_summary(gateway: GatewayDep) -> dict[str, Any]:
     """Everything the console draws: streams, deliveries pending/failed, granules recorded per day."""
-    summary: dict[str, Any] = {"streams": await gateway.store.describe(gateway.settings.gateway_streams)}
+    summary: dict[str, Any] = {"streams": await gateway.store.describe(gateway.settings.gateway.streams)}
     if gateway.engine is None:
         return {**summary, "database": "absent"}
     try:

@@ -33,7 +33,7 @@ def require(role: Role) -> Any:
 
 
 async def visible_stream(request: Request, stream: str) -> str:
-    return check_visible(stream, gateway_of(request).settings.gateway_streams)
+    return check_visible(stream, gateway_of(request).settings.gateway.streams)
 
 
 async def current_gateway(request: Request) -> Gateway:
@@ -137,7 +137,7 @@ async def own(gateway: Gateway, stream: str, group: str, consumer: str, principa
 @router.get("/streams", dependencies=[require(Role.READ)])
 async def list_streams(gateway: GatewayDep) -> list[StreamOut]:
     """Visible streams with length, first/last entry ids and consumer groups (pending, lag)."""
-    return await gateway.store.describe(gateway.settings.gateway_streams)  # type: ignore[return-value]
+    return await gateway.store.describe(gateway.settings.gateway.streams)  # type: ignore[return-value]
 
 
 @router.get("/streams/{stream}/entries", response_model=EntriesOut)

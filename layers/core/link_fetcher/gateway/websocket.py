@@ -143,7 +143,7 @@ async def stream_socket(
     with contextlib.ExitStack() as held:
         try:
             principal = authorize(gateway.keys, presented_key(websocket.headers, websocket.query_params), Role.READ)
-            check_visible(stream, gateway.settings.gateway_streams)
+            check_visible(stream, gateway.settings.gateway.streams)
             if (group is None) != (consumer is None):
                 raise GatewayError(400, "give both group and consumer, or neither")
             if group is not None and consumer is not None:

@@ -31,4 +31,4 @@ def credentials_source(settings: Settings) -> Callable[[], Credentials]:
     """Where the expected credentials come from: SUBSCRIPTION_SECRET_ARN's secret (re-read as link_fetcher.credentials
     caches it; CredentialsUnavailable then means the endpoint cannot authenticate now), else SUBSCRIPTION_USERNAME
     and SUBSCRIPTION_PASSWORD. CredentialsUnavailable at once when neither is set."""
-    return settings.subscription_credentials.required().resolve
+    return settings.subscription.credentials.required().resolve

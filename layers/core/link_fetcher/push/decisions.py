@@ -28,10 +28,10 @@ def push_criteria(settings: Settings) -> Criteria:
     """Everything the poller puts in its query, checked here instead: CDSE pushes whatever the subscription's
     filter lets through."""
     return Criteria(
-        allowed_tiles=load_allowed_tiles(settings.allowed_tiles_file),
-        platforms=frozenset(settings.platforms),
-        product_type=settings.product_type,
-        max_acquisition_age=dt.timedelta(days=settings.max_acquisition_age_days),
+        allowed_tiles=load_allowed_tiles(settings.criteria.allowed_tiles_file),
+        platforms=frozenset(settings.criteria.platforms),
+        product_type=settings.criteria.product_type,
+        max_acquisition_age=dt.timedelta(days=settings.criteria.max_acquisition_age_days),
     )
 
 

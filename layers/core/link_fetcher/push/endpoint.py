@@ -105,8 +105,8 @@ class PushEndpoint:
             recorder=recorder,
             credentials=credentials_source(settings),
             criteria=push_criteria(settings),
-            download_base_url=settings.cdse_download_url,
-            subscription_ids=settings.subscription_ids,
+            download_base_url=settings.cdse.download_url,
+            subscription_ids=settings.subscription.ids,
             logger=logger,
             **kwargs,
         )

@@ -66,7 +66,7 @@ class RequestDeadline:
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
-        seconds = self.timeout_s or get_settings().push_request_timeout_seconds
+        seconds = self.timeout_s or get_settings().subscription.push_request_timeout_seconds
         self._before = self.cycle
         self._deadline = asyncio.get_running_loop().call_later(seconds, self._expired, seconds)
 

@@ -64,7 +64,7 @@ class ReceiptSink(Sink, Protocol):
 @dataclasses.dataclass(frozen=True, slots=True)
 class SinkKind:
     """A kind of sink: the class that builds it (`module:Class`, with `from_settings(settings)`) and the setting
-    that turns it on (a sink is configured when that setting is set)."""
+    that turns it on (a sink is configured when that field of `settings.sinks` is set)."""
 
     builder: str
     setting: str
@@ -85,7 +85,7 @@ SINKS: dict[str, SinkKind] = {
 
 def configured_sink_names(settings: Settings) -> list[str]:
     """The sinks the settings turn on, in delivery order."""
-    return [name for name, kind in SINKS.items() if getattr(settings, kind.setting)]
+    return [name for name, kind in SINKS.items() if getattr(settings.sinks, kind.setting)]
 
 
 def build_sinks(settings: Settings) -> list[Sink]:

@@ -112,15 +112,15 @@ class RedisStreamSink:
     def from_settings(cls, settings: Settings) -> RedisStreamSink:
         # Short timeouts and a single quick retry: a Redis that is down must not hold the relay (and the other
         # sinks) for long; its deliveries stay pending for the next relay.
-        if not settings.redis_url:
+        if not settings.sinks.redis_url:
             raise ValueError("REDIS_URL is not set")
         client = redis.Redis.from_url(
-            settings.redis_url,
+            settings.sinks.redis_url,
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
         )
-        return cls(client, settings.redis_stream, maxlen=settings.redis_stream_maxlen)
+        return cls(client, settings.sinks.redis_stream, maxlen=settings.sinks.redis_stream_maxlen)
 
     @staticmethod
     def fields(message: Message) -> dict[FieldT, EncodableT]:

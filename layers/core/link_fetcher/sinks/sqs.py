@@ -46,9 +46,9 @@ class SqsSink:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqsSink:
-        if not settings.to_download_queue_url:
+        if not settings.sinks.to_download_queue_url:
             raise ValueError("TO_DOWNLOAD_QUEUE_URL is not set")
-        return cls(settings.to_download_queue_url)
+        return cls(settings.sinks.to_download_queue_url)
 
     def _run_before_send(self, **_: object) -> None:
         callback = getattr(self._before_send, "callback", None)

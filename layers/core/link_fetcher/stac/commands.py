@@ -118,8 +118,8 @@ def _fetch_all(obj: CliContext, checked: list[CheckedQuery], recorder: Recorder)
                 recorder,
                 query.api,
                 query.query,
-                page_size=settings.stac_page_size,
-                keep_unknown_cloud=settings.stac_keep_unknown_cloud,
+                page_size=settings.stac.page_size,
+                keep_unknown_cloud=settings.stac.keep_unknown_cloud,
                 on_window=on_window,
             )
             results.extend((query.label, summary) for summary in summaries)
@@ -160,11 +160,11 @@ def stac_fetch(
         if from_watches and options.given():
             raise ConfigurationError("--watch/--all take the search from the watches file: drop the search options")
         if from_watches:
-            path = watches_file or obj.settings.stac_watches_file
+            path = watches_file or obj.settings.stac.watches_file
             queries = _queries_from_watches(path, watch_names, all_watches, datetime_text, now)
         else:
             queries = options.queries(datetime_text, now)
-        checked = open_and_check(queries, attempts=obj.settings.stac_http_attempts)
+        checked = open_and_check(queries, attempts=obj.settings.stac.http_attempts)
     except (AreaError, TimeRangeError, WatchConfigError, UnknownCollection, UnknownBands, StacUnreachable) as exc:
         raise ConfigurationError(str(exc)) from None
     except StacApiError as exc:

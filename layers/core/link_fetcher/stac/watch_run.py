@@ -30,17 +30,17 @@ def run_watch(
 ) -> dict[str, Any]:
     """Run the watch `name` over `datetime_text` (START/END), else over its lookback up to `now`."""
     now = now or dt.datetime.now(dt.UTC)
-    path = Path(settings.stac_watches_file)
+    path = Path(settings.stac.watches_file)
     (watch,) = select_watches(load_watches(path), (name,), every=False, source=str(path))
     time_range = parse_range(datetime_text, now=now) if datetime_text else None
     query = watch.query(path.parent, now=now, time_range=time_range)
-    (checked,) = open_and_check([(watch.name, query)], attempts=settings.stac_http_attempts)
+    (checked,) = open_and_check([(watch.name, query)], attempts=settings.stac.http_attempts)
     summaries = fetch_items(
         recorder,
         checked.api,
         query,
-        page_size=settings.stac_page_size,
-        keep_unknown_cloud=settings.stac_keep_unknown_cloud,
+        page_size=settings.stac.page_size,
+        keep_unknown_cloud=settings.stac.keep_unknown_cloud,
     )
     report = recorder.deliver()
     return {

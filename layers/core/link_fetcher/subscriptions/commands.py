@@ -30,7 +30,7 @@ T = TypeVar("T")
 def _api(obj: CliContext) -> SubscriptionsApi:
     settings = obj.settings
     try:
-        settings.cdse_credentials.required()  # the account that owns the subscription
+        settings.cdse.credentials.required()  # the account that owns the subscription
     except CredentialsUnavailable as exc:
         raise ConfigurationError(str(exc)) from exc
     tokens = token_provider(settings)
@@ -38,7 +38,7 @@ def _api(obj: CliContext) -> SubscriptionsApi:
     # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one (and
     # an Ack that failed is simply sent again by the next pull).
     session = make_session(methods=("GET", "DELETE"))
-    return SubscriptionsApi(settings.cdse_catalogue_url, tokens, session)
+    return SubscriptionsApi(settings.cdse.catalogue_url, tokens, session)
 
 
 def _run[T](call: Callable[[], T]) -> T:
@@ -64,7 +64,7 @@ def create(obj: CliContext, endpoint_url: str | None, pull: bool) -> int:
     if pull == bool(endpoint_url):
         raise click.UsageError("give either --endpoint URL (push) or --pull")
     if pull:
-        body = pull_subscription(obj.settings.product_type)
+        body = pull_subscription(obj.settings.criteria.product_type)
         target = "pull: read it with `link-fetcher subscriptions pull`"
     else:
         assert endpoint_url is not None
@@ -74,7 +74,9 @@ def create(obj: CliContext, endpoint_url: str | None, pull: bool) -> int:
             credentials = credentials_source(obj.settings)()
         except CredentialsUnavailable as exc:
             raise ConfigurationError(str(exc)) from exc
-        body = push_subscription(endpoint_url, credentials.username, credentials.password, obj.settings.product_type)
+        body = push_subscription(
+            endpoint_url, credentials.username, credentials.password, obj.settings.criteria.product_type
+        )
         target = endpoint_url
     api = _api(obj)
     created = _run(lambda: api.create(body))

@@ -70,17 +70,17 @@ class PullSession:
     @classmethod
     def from_settings(cls, settings: Settings, recorder: Recorder, api: SubscriptionsApi) -> PullSession:
         """SubscriptionError when no subscription is configured and the account has no running pull one."""
-        subscription_id = settings.pull_subscription_id or api.running_pull()
+        subscription_id = settings.subscription.pull_subscription_id or api.running_pull()
         return cls(
             recorder,
             api,
             subscription_id,
-            ProductLookup(settings.cdse_catalogue_url),
+            ProductLookup(settings.cdse.catalogue_url),
             criteria=push_criteria(settings),
-            download_url=settings.cdse_download_url,
+            download_url=settings.cdse.download_url,
             # The queue read is ours whatever SUBSCRIPTION_IDS lists; other ids in it are not.
-            subscription_ids=frozenset([*settings.subscription_ids, subscription_id.lower()])
-            if settings.subscription_ids
+            subscription_ids=frozenset([*settings.subscription.ids, subscription_id.lower()])
+            if settings.subscription.ids
             else frozenset(),
         )
 
