@@ -14,6 +14,8 @@ from sqlalchemy import Engine
 from lambdas.link_subscription import handler as lambda_module
 from tests.fakes.sqs_endpoint import SqsEndpoint
 from tests.push_support import PASSWORD, USERNAME, basic, encode, granule_rows, notification, queued_ids
+from twin.events import api_gateway_event
+from twin.template import RouteSpec
 
 
 @dataclasses.dataclass
@@ -24,29 +26,17 @@ class Context:
     aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
+# The push route (cdk/link_fetcher_cdk/push.py); the handler reads none of it but the method.
+EVENTS_ROUTE = RouteSpec("POST", "/events", "LinkSubscription", "AWS_PROXY", "v1", None, None)
+
+
 def api_event(body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", base64_body=False) -> dict:
-    headers = headers or {}
-    return {
-        "resource": "/events",
-        "path": "/events",
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {key: [value] for key, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/events",
-            "httpMethod": method,
-            "path": "/prod/events",
-            "stage": "prod",
-            "requestId": "request-1",
-            "identity": {"sourceIp": "192.0.2.1", "userAgent": "CDSE"},
-        },
-        "body": base64.b64encode(body).decode() if base64_body else body.decode(),
-        "isBase64Encoded": base64_body,
-    }
+    """API Gateway's proxy event as the twin builds it; `base64_body`: the body base64-encoded, as API Gateway
+    passes one of a binary media type."""
+    event = api_gateway_event(dataclasses.replace(EVENTS_ROUTE, method=method), body, headers or {}, "192.0.2.1")
+    if base64_body:
+        event.update(body=base64.b64encode(body).decode(), isBase64Encoded=True)
+    return event
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def test_the_schedule_polls_records_and_delivers_through_the_stack(
         usage = twin.usage()
         assert usage.functions["link_fetcher"].invocations >= 20  # 15 days-platforms and 5 deletion days
         assert usage.functions["link_fetcher"].cold_starts == 1  # one warm container
-        assert usage.secrets_manager_requests >= 1
+        assert usage.requests_of("secretsmanager") >= 1
         assert usage.requests["sqs"]["SendMessageBatch"] >= 5
         assert usage.state_transitions == len([e for e in run.events if e["entered"]])
 

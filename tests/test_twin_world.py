@@ -13,7 +13,7 @@ import pytest
 from link_fetcher.fetching.query import DayQuery
 from tests.fakes.cdse_catalogue import DELETED_PATH, PRODUCTS_PATH, FakeCatalogue
 from tests.fakes.cdse_identity import TOKEN_PATH
-from twin.faults import CatalogueFaults
+from twin.faults import FAULT_RATES, CatalogueFaults
 from twin.world import CYCLE_DAYS, World, WorldCdse, WorldConfig, WorldSource, relative_orbits_over, tile_centre
 
 pytestmark = pytest.mark.unit
@@ -184,8 +184,7 @@ def test_the_scope_spreads_over_the_tile_list(small_world: World) -> None:
 
 def test_catalogue_faults_are_deterministic_and_the_outage_covers_its_day_for_two_days() -> None:
     faults = CatalogueFaults(
-        rate_429=0.2,
-        rate_500=0.1,
+        rates=FAULT_RATES | {"429": 0.2, "500": 0.1},
         outage_day=START + dt.timedelta(days=2),
         outage_from=T0 + dt.timedelta(days=3),
     )

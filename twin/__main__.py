@@ -12,31 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
+from twin.month import DEFAULT_SERVER, scratch_database
 from twin.twin import Twin
-
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"lf_twin_{secrets.token_hex(4)}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def scalar(url: str, sql: str) -> int:
@@ -89,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.push_support import encode, notification
 
     server = os.environ.get("DATABASE_URL", DEFAULT_SERVER)
-    with scratch_database(server) as url, FakeCatalogue() as catalogue:
+    with scratch_database(server, "lf_twin") as url, FakeCatalogue() as catalogue:
         today = dt.datetime.now(dt.UTC).date()
         for days in (1, 2):
             catalogue.add(day_products(today - dt.timedelta(days=days), "S2A", 30))

@@ -8,7 +8,7 @@ import collections
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs
 
 from tests.fakes.cdse_catalogue import DELETED_PATH, PRODUCTS_PATH, search_hint
@@ -16,19 +16,18 @@ from twin.world import _Draws
 
 CATALOGUE_FAULT = 9  # the draws' purpose (twin.world numbers its own from 1)
 MONTH_DAYS = 30
+# Per search request, by what the catalogue answers instead of a page: 429 (with Retry-After), 500, 503, a body cut
+# mid-way, a reply held past the client's timeout.
+FAULT_RATES = {"429": 0.01, "500": 0.003, "503": 0.005, "drop": 0.005, "timeout": 0.0005}
 
 
 @dataclasses.dataclass(frozen=True)
 class CatalogueFaults:
-    """Per search request: 429 (Retry-After), 500, 503, a body cut mid-way, a reply held past the client's timeout.
-    And one publication day that no search can read (500) for two days of simulated time."""
+    """Per search request, a fault drawn at `rates` (see FAULT_RATES). And one publication day that no search can
+    read (500) for two days of simulated time."""
 
     seed: int = 20261205
-    rate_429: float = 0.01
-    rate_500: float = 0.003
-    rate_503: float = 0.005
-    rate_drop: float = 0.005
-    rate_timeout: float = 0.0005
+    rates: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(FAULT_RATES))
     outage_day: dt.date | None = None
     outage_from: dt.datetime | None = None
     outage_hours: float = 48.0
@@ -68,14 +67,7 @@ class FaultPolicy:
             self.seen[text] += 1
             occurrence = self.seen[text]
         draw = _Draws(self.faults.seed, CATALOGUE_FAULT, hash_text(text) ^ occurrence).random()
-        faults = self.faults
-        for kind, rate in (
-            ("429", faults.rate_429),
-            ("500", faults.rate_500),
-            ("503", faults.rate_503),
-            ("drop", faults.rate_drop),
-            ("timeout", faults.rate_timeout),
-        ):
+        for kind, rate in self.faults.rates.items():
             if draw < rate:
                 return self._played(kind, kind)
             draw -= rate

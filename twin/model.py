@@ -97,20 +97,5 @@ class Usage:
     state_transitions: int
 
     def requests_of(self, service: str) -> int:
+        """Requests to `service` as moto names it: sqs, secretsmanager, monitoring (CloudWatch), states, s3…"""
         return sum(self.requests.get(service, {}).values())
-
-    @property
-    def sqs_requests(self) -> int:
-        return self.requests_of("sqs")
-
-    @property
-    def secrets_manager_requests(self) -> int:
-        return self.requests_of("secretsmanager")
-
-    @property
-    def cloudwatch_requests(self) -> int:
-        return self.requests_of("monitoring")
-
-    @property
-    def step_functions_requests(self) -> int:
-        return self.requests_of("states")

@@ -20,6 +20,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import sys
@@ -112,9 +113,10 @@ def fire_times(expression: str, start: dt.datetime, end: dt.datetime) -> list[dt
 
 
 @contextmanager
-def scratch_database(server_url: str, keep: bool) -> Iterator[str]:
-    """A new, empty database on the server (the migration custom resource creates the schema)."""
-    name = f"twin_month_{secrets.token_hex(4)}"
+def scratch_database(server_url: str, prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A new, empty database on the server (the migration custom resource creates the schema), dropped after unless
+    `keep`."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     server_url = normalise_url(server_url)
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -128,28 +130,28 @@ def scratch_database(server_url: str, keep: bool) -> Iterator[str]:
         admin.dispose()
 
 
+def _one_row(engine: Engine, sql: str) -> tuple[Any, ...]:
+    with engine.begin() as conn:
+        return tuple(conn.execute(text(sql)).one())
+
+
 def terminate_connections(engine: Engine) -> int:
     """What a database restart does to the functions: every other connection to the database is cut."""
-    with engine.connect() as conn:
-        cut = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-        conn.commit()
-    return int(cut)
+    cut = _one_row(
+        engine,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return int(cut[0])
 
 
 def database_figures(engine: Engine) -> DatabaseFigures:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT xact_commit + xact_rollback, coalesce(active_time, 0) / 1000.0, "
-                "tup_inserted + tup_updated + tup_deleted, blks_read, pg_database_size(current_database()) "
-                "FROM pg_stat_database WHERE datname = current_database()"
-            )
-        ).one()
+    row = _one_row(
+        engine,
+        "SELECT xact_commit + xact_rollback, coalesce(active_time, 0) / 1000.0, "
+        "tup_inserted + tup_updated + tup_deleted, blks_read, pg_database_size(current_database()) "
+        "FROM pg_stat_database WHERE datname = current_database()",
+    )
     return DatabaseFigures(int(row[0]), float(row[1]), int(row[2]), int(row[3]), int(row[4]))
 
 
@@ -213,7 +215,7 @@ class Month:
             tempfile.TemporaryDirectory(prefix="twin-month-") as work,
             cdse,
             proxy,
-            scratch_database(options.server_url, options.keep_database) as database_url,
+            scratch_database(options.server_url, "twin_month", keep=options.keep_database) as database_url,
         ):
             scope_file = world.write_scope(Path(work) / "allowed_tiles.txt")
             function_env = {name: {"AWS_ENDPOINT_URL": proxy.url} for name in SENDING_FUNCTIONS}
@@ -489,9 +491,9 @@ class Month:
         month = MonthUsage(
             days=days,
             functions=functions,
-            sqs_requests=usage.sqs_requests,
-            secrets_requests=usage.secrets_manager_requests,
-            cloudwatch_requests=usage.cloudwatch_requests,
+            sqs_requests=usage.requests_of("sqs"),
+            secrets_requests=usage.requests_of("secretsmanager"),
+            cloudwatch_requests=usage.requests_of("monitoring"),
             s3_requests=usage.requests_of("s3"),
             api_gateway_requests=usage.api_gateway_requests + skipped,
             state_transitions=usage.state_transitions + self.transitions,
@@ -590,28 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=MonthOptions.time_scale)
     parser.add_argument("--push-share", type=float, default=MonthOptions.push_share)
     parser.add_argument("--mode", choices=("push", "pull"), default="push")
-    parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--no-faults", dest="faults", action="store_false")
     parser.add_argument("--cdk-out", type=Path, default=MonthOptions.cdk_out)
-    parser.add_argument("--database-url", default=None, help="server to create the month's database on")
+    parser.add_argument("--database-url", dest="server_url", help="server to create the month's database on")
     parser.add_argument("--output", type=Path, default=MonthOptions.output, help="the JSON written")
     parser.add_argument("--keep-database", action="store_true")
-    args = parser.parse_args(argv)
-    import os
-
-    options = MonthOptions(
-        days=args.days,
-        tail_days=args.tail_days,
-        seed=args.seed,
-        scope_tiles=args.scope_tiles,
-        time_scale=args.time_scale,
-        push_share=args.push_share,
-        mode=args.mode,
-        faults=not args.no_faults,
-        cdk_out=args.cdk_out,
-        server_url=args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_SERVER,
-        output=args.output,
-        keep_database=args.keep_database,
-    )
+    given = vars(parser.parse_args(argv))  # named as MonthOptions' fields
+    given["server_url"] = given["server_url"] or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
+    options = MonthOptions(**given)
     result = run_month(options)
     print(result.report)
     return 0 if result.audit.ok else 1
