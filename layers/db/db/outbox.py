@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict, Unpack, cast
 
 import psycopg
 from sqlalchemy import Connection, text
@@ -152,6 +152,14 @@ def end_leases(conn: Connection, token: int) -> None:
     conn.info.pop("relay_lease_token", None)
 
 
+class LeaseNarrowing(TypedDict, total=False):
+    """What a lease may leave out (see `lease_pending`): none of it by default."""
+
+    exclude: Sequence[int]
+    granule_ids: Sequence[str] | None
+    after_id: int
+
+
 class LeaseSession:
     """A relay's lease, mark and release statements on one autocommit connection (psycopg 3, db.engine's driver).
 
@@ -188,21 +196,13 @@ class LeaseSession:
                 self._pipeline.sync()
             self._unsynced = False
 
-    def send_lease(
-        self,
-        sink: str,
-        token: int,
-        limit: int,
-        *,
-        exclude: Sequence[int] = (),
-        granule_ids: Sequence[str] | None = None,
-        after_id: int = 0,
-    ) -> None:
+    def send_lease(self, sink: str, token: int, limit: int, **narrowed: Unpack[LeaseNarrowing]) -> None:
         """Send `lease_pending`'s statement; `collect_lease` returns what it leased."""
-        self._lease_params = {"sink": sink, "token": token, "after_id": after_id}
+        self._lease_params = {"sink": sink, "token": token, "after_id": narrowed.get("after_id", 0)}
+        granule_ids = narrowed.get("granule_ids")
         params = {
             **self._lease_params,
-            "exclude": _bigint_array(exclude),
+            "exclude": _bigint_array(narrowed.get("exclude", ())),
             "granule_ids": None if granule_ids is None else list(granule_ids),
             "lock_class": LEASE_LOCK_CLASS,
             "limit": limit,
@@ -310,14 +310,7 @@ def _claimed(
 
 
 def lease_pending(
-    conn: Connection,
-    sink: str,
-    token: int,
-    limit: int,
-    *,
-    exclude: Sequence[int] = (),
-    granule_ids: Sequence[str] | None = None,
-    after_id: int = 0,
+    conn: Connection, sink: str, token: int, limit: int, **narrowed: Unpack[LeaseNarrowing]
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` pending deliveries of `sink` to `token` (this session's, see `lease_token`), oldest
     first, skipping those another live session leases or holds and the outbox ids in `exclude` (refused earlier
@@ -335,7 +328,7 @@ def lease_pending(
     delivery comes with `unreadable` set.
     """
     session = LeaseSession(conn)
-    session.send_lease(sink, token, limit, exclude=exclude, granule_ids=granule_ids, after_id=after_id)
+    session.send_lease(sink, token, limit, **narrowed)
     return session.collect_lease()
 
 
@@ -434,7 +427,7 @@ def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Ite
         .execute(
             text(
                 """
-            SELECT o.granule_id AS id, o.event, o.sink, o.status, o.attempts, o.last_error, o.created_at, o.updated_at,
+            SELECT o.granule_id AS id, o.sink, o.status, o.attempts, o.last_error, o.created_at, o.updated_at,
                    g.filename
             FROM outbox o JOIN granule g ON g.id = o.granule_id
             WHERE o.status = ANY(CAST(:statuses AS text[]))
@@ -446,13 +439,6 @@ def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Ite
         .mappings()
     )
     for row in result:
-        yield DeliveryListing(
-            id=row["id"],
-            sink=row["sink"],
-            status=row["status"],
-            attempts=row["attempts"],
-            last_error=row["last_error"],
-            created_at=row["created_at"].isoformat(),
-            updated_at=row["updated_at"].isoformat(),
-            filename=row["filename"],
-        )
+        # The columns are the listing's fields, in its order; the times are given as text.
+        times = {"created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
+        yield cast(DeliveryListing, dict(row) | times)
