@@ -49,8 +49,8 @@ def build_gateway(settings: Settings) -> Gateway:
         engine=engine_for(settings) if configured_url(settings) else None,
         # The bucket holds at least what the largest single request may be charged.
         budget=EntryBudget(
-            limits.entries_per_second,
-            max(limits.max_count, int(limits.entries_per_second), budget_units(limits.graphql_max_cost)),
+            limits.key_entries_per_second,
+            max(limits.max_count, int(limits.key_entries_per_second), budget_units(limits.graphql_max_cost)),
         ),
         graphql_slots=ConnectionLimiter(
             limits.graphql_concurrency_per_key,

@@ -23,23 +23,14 @@ class Limits:
     max_connections_per_key: int
     send_queue: int
     max_pending: int
-    entries_per_second: float
+    key_entries_per_second: float
     graphql_max_cost: int
     graphql_concurrency_per_key: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            max_entry_bytes=settings.gateway.max_entry_bytes,
-            max_count=settings.gateway.max_count,
-            max_block_ms=settings.gateway.max_block_ms,
-            max_connections_per_key=settings.gateway.max_connections_per_key,
-            send_queue=settings.gateway.send_queue,
-            max_pending=settings.gateway.max_pending,
-            entries_per_second=settings.gateway.key_entries_per_second,
-            graphql_max_cost=settings.gateway.graphql_max_cost,
-            graphql_concurrency_per_key=settings.gateway.graphql_concurrency_per_key,
-        )
+        """The limits as configured: each field is the gateway setting of its name (GATEWAY_<FIELD>)."""
+        return cls(**{field.name: getattr(settings.gateway, field.name) for field in dataclasses.fields(cls)})
 
     def check_count(self, count: int) -> int:
         if count < 1:
