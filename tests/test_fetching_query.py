@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from link_fetcher.fetching.progress import DayProgress
+from link_fetcher.fetching.progress import DayProgress, after_page
 from link_fetcher.fetching.query import (
     Cursor,
     DayQuery,
     PagingError,
     advance,
-    after_page,
     day_window,
     days_between,
     query_days,

@@ -4,7 +4,7 @@ early when asked and resume from the stored cursor.
 
 A finished day is re-checked with one request: when the server's count has not changed, nothing more is read.
 When it has, the items after the cursor are read (new ones are usually the newest); if the count is still not
-reached, items became visible earlier in the day and the whole day is read again (query.after_page).
+reached, items became visible earlier in the day and the whole day is read again (progress.after_page).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
-from link_fetcher.fetching.progress import DayProgress, ProgressTable
-from link_fetcher.fetching.query import Cursor, after_page
+from link_fetcher.fetching.progress import DayProgress, ProgressTable, after_page
+from link_fetcher.fetching.query import Cursor
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A day's read progress, kept in a table of its own per collection: `granule_count` per publication day and
 platform for products, `deletion_count` per deletion day for deletions. The server's count, items read, the
-cursor."""
+cursor; and how a page read moves them (`after_page`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from db import deletion_count_table, granule_count_table
-from link_fetcher.fetching.query import Cursor
+from link_fetcher.fetching.query import Cursor, advance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +24,34 @@ class DayProgress:
     fetched: int = 0  # distinct items read by the current pass
     completed: bool = False
     cursor: Cursor = dataclasses.field(default_factory=Cursor)
+
+
+def after_page(
+    progress: DayProgress,
+    published: Sequence[dt.datetime],
+    *,
+    returned: int,
+    top: int,
+    count: int,
+    from_day_start: bool,
+) -> tuple[DayProgress, bool]:
+    """The progress after a page of `returned` items (asked for `top`; the server counts `count`) with these
+    publication instants, and whether the pass must start again from the day's start: the pages ran out before
+    the count was reached, so items became visible behind the cursor. A pass that began at the day's start
+    completes whatever it counted (`from_day_start`)."""
+    cursor, counted = advance(progress.cursor, published)
+    progress = dataclasses.replace(
+        progress,
+        cursor=cursor,
+        fetched=progress.fetched + counted,
+        # A request from the day's start counts the whole day.
+        available=count if progress.cursor.published is None else progress.available,
+    )
+    if returned < top or returned >= count:
+        if progress.fetched >= progress.available or from_day_start:
+            return dataclasses.replace(progress, completed=True), False
+        return progress, True
+    return progress, False
 
 
 @dataclasses.dataclass(frozen=True)

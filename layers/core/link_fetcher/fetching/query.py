@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Sequence
-from typing import Protocol
 
 from link_fetcher.mission import MISSION
 
@@ -125,38 +124,3 @@ def query_days(today: dt.date, lookback_days: int) -> list[dt.date]:
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
     """Every day from `first` to `last`, both included."""
     return [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
-
-
-class PassProgress(Protocol):
-    """A day's pass over a paged collection (`progress.DayProgress`, for products and deletions alike)."""
-
-    @property
-    def cursor(self) -> Cursor: ...
-    @property
-    def fetched(self) -> int: ...
-    @property
-    def available(self) -> int: ...
-    @property
-    def completed(self) -> bool: ...
-
-
-def after_page[P: PassProgress](
-    progress: P, published: Sequence[dt.datetime], *, returned: int, top: int, count: int, from_day_start: bool
-) -> tuple[P, bool]:
-    """The progress after a page of `returned` items (asked for `top`; the server counts `count`) with these
-    publication instants, and whether the pass must start again from the day's start: the pages ran out before
-    the count was reached, so items became visible behind the cursor. A pass that began at the day's start
-    completes whatever it counted (`from_day_start`)."""
-    cursor, counted = advance(progress.cursor, published)
-    progress = dataclasses.replace(  # type: ignore[type-var]  # P is one of the progress dataclasses
-        progress,
-        cursor=cursor,
-        fetched=progress.fetched + counted,
-        # A request from the day's start counts the whole day.
-        available=count if progress.cursor.published is None else progress.available,
-    )
-    if returned < top or returned >= count:
-        if progress.fetched >= progress.available or from_day_start:
-            return dataclasses.replace(progress, completed=True), False  # type: ignore[type-var]
-        return progress, True
-    return progress, False
