@@ -32,10 +32,17 @@ class HttpError(RuntimeError):
         self.status = status
 
 
-class _TimeoutSession(requests.Session):
-    def __init__(self, timeout: tuple[float, float]) -> None:
+class _RetryingSession(requests.Session):
+    """Every call with `timeout` (unless given one), retried as `retry` says, at most `pool_size` connections kept
+    per host."""
+
+    def __init__(self, timeout: tuple[float, float], retry: Retry, pool_size: int) -> None:
         super().__init__()
         self._timeout = timeout
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+        self.headers["User-Agent"] = USER_AGENT
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -71,12 +78,7 @@ def make_session(
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    session = _TimeoutSession(timeout)
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    return session
+    return _RetryingSession(timeout, retry, pool_size)
 
 
 def with_retries[T](
