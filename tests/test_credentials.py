@@ -47,13 +47,17 @@ def test_a_secret_wins_over_a_username_and_password(aws_env) -> None:
 )
 def test_an_unreadable_secret_is_the_same_error_for_every_account(aws_env, settings, what) -> None:
     configured = read_settings(None, **settings)
-    with mock_aws(), pytest.raises(CredentialsUnavailable, match=f"^cannot read the {what} secret {MISSING_ARN}: "):
+    with (
+        mock_aws(),
+        pytest.raises(CredentialsUnavailable, match=f"^cannot read the {what} secret {MISSING_ARN}: ") as raised,
+    ):
         if what == "CDSE account":
             token_provider(configured)
         elif what == "push endpoint":
             credentials_source(configured)()
         else:
             configured_url(configured)
+    assert not raised.value.not_set  # a failed run (exit 1), not a configuration to fix
 
 
 def test_credentials_not_configured_say_what_to_set_and_never_the_password() -> None:
@@ -63,6 +67,7 @@ def test_credentials_not_configured_say_what_to_set_and_never_the_password() -> 
     assert str(raised.value) == (
         "set SUBSCRIPTION_USERNAME and SUBSCRIPTION_PASSWORD (or SUBSCRIPTION_SECRET_ARN) for the push endpoint"
     )
+    assert raised.value.not_set  # the CLI exits 2: bad configuration
     with pytest.raises(CredentialsUnavailable, match="SUBSCRIPTION_USERNAME"):
         credentials_source(read_settings(None, subscription_username="u"))
     direct = CredentialSource("database", "DATABASE", username="u", password=SecretStr("hunter2"))

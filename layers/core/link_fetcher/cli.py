@@ -148,7 +148,7 @@ def _failure(obj: CliContext, exc: Exception) -> tuple[int, str] | None:
     if isinstance(exc, CliFailure):
         return exc.exit_code, str(exc)
     if isinstance(exc, CredentialsUnavailable):  # before the database: naming it may need its secret again
-        return 1, str(exc)
+        return (2 if exc.not_set else 1), str(exc)
     if (database := _database_error(obj, exc)) is not None:
         return 1, database
     return None

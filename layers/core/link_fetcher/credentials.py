@@ -21,8 +21,12 @@ SECRET_MAX_AGE_SECONDS = 300
 
 
 class CredentialsUnavailable(RuntimeError):
-    """Credentials that are not configured, or a secret that cannot be read, is not JSON or lacks a field. The
-    message names the variables or the secret, never a value."""
+    """Credentials that are not configured (`not_set`: a configuration to fix, exit 2 in the CLI), or a secret that
+    cannot be read, is not JSON or lacks a field. The message names the variables or the secret, never a value."""
+
+    def __init__(self, message: str, *, not_set: bool = False) -> None:
+        super().__init__(message)
+        self.not_set = not_set
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,7 +53,8 @@ class CredentialSource:
         """This source; CredentialsUnavailable (saying what to set) when it names no credentials."""
         if not self.configured:
             p = self.prefix
-            raise CredentialsUnavailable(f"set {p}_USERNAME and {p}_PASSWORD (or {p}_SECRET_ARN) for the {self.what}")
+            message = f"set {p}_USERNAME and {p}_PASSWORD (or {p}_SECRET_ARN) for the {self.what}"
+            raise CredentialsUnavailable(message, not_set=True)
         return self
 
     def fields(self, *also: str) -> dict[str, Any]:
@@ -58,7 +63,8 @@ class CredentialSource:
         if self.secret_arn:
             return read_secret(self.secret_arn, what=self.what, fields=("username", "password", *also))
         if also:
-            raise CredentialsUnavailable(f"set {self.prefix}_SECRET_ARN: the {self.what} needs {', '.join(also)}")
+            message = f"set {self.prefix}_SECRET_ARN: the {self.what} needs {', '.join(also)}"
+            raise CredentialsUnavailable(message, not_set=True)
         self.required()
         assert self.username is not None and self.password is not None  # required() checked both
         return {"username": self.username, "password": self.password.get_secret_value()}

@@ -7,8 +7,7 @@ import functools
 
 import click
 
-from link_fetcher.cli_support import CliContext, ConfigurationError, pass_context, stderr
-from link_fetcher.credentials import CredentialsUnavailable
+from link_fetcher.cli_support import CliContext, pass_context, stderr
 
 
 @click.command()
@@ -33,10 +32,7 @@ def serve(obj: CliContext, host: str, port: int, workers: int | None) -> int:
     workers = workers or default_workers()
 
     engine = obj.engine()  # start the embedded database (when used) before taking requests
-    try:
-        app = serving_app(obj.settings, engine)
-    except CredentialsUnavailable as exc:
-        raise ConfigurationError(str(exc)) from exc
+    app = serving_app(obj.settings, engine)
     stderr.print(
         f"push endpoint on http://{host}:{port}/events ({obj.database_description()}, {workers} worker(s))",
         highlight=False,

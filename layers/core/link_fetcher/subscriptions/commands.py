@@ -19,8 +19,7 @@ from link_fetcher.cdse.subscriptions import (
     pull_subscription,
     push_subscription,
 )
-from link_fetcher.cli_support import CliContext, CliFailure, ConfigurationError, pass_context, stdout
-from link_fetcher.credentials import CredentialsUnavailable
+from link_fetcher.cli_support import CliContext, CliFailure, pass_context, stdout
 from link_fetcher.http import HttpError, make_session
 from link_fetcher.push.auth import credentials_source
 
@@ -29,10 +28,7 @@ T = TypeVar("T")
 
 def _api(obj: CliContext) -> SubscriptionsApi:
     settings = obj.settings
-    try:
-        settings.cdse.credentials.required()  # the account that owns the subscription
-    except CredentialsUnavailable as exc:
-        raise ConfigurationError(str(exc)) from exc
+    settings.cdse.credentials.required()  # the account that owns the subscription
     tokens = token_provider(settings)
     assert tokens is not None  # required() checked that an account is configured
     # POST is not retried: a create that reached CDSE and is sent again would be refused as a second one (and
@@ -70,10 +66,7 @@ def create(obj: CliContext, endpoint_url: str | None, pull: bool) -> int:
         assert endpoint_url is not None
         if not endpoint_url.startswith(("https://", "http://")):
             raise click.BadParameter("must be an http(s) URL", param_hint="--endpoint")
-        try:
-            credentials = credentials_source(obj.settings)()
-        except CredentialsUnavailable as exc:
-            raise ConfigurationError(str(exc)) from exc
+        credentials = credentials_source(obj.settings)()
         body = push_subscription(
             endpoint_url, credentials.username, credentials.password, obj.settings.criteria.product_type
         )
