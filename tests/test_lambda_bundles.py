@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cdk.link_fetcher_cdk.bundling import PYTHON_VERSION
 from cdk.link_fetcher_cdk.config import PROJECT_ROOT
 from cdk.link_fetcher_cdk.local_lambda import LambdaTree, build_tree
+from cdk.link_fetcher_cdk.python_runtime import PYTHON_VERSION
 from link_fetcher.observability import FUNCTION_SERVICES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

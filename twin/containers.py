@@ -15,7 +15,6 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 
 import boto3
 
+from cdk.link_fetcher_cdk.python_runtime import runtime_python
 from twin.template import ACCOUNT, REGION, FunctionSpec
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -56,17 +56,6 @@ class Invocation:
 class Fault:
     kind: str  # "timeout": the context runs out after `seconds`; "kill": the process is killed after `seconds`
     seconds: float
-
-
-def runtime_python(runtime: str) -> str:
-    """An interpreter of the function's runtime (`python3.13`): this one, or that command on PATH."""
-    version = runtime.removeprefix("python")
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    found = shutil.which(f"python{version}")
-    if found is None:
-        raise RuntimeError(f"the functions run on {runtime}: python{version} is needed")
-    return found
 
 
 def runtime_dir(target: Path) -> Path:
@@ -108,7 +97,7 @@ class Container:
         assert self.spec.asset is not None
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our interpreter, the bundle's paths
-                [runtime_python(self.spec.runtime), "-I", "-S", "-B", str(BOOTSTRAP), str(self.spec.asset),
+                [runtime_python(self.spec.python_version), "-I", "-S", "-B", str(BOOTSTRAP), str(self.spec.asset),
                  str(self.opt), str(self.runtime), str(request_read), str(reply_write)],
                 env=self.environment, cwd=self.spec.asset, stdout=log, stderr=subprocess.STDOUT,
                 pass_fds=(request_read, reply_write),

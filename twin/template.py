@@ -49,6 +49,11 @@ class FunctionSpec:
     def is_python(self) -> bool:
         return self.runtime.startswith("python")
 
+    @property
+    def python_version(self) -> str:
+        """The runtime's Python (major.minor): `3.13` of `python3.13`."""
+        return self.runtime.removeprefix("python")
+
 
 @dataclasses.dataclass(frozen=True)
 class TargetSpec:

@@ -19,7 +19,8 @@ from aws_cdk import aws_lambda as lambda_
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-PYTHON_VERSION = "3.13"
+from .python_runtime import PYTHON_VERSION
+
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 # The Python 3.13 runtime runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 and manylinux2014 (glibc 2.17)
 # wheels load there; pip prefers the first platform a package has a wheel for.

@@ -26,20 +26,10 @@ MAX_RECEIVES = 5
 class Delivery(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "ToDownloadDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.queue = sqs.Queue(
-            self,
+        self.dead_letter_queue = self._queue("ToDownloadDeadLetters")
+        self.queue = self._queue(
             "ToDownload",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             visibility_timeout=QUEUE_VISIBILITY_TIMEOUT,
-            retention_period=Duration.days(14),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dead_letter_queue),
         )
         destroy = config.removal_policy == "destroy"
@@ -60,15 +50,35 @@ class Delivery(Construct):
             "Only the downloader writes here; CloudTrail data events give an audit trail when one is wanted",
         )
 
-    def grant_downloads(self, function: lambda_.IFunction) -> None:
+    def _queue(
+        self,
+        construct_id: str,
+        *,
+        visibility_timeout: Duration | None = None,
+        dead_letter_queue: sqs.DeadLetterQueue | None = None,
+    ) -> sqs.Queue:
+        """An encrypted queue, reached over TLS only, that keeps a message the longest SQS allows."""
+        return sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=visibility_timeout,
+            retention_period=Duration.days(14),
+            dead_letter_queue=dead_letter_queue,
+        )
+
+    def grant_downloads(self, function: lambda_.Function) -> None:
         """Write products (multipart uploads included) and check what is there already."""
         self._grant(function, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"])
 
-    def grant_listing(self, function: lambda_.IFunction) -> None:
+    def grant_listing(self, function: lambda_.Function) -> None:
         """Check which products are in the bucket."""
         self._grant(function, ["s3:GetObject"])
 
-    def _grant(self, function: lambda_.IFunction, object_actions: list[str]) -> None:
+    def _grant(self, function: lambda_.Function, object_actions: list[str]) -> None:
+        # The function is told which bucket it may use.
+        function.add_environment("UPLOAD_BUCKET", self.bucket.bucket_name)
         # ListBucket too: without it a missing object answers 403 instead of 404.
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
         function.add_to_role_policy(

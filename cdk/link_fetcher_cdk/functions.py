@@ -14,7 +14,6 @@ from link_fetcher.observability import FUNCTION_SERVICES
 from link_fetcher.settings import Settings
 
 from .bundling import RUNTIME, function_code, layer_code, project_layers
-from .config import DeployConfig
 from .environment import function_environment
 from .nag import acknowledge
 from .network import Network
@@ -29,32 +28,31 @@ class Functions(Construct):
         construct_id: str,
         *,
         project_root: Path,
-        config: DeployConfig,
+        retention: logs.RetentionDays,
         settings: Settings,
         network: Network,
     ) -> None:
         super().__init__(scope, construct_id)
         self._lambdas_dir = project_root / "lambdas"
-        self._config = config
+        self._retention = retention
         self._network = network
         self._settings = settings
         layers = project_layers(project_root)
-        self.db_layer = lambda_.LayerVersion(
-            self,
-            "DbLayer",
-            code=layer_code(layers["db"]),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            description="link-fetcher db package (models, migrations, recording, outbox) and its dependencies",
-        )
-        self.core_layer = lambda_.LayerVersion(
-            self,
-            "CoreLayer",
-            code=layer_code(layers["core"]),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            description="link-fetcher core package (CDSE client, filters, sinks, relay) and its dependencies",
-        )
+        # Every function has both, in this order (Lambda extracts them into /opt one after the other).
+        self.layers = [
+            lambda_.LayerVersion(
+                self,
+                f"{name.capitalize()}Layer",
+                code=layer_code(layers[name]),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[lambda_.Architecture.X86_64],
+                description=f"link-fetcher {name} package ({contents}) and its dependencies",
+            )
+            for name, contents in (
+                ("db", "models, migrations, recording, outbox"),
+                ("core", "CDSE client, filters, sinks, relay"),
+            )
+        ]
         # What a function in a VPC needs for its network interfaces, instead of the broader AWS-managed policies.
         self._network_interfaces = iam.ManagedPolicy(
             self,
@@ -92,7 +90,7 @@ class Functions(Construct):
     ) -> lambda_.Function:
         folder = self._lambdas_dir / name
         construct_id = "".join(part.capitalize() for part in name.split("_"))
-        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self._config.retention)
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self._retention)
         # A role per function holding only what it is granted: its own log group and the network interfaces.
         role = iam.Role(
             self,
@@ -109,7 +107,7 @@ class Functions(Construct):
             architecture=lambda_.Architecture.X86_64,
             handler="handler.handler",
             code=function_code(folder, extra_files),
-            layers=[self.db_layer, self.core_layer],
+            layers=self.layers,
             timeout=timeout,
             memory_size=memory_mb,
             environment={

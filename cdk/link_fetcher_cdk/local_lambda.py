@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from link_fetcher.settings import read_settings
 
 from .bundling import (
     PROVIDED,
-    PYTHON_VERSION,
     CopyBundling,
     PipLayerBundling,
     compile_bytecode,
@@ -28,6 +26,7 @@ from .bundling import (
     project_layers,
 )
 from .environment import function_environment
+from .python_runtime import runtime_python
 
 # Lambda's order: the function, then the layers, then the runtime's own packages (boto3).
 _IMPORT = """
@@ -87,16 +86,6 @@ class LambdaTree:
         if completed.returncode != 0:
             raise ImportError(f"{function}: importing {module} failed:\n{completed.stderr}")
         return Imported(**json.loads(completed.stdout.splitlines()[-1]))
-
-
-def runtime_python() -> str:
-    """An interpreter of the Lambda runtime's Python version: this one, or `python3.X` on PATH."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == PYTHON_VERSION:
-        return sys.executable
-    found = shutil.which(f"python{PYTHON_VERSION}")
-    if found is None:
-        raise RuntimeError(f"Python {PYTHON_VERSION} (the Lambda runtime's) is needed to check the bundles")
-    return found
 
 
 def build_tree(project_root: Path, target: Path) -> LambdaTree:

@@ -27,6 +27,17 @@ from .push import PushApi, PushCredentials
 DOWNLOADERS = 4
 DOWNLOAD_BATCH = 4
 WATCHES_FILE_IN_FUNCTION = "watches.toml"
+# The functions of every deployment but the STAC fetcher, by their folder under lambdas/: what each does, its
+# timeout and its memory (MB).
+FUNCTIONS = (
+    ("migrate", "Applies the Alembic migrations", Duration.minutes(5), 512),
+    ("date_generator", "(day, platform) pairs to poll", Duration.seconds(30), 256),
+    ("link_fetcher", "Fetches one day of one platform from CDSE", Duration.minutes(15), 512),
+    ("link_subscription", "CDSE push endpoint (POST /events)", Duration.seconds(29), 512),
+    ("relay", "Delivers pending granules", Duration.minutes(5), 512),
+    ("downloader", "Downloads granules from the To Download queue into the bucket", DOWNLOADER_TIMEOUT, 2048),
+    ("reconcile", "Requeues recorded granules missing from the bucket", Duration.minutes(15), 512),
+)
 
 
 class LinkFetcherStack(Stack):
@@ -52,11 +63,9 @@ class LinkFetcherStack(Stack):
         )
         acknowledge(cdse_account, "AwsSolutions-SMG4", "The CDSE account's password is changed on CDSE, then here")
         functions = Functions(
-            self, "Functions", project_root=project_root, config=config, settings=settings, network=network
+            self, "Functions", project_root=project_root, retention=config.retention, settings=settings, network=network
         )
-        self.functions: dict[str, lambda_.Function] = self._add_functions(
-            functions, project_root, config, settings, delivery, push_credentials, cdse_account
-        )
+        self.functions: dict[str, lambda_.Function] = self._add_functions(functions, project_root, config, settings)
         self._grant(database, delivery, push_credentials, cdse_account)
         migration = database.migrate_on_deploy(
             self.functions["migrate"], project_root / "layers" / "db" / "db" / "migrations", config.retention
@@ -102,55 +111,20 @@ class LinkFetcherStack(Stack):
         project_root: Path,
         config: DeployConfig,
         settings: Settings,
-        delivery: Delivery,
-        push_credentials: PushCredentials,
-        cdse_account: secretsmanager.Secret,
     ) -> dict[str, lambda_.Function]:
         """Every function, by its directory name under lambdas/ (the puller only in pull mode)."""
         added = {
-            "migrate": functions.add(
-                "migrate", description="Applies the Alembic migrations", timeout=Duration.minutes(5)
-            ),
-            "date_generator": functions.add(
-                "date_generator",
-                description="(day, platform) pairs to poll",
-                timeout=Duration.seconds(30),
-                memory_mb=256,
-            ),
-            "link_fetcher": functions.add(
-                "link_fetcher", description="Fetches one day of one platform from CDSE", timeout=Duration.minutes(15)
-            ),
-            "link_subscription": functions.add(
-                "link_subscription",
-                description="CDSE push endpoint (POST /events)",
-                timeout=Duration.seconds(29),
-                environment={"SUBSCRIPTION_SECRET_ARN": push_credentials.secret.secret_arn},
-            ),
-            "relay": functions.add("relay", description="Delivers pending granules", timeout=Duration.minutes(5)),
-            "downloader": functions.add(
-                "downloader",
-                description="Downloads granules from the To Download queue into the bucket",
-                timeout=DOWNLOADER_TIMEOUT,
-                memory_mb=2048,
-                environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name, "CDSE_SECRET_ARN": cdse_account.secret_arn},
-            ),
-            "reconcile": functions.add(
-                "reconcile",
-                description="Requeues recorded granules missing from the bucket",
-                timeout=Duration.minutes(15),
-                environment={"UPLOAD_BUCKET": delivery.bucket.bucket_name},
-            ),
-            "stac_fetcher": self._add_stac_fetcher(functions, project_root, config, settings),
+            name: functions.add(name, description=description, timeout=timeout, memory_mb=memory_mb)
+            for name, description, timeout, memory_mb in FUNCTIONS
         }
+        added["stac_fetcher"] = self._add_stac_fetcher(functions, project_root, config, settings)
         # DEPLOY_SUBSCRIPTION_MODE=pull: no public endpoint; a schedule reads the PULL subscription (SPEC §9).
         if config.subscription_mode == "pull":
             added["subscription_puller"] = functions.add(
                 "subscription_puller",
                 description="Reads the CDSE PULL subscription, records and acknowledges",
                 timeout=Duration.minutes(5),
-                environment={"CDSE_SECRET_ARN": cdse_account.secret_arn},
             )
-            cdse_account.grant_read(added["subscription_puller"])
         return added
 
     @staticmethod
@@ -176,20 +150,31 @@ class LinkFetcherStack(Stack):
         push_credentials: PushCredentials,
         cdse_account: secretsmanager.Secret,
     ) -> None:
-        """What each function may read and send, and the downloader's queue."""
+        """What each function may read, send and write, and the downloader's queue."""
         f = self.functions
         pullers = (f["subscription_puller"],) if "subscription_puller" in f else ()
         recorders = (f["link_fetcher"], f["link_subscription"], f["relay"], f["reconcile"], f["stac_fetcher"], *pullers)
         # The date generator reads the progress tables for the days left unfinished.
         readers = (f["migrate"], *recorders[:3], f["downloader"], *recorders[3:], f["date_generator"])
-        for function in readers:  # the order of the policies
-            function.add_environment("DATABASE_SECRET_ARN", database.secret.secret_arn)
-            database.secret.grant_read(function)
-        for function in recorders:
-            function.add_environment("TO_DOWNLOAD_QUEUE_URL", delivery.queue.queue_url)
-            delivery.queue.grant_send_messages(function)
-        push_credentials.secret.grant_read(f["link_subscription"])
-        cdse_account.grant_read(f["downloader"])
+        # A function is told of what it may use by a variable: (function, variable, value, grant), in the order of
+        # the policies' statements.
+        cdse, database_secret, push, queue = cdse_account, database.secret, push_credentials.secret, delivery.queue
+        uses = (
+            *((function, "CDSE_SECRET_ARN", cdse.secret_arn, cdse.grant_read) for function in pullers),
+            *(
+                (function, "DATABASE_SECRET_ARN", database_secret.secret_arn, database_secret.grant_read)
+                for function in readers
+            ),
+            *(
+                (function, "TO_DOWNLOAD_QUEUE_URL", queue.queue_url, queue.grant_send_messages)
+                for function in recorders
+            ),
+            (f["link_subscription"], "SUBSCRIPTION_SECRET_ARN", push.secret_arn, push.grant_read),
+            (f["downloader"], "CDSE_SECRET_ARN", cdse.secret_arn, cdse.grant_read),
+        )
+        for function, variable, value, grant in uses:
+            function.add_environment(variable, value)
+            grant(function)
         delivery.grant_downloads(f["downloader"])
         delivery.grant_listing(f["reconcile"])
         f["downloader"].add_event_source(
