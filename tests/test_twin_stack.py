@@ -168,3 +168,16 @@ def test_the_clock_is_set_and_advanced_in_utc() -> None:
 @pytest.mark.unit
 def test_lambda_bills_milliseconds_times_memory() -> None:
     assert FunctionUsage(memory_mb=2048, invocations=1, seconds=1.0004).billed_gb_seconds == pytest.approx(2.002)
+
+
+@pytest.mark.unit
+def test_a_containers_waits_run_at_the_stacks_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backoff of 2 s inside a function costs 2 s of its timeout: at a twentieth, a tenth of a real second."""
+    from twin import bootstrap
+
+    waited: list[float] = []
+    monkeypatch.setattr(bootstrap, "_REAL_SLEEP", waited.append)
+    sleep = bootstrap._sleep_in_stack_time(0.05)
+    sleep(2)
+    sleep(0.5)
+    assert waited == pytest.approx([0.1, 0.025])

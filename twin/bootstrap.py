@@ -6,6 +6,9 @@ Standard library only: it runs with no site-packages, like /var/runtime's bootst
 request is one JSON line on REQUEST_FD ({"event", "deadline", "scale", "request_id"}) and its reply one JSON line on
 REPLY_FD ({"result"} or {"error"}), after a first line {"ready": true} that ends INIT. Whatever the handler prints
 (logs, embedded metrics) goes to stdout as on Lambda.
+
+The container's clock runs at the stack's pace: `time.sleep` (urllib3's and botocore's backoffs, Retry-After) is
+scaled like the deadline, so a wait costs the same share of a function's timeout as on Lambda.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, SupportsIndex
+
+_REAL_SLEEP = time.sleep
 
 
 class LambdaContext:
@@ -38,6 +44,13 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) / self._scale * 1000))
+
+
+def _sleep_in_stack_time(scale: float) -> Callable[[float | SupportsIndex], None]:
+    def sleep(seconds: float | SupportsIndex) -> None:
+        _REAL_SLEEP(float(seconds) * scale)
+
+    return sleep
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def main() -> None:
     replies.flush()
     for line in requests:
         request = json.loads(line)
+        time.sleep = _sleep_in_stack_time(float(request["scale"]))
         if init_error is not None:
             reply: dict[str, Any] = {"error": init_error}
         else:
