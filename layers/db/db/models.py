@@ -180,31 +180,35 @@ granule_table = Table(
     Index("ix_granule_remembered", "first_seen", postgresql_where=text("source = 'deletion'")),
 )
 
-
-def _day_progress_table(name: str, counted: str, cursor: str, *keys: Column[Any]) -> Table:
-    """A paged pass's progress per day (and `keys`): how many `counted` the server reported and were read, and the
-    resume point of an unfinished day, the `cursor` instant reached and how many entities at exactly that instant
-    were already read."""
-    return Table(
-        name,
-        metadata,
-        Column("date", Date, primary_key=True),
-        *keys,
-        Column(f"available_{counted}", Integer, nullable=False, server_default=text("0")),
-        Column(f"fetched_{counted}", Integer, nullable=False, server_default=text("0")),
-        _timestamp("last_fetched_time"),
-        Column("completed", Boolean, nullable=False, server_default=text("false")),
-        _timestamp(f"cursor_{cursor}"),
-        Column("cursor_offset", Integer, nullable=False, server_default=text("0")),
-    )
-
-
-# Per publication day and platform: the Products poll's progress.
-granule_count_table = _day_progress_table(
-    "granule_count", "links", "published", Column("platform", Text, primary_key=True)
+# Per publication day and platform: what the server reported and how far the Products poll got.
+granule_count_table = Table(
+    "granule_count",
+    metadata,
+    Column("date", Date, primary_key=True),
+    Column("platform", Text, primary_key=True),
+    Column("available_links", Integer, nullable=False, server_default=text("0")),
+    Column("fetched_links", Integer, nullable=False, server_default=text("0")),
+    _timestamp("last_fetched_time"),
+    Column("completed", Boolean, nullable=False, server_default=text("false")),
+    # Resume point of an unfinished day: the PublicationDate reached and how many products at exactly that
+    # instant were already read.
+    _timestamp("cursor_published"),
+    Column("cursor_offset", Integer, nullable=False, server_default=text("0")),
 )
-# Per deletion day: the DeletedProducts poll's progress.
-deletion_count_table = _day_progress_table("deletion_count", "deletions", "deleted")
+
+# Per deletion day: the DeletedProducts poll's progress (as granule_count is for Products). Written out like
+# granule_count rather than made by one function, so each column can be found by its name.
+deletion_count_table = Table(
+    "deletion_count",
+    metadata,
+    Column("date", Date, primary_key=True),
+    Column("available_deletions", Integer, nullable=False, server_default=text("0")),
+    Column("fetched_deletions", Integer, nullable=False, server_default=text("0")),
+    _timestamp("last_fetched_time"),
+    Column("completed", Boolean, nullable=False, server_default=text("false")),
+    _timestamp("cursor_deleted"),
+    Column("cursor_offset", Integer, nullable=False, server_default=text("0")),
+)
 
 
 class DeliveryEvent(enum.StrEnum):

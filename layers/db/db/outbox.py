@@ -439,6 +439,13 @@ def list_deliveries(conn: Connection, statuses: Sequence[DeliveryStatus]) -> Ite
         .mappings()
     )
     for row in result:
-        # The columns are the listing's fields, in its order; the times are given as text.
-        times = {"created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
-        yield cast(DeliveryListing, dict(row) | times)
+        yield DeliveryListing(
+            id=row["id"],
+            sink=row["sink"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            created_at=row["created_at"].isoformat(),
+            updated_at=row["updated_at"].isoformat(),
+            filename=row["filename"],
+        )
